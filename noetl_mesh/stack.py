@@ -1,0 +1,269 @@
+"""The local mesh supervisor.
+
+`up()` starts Postgres, NATS and then each mesh process in order, waiting for each to be ready
+before starting the next; `down()` stops them in reverse. Each process runs in a session of its
+own with output to <run dir>/logs/<name>.log, so it outlives the command that started it and a
+later `noetl-mesh down` finds it through <run dir>/state.json.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import logging
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import NoReturn, Self
+
+from noetl_mesh import procs, state
+from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
+from noetl_mesh.errors import StartError
+from noetl_mesh.mesh import ProcessSpec, mesh_environment, mesh_processes
+from noetl_mesh.probes import ProbeFailed
+from noetl_mesh.state import InfraState, ProcessState, StackInfo
+
+log = logging.getLogger(__name__)
+
+ProcessFactory = Callable[[Ports], Sequence[ProcessSpec]]
+"""Builds the process list once ports are resolved; tests pass their own to supervise fakes."""
+
+_POLL = 0.1
+
+
+class Health(enum.Enum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    name: str
+    pid: int | None
+    alive: bool
+    address: str
+    log: Path | None
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    rows: tuple[StatusRow, ...]
+
+    @property
+    def health(self) -> Health:
+        alive = [row.alive for row in self.rows]
+        if not any(alive):
+            return Health.DOWN
+        return Health.UP if all(alive) else Health.DEGRADED
+
+
+class Stack:
+    """A local mesh rooted at `config.run_dir`. Methods block; none of them needs an event loop."""
+
+    def __init__(self, config: StackConfig, processes: ProcessFactory = mesh_processes) -> None:
+        self._config = config
+        self._processes = processes
+        self._logs = config.run_dir / "logs"
+        # Built even when external servers are configured: down() stops whatever embedded server
+        # runs in this run dir, however the stack that started it was configured.
+        self._postgres = EmbeddedPostgres(
+            config.run_dir / "postgres", port=config.ports.postgres, log_path=self._logs / "postgres.log"
+        )
+        self._nats = EmbeddedNats(
+            config.run_dir / "nats",
+            port=config.ports.nats,
+            monitor_port=config.ports.nats_monitor,
+            log_path=self._logs / "nats.log",
+        )
+        # Our own children, kept so they can be reaped; a later command only has their pids.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> Self:
+        self.up()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.down()
+
+    @property
+    def run_dir(self) -> Path:
+        return self._config.run_dir
+
+    def info(self) -> StackInfo | None:
+        """The recorded stack, whether or not its processes still run."""
+        return state.load(self.run_dir)
+
+    def up(self) -> StackInfo:
+        """Start the stack, or return the running one. A partly running stack is restarted whole.
+
+        Raises:
+            StartError: a process exited or did not become ready; everything started was stopped.
+            InfraError: embedded Postgres or NATS failed; everything started was stopped.
+        """
+        with self._locked():
+            current = state.load(self.run_dir)
+            if current is not None:
+                if self._status(current).health is Health.UP:
+                    return current
+                log.info("the stack is partly down; restarting it")
+                self._teardown(current)
+            return self._start()
+
+    def down(self) -> None:
+        """Stop every process in reverse start order, then the embedded servers; forget the stack.
+
+        Raises:
+            InfraError: embedded Postgres would not stop.
+        """
+        with self._locked():
+            self._teardown(state.load(self.run_dir))
+
+    def status(self) -> StackStatus:
+        """Liveness of each recorded component; no rows when no stack is recorded."""
+        current = state.load(self.run_dir)
+        return self._status(current) if current is not None else StackStatus(())
+
+    def _start(self) -> StackInfo:
+        self._logs.mkdir(parents=True, exist_ok=True)
+        ports = self._config.ports.resolve_processes()
+        info: StackInfo | None = None
+        try:
+            postgres = self._start_postgres()
+            nats = self._start_nats()
+            info = StackInfo(self.run_dir, time.time(), ports, postgres, nats, ())
+            state.save(info)
+            shared = {
+                **self._config.base_env,
+                **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
+            }
+            for machine_id, spec in enumerate(self._processes(ports), start=1):
+                started = time.monotonic()
+                env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
+                process = self._launch(spec, env)
+                # Recorded before the wait, so an interrupted `up` leaves nothing `down` cannot find.
+                info = info.with_process(process)
+                state.save(info)
+                self._await_ready(spec, process, started)
+        except BaseException:
+            self._teardown(info)
+            raise
+        return info
+
+    def _start_postgres(self) -> InfraState:
+        if self._config.pg_dsn is not None:
+            return InfraState("postgres", self._config.pg_dsn, embedded=False, log=None)
+        started = time.monotonic()
+        dsn = self._postgres.start()
+        log.info("postgres: ready at %s (%.1fs)", _address(dsn, 5432), time.monotonic() - started)
+        return InfraState("postgres", dsn, embedded=True, log=self._postgres.log_path)
+
+    def _start_nats(self) -> InfraState:
+        if self._config.nats_url is not None:
+            return InfraState("nats", self._config.nats_url, embedded=False, log=None)
+        started = time.monotonic()
+        url = self._nats.start()
+        log.info("nats: ready at %s (%.1fs)", url, time.monotonic() - started)
+        return InfraState("nats", url, embedded=True, log=self._nats.log_path)
+
+    def _launch(self, spec: ProcessSpec, env: Mapping[str, str]) -> ProcessState:
+        log_path = self._logs / f"{spec.name}.log"
+        with log_path.open("wb") as log_file:
+            child = subprocess.Popen(
+                spec.argv,
+                cwd=self.run_dir,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._children[child.pid] = child
+        log.info("%s: started (pid %d), waiting for %s", spec.name, child.pid, spec.readiness.describe())
+        return ProcessState(spec.name, child.pid, procs.start_ticks(child.pid), spec.address, log_path)
+
+    def _await_ready(self, spec: ProcessSpec, process: ProcessState, started: float) -> None:
+        child = self._children[process.pid]
+        deadline = started + self._config.ready_timeout
+        while True:
+            code = child.poll()
+            if code is not None:
+                _fail(f"{spec.name} exited with code {code} before it was ready", process)
+            try:
+                if spec.readiness.ready(started, process.log):
+                    break
+            except ProbeFailed as exc:
+                _fail(f"{spec.name} {exc}", process)
+            if time.monotonic() > deadline:
+                _fail(
+                    f"{spec.name} was not ready after {self._config.ready_timeout:g}s "
+                    f"(waited for {spec.readiness.describe()})",
+                    process,
+                )
+            time.sleep(_POLL)
+        log.info("%s: ready (%.1fs)", spec.name, time.monotonic() - started)
+
+    def _teardown(self, info: StackInfo | None) -> None:
+        if info is not None:
+            for process in reversed(info.processes):
+                procs.terminate(process.pid, process.start_ticks, self._config.stop_grace)
+                child = self._children.pop(process.pid, None)
+                if child is not None:
+                    child.wait()
+                log.info("%s: stopped", process.name)
+        # Embedded servers in this run dir are ours whatever the record says, and a record may be
+        # missing when an earlier `up` died before writing it.
+        if self._nats.pid() is not None:
+            self._nats.stop()
+            log.info("nats: stopped")
+        if self._postgres.pid() is not None:
+            self._postgres.stop()
+            log.info("postgres: stopped")
+        state.remove(self.run_dir)
+
+    def _status(self, info: StackInfo) -> StackStatus:
+        rows = [
+            self._infra_row(info.postgres, self._postgres.pid(), 5432),
+            self._infra_row(info.nats, self._nats.pid(), 4222),
+        ]
+        for p in info.processes:
+            rows.append(StatusRow(p.name, p.pid, procs.is_alive(p.pid, p.start_ticks), p.address, p.log))
+        return StackStatus(tuple(rows))
+
+    @staticmethod
+    def _infra_row(infra: InfraState, embedded_pid: int | None, default_port: int) -> StatusRow:
+        address = _address(infra.url, default_port)
+        if infra.embedded:
+            return StatusRow(infra.name, embedded_pid, embedded_pid is not None, address, infra.log)
+        host, _, port = address.rpartition(":")
+        reachable = bool(host) and port.isdigit() and procs.port_open(host, int(port))
+        return StatusRow(infra.name, None, reachable, f"{address} (external)", None)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One up/down at a time per run dir."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+
+def _address(url: str, default_port: int) -> str:
+    """host:port of a URL-style DSN, without credentials (the result is printed)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return f"{parts.hostname or '?'}:{parts.port or default_port}"
+    except ValueError:
+        return "?"
+
+
+def _fail(message: str, process: ProcessState) -> NoReturn:
+    raise StartError(message, name=process.name, log_tail=procs.tail(process.log))

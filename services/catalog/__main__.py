@@ -1,0 +1,40 @@
+"""`python -m services.catalog`: the catalog gRPC service."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from noetl.v1 import catalog_pb2_grpc
+
+from services.catalog.api import CatalogApi
+from services.catalog.service import Catalog
+from services.catalog.settings import Settings
+from services.catalog.store import CatalogStore
+from services.common import db, runner
+from services.common.grpc_server import Registrar
+from services.common.ids import Snowflake, default_machine_id
+
+
+@asynccontextmanager
+async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
+    pool = await db.create_pool(settings.basics.pg_dsn)
+    try:
+        api = CatalogApi(Catalog(CatalogStore(pool), Snowflake(default_machine_id())))
+
+        def register(server: grpc.aio.Server) -> None:
+            catalog_pb2_grpc.add_CatalogServiceServicer_to_server(api, server)
+
+        yield [register]
+    finally:
+        await pool.close()
+
+
+def main() -> int:
+    return runner.run("catalog", Settings.load, assemble)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

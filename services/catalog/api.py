@@ -1,0 +1,81 @@
+"""CatalogService servicer: request → domain call → response, nothing else."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from noetl.v1 import catalog_pb2, catalog_pb2_grpc
+
+from services.catalog.service import Catalog, Lookup
+from services.catalog.store import Entry
+from services.common.errors import MeshError
+
+
+def _ts(entry: Entry) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(entry.created_at)
+    return stamp
+
+
+def entry_message(entry: Entry) -> catalog_pb2.CatalogEntry:
+    return catalog_pb2.CatalogEntry(
+        catalog_id=entry.catalog_id,
+        path=entry.path,
+        version=entry.version,
+        kind=entry.kind,
+        content=entry.content,
+        layout_json=(entry.layout or "").encode(),
+        payload_json=(entry.payload or "").encode(),
+        meta_json=(entry.meta or "").encode(),
+        created_at=_ts(entry),
+        archived=entry.archived,
+    )
+
+
+def _registered(entry: Entry) -> catalog_pb2.RegisterResponse:
+    return catalog_pb2.RegisterResponse(
+        catalog_id=entry.catalog_id, path=entry.path, version=entry.version, kind=entry.kind
+    )
+
+
+class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    async def Register(
+        self, request: catalog_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.RegisterResponse:
+        return _registered(await self._catalog.register(request.content, request.resource_type))
+
+    async def RegisterBatch(
+        self, request: catalog_pb2.RegisterBatchRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.RegisterBatchResponse:
+        results = []
+        for index, item in enumerate(request.items):
+            try:
+                entry = await self._catalog.register(item.content, item.resource_type)
+            except MeshError as exc:
+                results.append(catalog_pb2.RegisterBatchResult(index=index, error=str(exc.detail)))
+                continue
+            results.append(catalog_pb2.RegisterBatchResult(index=index, registered=_registered(entry)))
+        return catalog_pb2.RegisterBatchResponse(results=results)
+
+    async def List(self, request: catalog_pb2.ListRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.ListResponse:
+        entries = await self._catalog.list(
+            kind=request.resource_type if request.HasField("resource_type") else None,
+            path=request.path if request.HasField("path") else None,
+            agent_only=request.agent_only,
+            capabilities=list(request.capabilities),
+            include_archived=request.include_archived,
+        )
+        return catalog_pb2.ListResponse(entries=[entry_message(e) for e in entries])
+
+    async def GetResource(
+        self, request: catalog_pb2.GetResourceRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetResourceResponse:
+        lookup = Lookup(
+            catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
+            path=request.path if request.HasField("path") else None,
+            version=request.version if request.HasField("version") else None,
+        )
+        return catalog_pb2.GetResourceResponse(entry=entry_message(await self._catalog.resolve(lookup)))

@@ -1,0 +1,100 @@
+"""Registration rules (http-api.md §3.1): decode, parse, kind and path, metadata."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from services.common.errors import InvalidArgument
+from services.common.timeutil import rfc3339, utcnow
+
+_KIND_ALIASES = {
+    "playbook": "playbook",
+    "credential": "credential",
+    "credentials": "credential",
+    "secret": "credential",
+    "secrets": "credential",
+    "mcp": "mcp",
+    "modelcontextprotocol": "mcp",
+    "agent": "agent",
+    "memory": "memory",
+}
+EXECUTABLE_KINDS = frozenset({"playbook", "agent"})
+_NON_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    content: str
+    payload: Any
+    kind: str
+    path: str
+    meta: dict[str, Any]
+
+
+def decode_content(content: str) -> str:
+    """Base64 (standard alphabet, padding optional, junk ignored) when it decodes to UTF-8, else as-is."""
+    cleaned = _NON_BASE64.sub("", content)
+    if not cleaned:
+        return content
+    try:
+        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+        return raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return content
+
+
+def normalize_kind(kind: str) -> str:
+    lowered = kind.strip().lower()
+    return _KIND_ALIASES.get(lowered, lowered)
+
+
+def parse_document(content: str, resource_type: str) -> Document:
+    """Raises InvalidArgument when the content is not a YAML mapping.
+
+    The reference answers 500 for unparseable YAML; bad input is the caller's error, so 400.
+    """
+    text = decode_content(content)
+    try:
+        payload = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"Error registering resource: {_one_line(exc)}.") from exc
+    if not isinstance(payload, dict):
+        raise InvalidArgument("Error registering resource: content is not a YAML mapping.")
+    doc = payload
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    declared = doc.get("kind")
+    kind = normalize_kind(declared if isinstance(declared, str) and declared.strip() else resource_type)
+    path = _first_text(metadata.get("path"), doc.get("path"), metadata.get("name"), doc.get("name")) or "unknown"
+    return Document(content=text, payload=payload, kind=kind or "playbook", path=path, meta=_meta(metadata))
+
+
+def _meta(metadata: dict[str, Any]) -> dict[str, Any]:
+    capabilities = metadata.get("capabilities")
+    terminal = metadata.get("terminal")
+    terminal_map = terminal if isinstance(terminal, dict) else {}
+    scopes = terminal_map.get("scopes")
+    return {
+        "registered_at": rfc3339(utcnow()),
+        "agent": bool(metadata.get("agent", False)),
+        "capabilities": [str(c) for c in capabilities] if isinstance(capabilities, list) else [],
+        "terminal": terminal_map,
+        "terminal_visible": bool(terminal_map.get("visible", False)),
+        "terminal_scopes": [str(s) for s in scopes] if isinstance(scopes, list) else [],
+    }
+
+
+def _first_text(*values: Any) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

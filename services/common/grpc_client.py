@@ -1,0 +1,49 @@
+"""Channels to other services and routing of per-execution calls by `shard_for`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import grpc
+
+from services.common import telemetry
+from services.common.rpc_errors import ClientErrorInterceptor
+from services.common.sharding import shard_for
+
+StubT = TypeVar("StubT")
+
+_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.enable_retries", 1),
+]
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address, options=_OPTIONS, interceptors=[*telemetry.client_interceptors(), ClientErrorInterceptor()]
+    )
+
+
+class Sharded(Generic[StubT]):
+    """One stub per shard; `for_execution` picks the owner, `all` serves fan-out lookups.
+
+    With one address (the default) every call goes to it through the same code path.
+    """
+
+    def __init__(self, addresses: tuple[str, ...], make_stub: Callable[[grpc.aio.Channel], StubT]) -> None:
+        if not addresses:
+            raise ValueError("at least one address is required")
+        self._channels = [open_channel(address) for address in addresses]
+        self._stubs = [make_stub(channel) for channel in self._channels]
+
+    def for_execution(self, execution_id: int) -> StubT:
+        return self._stubs[shard_for(execution_id, len(self._stubs))]
+
+    def all(self) -> list[StubT]:
+        return list(self._stubs)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()

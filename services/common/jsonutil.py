@@ -1,0 +1,28 @@
+"""JSON on the wire between services: compact UTF-8 bytes, empty bytes = null."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def dumps(value: Any) -> bytes:
+    """Raises TypeError for values JSON cannot carry."""
+    if value is None:
+        return b""
+    return orjson.dumps(value)
+
+
+def loads(raw: bytes | str | None) -> Any:
+    """Raises ValueError for malformed JSON."""
+    if not raw:
+        return None
+    return orjson.loads(raw)
+
+
+def dumps_text(value: Any) -> str | None:
+    """For jsonb parameters: None stays SQL NULL."""
+    if value is None:
+        return None
+    return orjson.dumps(value).decode()

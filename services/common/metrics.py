@@ -1,0 +1,82 @@
+"""Prometheus metrics shared by every process (data-model.md §12.1).
+
+Each service exposes its registry at `/metrics` on `NOETL_METRICS_PORT`; the gateway serves
+its own at `GET /metrics`. Labels are low-cardinality enums only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+BUILD_VERSION = "0.1.0"
+INGEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+BUILD_INFO = Gauge("noetl_server_build_info", "Build information", ["version"])
+BUILD_INFO.labels(BUILD_VERSION).set(1)
+
+GRPC_REQUESTS = Counter(
+    "noetl_grpc_server_requests_total", "gRPC requests handled", ["service", "method", "code"]
+)
+GRPC_DURATION = Histogram(
+    "noetl_grpc_server_duration_seconds", "gRPC handler latency", ["service", "method"], buckets=INGEST_BUCKETS
+)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Starts the /metrics endpoint in a daemon thread; port 0 disables it."""
+    if port:
+        start_http_server(port, addr=host)
+
+
+def precreate_grpc_series(service_name: str, methods: Iterable[str]) -> None:
+    for method in methods:
+        GRPC_REQUESTS.labels(service_name, method, "OK")
+        GRPC_DURATION.labels(service_name, method)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times unary and server-streaming handlers by method and status code."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, _, method = handler_call_details.method.strip("/").rpartition("/")
+        service = service.rsplit(".", 1)[-1]
+
+        def record(started: float, code: str) -> None:
+            GRPC_REQUESTS.labels(service, method, code).inc()
+            GRPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
+
+        def timed(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    response = await behavior(request, context)
+                except BaseException:
+                    code = context.code()
+                    record(started, code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN")
+                    raise
+                record(started, "OK")
+                return response
+
+            return run
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                timed(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                timed(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        return handler

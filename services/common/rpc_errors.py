@@ -1,0 +1,154 @@
+"""The one mapping between the error taxonomy and gRPC status, in both directions.
+
+Server side: `ErrorInterceptor` turns a raised `MeshError` into a gRPC status whose trailing
+metadata carries the taxonomy class and a structured detail, so the gateway and other
+services rebuild the exact same error (`from_rpc_error`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.common import errors
+
+log = logging.getLogger(__name__)
+
+KIND_KEY = "noetl-error-kind"
+DETAIL_KEY = "noetl-error-detail"
+RETRY_AFTER_KEY = "retry-after"
+
+_CODES: dict[type[errors.MeshError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unprocessable: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+}
+_KINDS: dict[str, type[errors.MeshError]] = {cls.__name__: cls for cls in _CODES}
+_BY_CODE: dict[grpc.StatusCode, type[errors.MeshError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.ABORTED: errors.Conflict,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+}
+
+
+def grpc_code(error: errors.MeshError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in _CODES:
+            return _CODES[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def trailing_metadata(error: errors.MeshError) -> tuple[tuple[str, str], ...]:
+    items = [(KIND_KEY, type(error).__name__), (DETAIL_KEY, json.dumps(error.detail))]
+    if error.retry_after is not None:
+        items.append((RETRY_AFTER_KEY, str(error.retry_after)))
+    return tuple(items)
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.MeshError:
+    """Rebuilds the taxonomy error a peer raised (or the closest one for a transport failure)."""
+    metadata = {key: value for key, value in (exc.trailing_metadata() or ()) if isinstance(value, str)}
+    kind = _KINDS.get(metadata.get(KIND_KEY, ""))
+    detail: Any = exc.details() or exc.code().name
+    if DETAIL_KEY in metadata:
+        try:
+            detail = json.loads(metadata[DETAIL_KEY])
+        except ValueError:
+            detail = metadata[DETAIL_KEY]
+    retry_after = int(metadata[RETRY_AFTER_KEY]) if metadata.get(RETRY_AFTER_KEY, "").isdigit() else None
+    if kind is None:
+        kind = _BY_CODE.get(exc.code(), errors.Internal)
+        if kind is errors.Unavailable and retry_after is None:
+            retry_after = 1
+    return kind(detail, retry_after=retry_after)
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request, context)
+        except errors.MeshError as exc:
+            await _abort(context, exc)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            log.exception("unhandled error in %s", behavior.__qualname__)
+            await _abort(context, errors.Internal(str(exc) or type(exc).__name__))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _wrap_stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except errors.MeshError as exc:
+            await _abort(context, exc)
+
+    return wrapper
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: errors.MeshError) -> None:
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    context.set_trailing_metadata(trailing_metadata(exc))
+    await context.abort(grpc_code(exc), message)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps `MeshError` (and unexpected exceptions) raised by servicers to gRPC status."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream_response(handler.unary_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return handler
+
+
+class ClientErrorInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Callers of unary RPCs see the peer's `MeshError`, never a raw `AioRpcError`."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        call = await continuation(client_call_details, request)
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None

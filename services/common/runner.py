@@ -1,0 +1,63 @@
+"""The one `__main__` path of every gRPC service: logging, uvloop, tracing, metrics, host."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from typing import Protocol, TypeVar
+
+import uvloop
+
+from services.common import metrics, telemetry
+from services.common.config import ConfigError, ServiceBasics
+from services.common.grpc_server import GrpcHost, Registrar
+
+SettingsT = TypeVar("SettingsT", bound="HasBasics")
+
+
+class HasBasics(Protocol):
+    @property
+    def basics(self) -> ServiceBasics: ...
+
+
+def configure_logging(name: str) -> None:
+    logging.basicConfig(
+        level=os.environ.get("NOETL_LOG_LEVEL", "INFO").upper(),
+        format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(
+    name: str,
+    load_settings: Callable[[], SettingsT],
+    assemble: Callable[[SettingsT], AbstractAsyncContextManager[list[Registrar]]],
+) -> int:
+    """Runs until SIGTERM/SIGINT; `assemble` wires dependencies and yields servicer registrars."""
+    configure_logging(name)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        logging.getLogger(name).error("%s", exc)
+        return 2
+    telemetry.setup_tracing(name)
+    return uvloop.run(_serve(name, settings, assemble))
+
+
+async def _serve(
+    name: str,
+    settings: SettingsT,
+    assemble: Callable[[SettingsT], AbstractAsyncContextManager[list[Registrar]]],
+) -> int:
+    metrics.serve_metrics(settings.basics.metrics_port)
+    async with assemble(settings) as registrars:
+        host = GrpcHost(name, settings.basics.listen, registrars)
+        await host.start()
+        host.install_signal_handlers()
+        await host.wait()
+    return 0

@@ -1,0 +1,75 @@
+"""Tracing: OpenTelemetry gRPC instrumentation on every server and client.
+
+`execution_id` is a span attribute (never a metric label). Exporting is configured with the
+standard `OTEL_TRACES_EXPORTER` variable: `none` (default) or `console`; an OTLP exporter can
+be added by installing its package and pointing the SDK at a collector.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+_configured = False
+
+
+def setup_tracing(service_name: str) -> None:
+    """Installs a tracer provider once per process."""
+    global _configured
+    if _configured:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": f"noetl-{service_name}"}))
+    if os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() == "console":
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def tag_execution(execution_id: int) -> None:
+    """Marks the current span with the execution it works on."""
+    if execution_id:
+        trace.get_current_span().set_attribute("execution_id", str(execution_id))
+
+
+class ExecutionIdInterceptor(grpc.aio.ServerInterceptor):
+    """Copies `execution_id` from unary requests onto the RPC's span."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None and handler.unary_stream is None:
+            return handler
+
+        def tagged(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                tag_execution(getattr(request, "execution_id", 0))
+                return behavior(request, context)
+
+            return run
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                tagged(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.unary_stream_rpc_method_handler(
+            tagged(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+        )
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    return [aio_server_interceptor(), ExecutionIdInterceptor()]
+
+
+def client_interceptors() -> list[Any]:
+    return list(aio_client_interceptors())

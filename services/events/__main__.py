@@ -1,0 +1,63 @@
+"""`python -m services.events`: the event log gRPC service."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc
+
+from services.common import bus, db, runner
+from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_server import Registrar
+from services.common.ids import Snowflake, default_machine_id
+from services.events.api import EventApi
+from services.events.clients import ExecutionAdvancer, OutboxClient
+from services.events.relay import Relay
+from services.events.service import EventLog, EventLogSettings
+from services.events.settings import Settings
+from services.events.store import EventStore
+from services.events.wakeups import Wakeups
+
+
+@asynccontextmanager
+async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
+    pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
+    nc = await bus.connect(settings.bus, "noetl-events")
+    js = nc.jetstream()
+    await bus.ensure_streams(js, settings.bus)
+    execution = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
+    outbox_channel = open_channel(settings.outbox_addr)
+    relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
+    await relay.start()
+    log = EventLog(
+        EventStore(pool),
+        Snowflake(default_machine_id()),
+        relay,
+        ExecutionAdvancer(execution),
+        Wakeups(nc),
+        EventLogSettings(mirror_events=settings.mirror_events, event_shard_count=settings.bus.event_shard_count),
+    )
+    api = EventApi(log)
+
+    def register(server: grpc.aio.Server) -> None:
+        events_pb2_grpc.add_EventServiceServicer_to_server(api, server)
+
+    try:
+        yield [register]
+    finally:
+        await relay.shutdown()
+        await execution.close()
+        await outbox_channel.close()
+        await nc.drain()
+        await pool.close()
+
+
+def main() -> int:
+    return runner.run("events", Settings.load, assemble)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""EventService servicer: requests → EventLog calls → responses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from noetl.v1 import events_pb2, events_pb2_grpc
+
+from services.common import jsonutil, telemetry
+from services.common.errors import InvalidArgument, NotFound, Unprocessable
+from services.events.messages import draft_from_message, event_message
+from services.events.normalize import WorkerEventDraft, normalize
+from services.events.service import EventLog
+
+
+def _worker_draft(event: events_pb2.WorkerEvent) -> WorkerEventDraft:
+    try:
+        payload = jsonutil.loads(event.payload_json)
+        meta = jsonutil.loads(event.meta_json)
+    except ValueError as exc:
+        raise Unprocessable(f"payload is not valid JSON: {exc}") from exc
+    return normalize(
+        event_type=event.event_type,
+        step=event.step,
+        payload=payload,
+        meta=meta,
+        worker_id=event.worker_id if event.HasField("worker_id") else None,
+        actionable=event.actionable,
+        informative=event.informative,
+    )
+
+
+class EventApi(events_pb2_grpc.EventServiceServicer):
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    async def Append(
+        self, request: events_pb2.AppendRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.AppendResponse:
+        outcome = await self._log.append(
+            request.execution_id,
+            [draft_from_message(event) for event in request.events],
+            catalog_id=request.catalog_id or None,
+            parent_execution_id=request.parent_execution_id if request.HasField("parent_execution_id") else None,
+            require_open=request.require_open,
+        )
+        return events_pb2.AppendResponse(event_ids=outcome.event_ids, duplicates=outcome.duplicates)
+
+    async def Emit(self, request: events_pb2.EmitRequest, context: grpc.aio.ServicerContext) -> events_pb2.EmitResponse:
+        event = request.event
+        outcome = await self._log.emit(event.execution_id, [_worker_draft(event)])
+        return events_pb2.EmitResponse(
+            event_id=outcome.event_ids[0],
+            commands_generated=outcome.commands_generated,
+            duplicate=outcome.duplicates[0],
+        )
+
+    async def StreamEmit(
+        self, request_iterator: AsyncIterator[events_pb2.StreamEmitRequest], context: grpc.aio.ServicerContext
+    ) -> events_pb2.StreamEmitResponse:
+        event_ids: list[int] = []
+        generated = 0
+        async for batch in request_iterator:
+            if not batch.events:
+                continue
+            execution_id = batch.events[0].execution_id
+            if any(e.execution_id != execution_id for e in batch.events):
+                raise InvalidArgument("all events of one stream message must belong to one execution")
+            telemetry.tag_execution(execution_id)
+            outcome = await self._log.emit(execution_id, [_worker_draft(e) for e in batch.events])
+            event_ids.extend(outcome.event_ids)
+            generated += outcome.commands_generated
+        return events_pb2.StreamEmitResponse(event_ids=event_ids, commands_generated=generated)
+
+    async def ListEvents(
+        self, request: events_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.ListEventsResponse:
+        events, total = await self._log.page(
+            request.execution_id,
+            after_event_id=request.after_event_id if request.HasField("after_event_id") else None,
+            event_type=request.event_type if request.HasField("event_type") else None,
+            newest_first=request.newest_first,
+            page=request.page,
+            page_size=request.page_size or 100,
+        )
+        return events_pb2.ListEventsResponse(events=[event_message(e) for e in events], total=total)
+
+    async def Subscribe(
+        self, request: events_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[events_pb2.SubscribeResponse]:
+        if not await self._log.exists(request.execution_id):
+            raise NotFound(f"Execution {request.execution_id} not found")
+        after = request.after_event_id if request.HasField("after_event_id") else None
+        async for event in self._log.follow(request.execution_id, after):
+            yield events_pb2.SubscribeResponse(event=event_message(event))

@@ -1,0 +1,93 @@
+"""Conversions between the event log's records and protobuf messages (adapters only)."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from noetl.v1 import common_pb2, events_pb2
+
+from services.common import jsonutil
+from services.common.errors import InvalidArgument
+from services.events.normalize import WORKER_IDEMPOTENT, canonical_type
+from services.events.store import Draft, Notify, StoredEvent
+
+
+def event_message(event: StoredEvent) -> common_pb2.Event:
+    created = Timestamp()
+    created.FromDatetime(event.created_at)
+    message = common_pb2.Event(
+        event_id=event.event_id,
+        execution_id=event.execution_id,
+        catalog_id=event.catalog_id,
+        event_type=event.event_type,
+        node_id=event.node_id or "",
+        node_name=event.node_name or "",
+        node_type=event.node_type or "",
+        status=event.status or "",
+        created_at=created,
+        context_json=(event.context or "").encode(),
+        result_json=(event.result or "").encode(),
+        meta_json=(event.meta or "").encode(),
+    )
+    if event.parent_event_id is not None:
+        message.parent_event_id = event.parent_event_id
+    if event.prev_event_id is not None:
+        message.prev_event_id = event.prev_event_id
+    if event.parent_execution_id is not None:
+        message.parent_execution_id = event.parent_execution_id
+    if event.error is not None:
+        message.error = event.error
+    if event.worker_id is not None:
+        message.worker_id = event.worker_id
+    if event.command_id is not None:
+        message.command_id = event.command_id
+    if event.duration is not None:
+        message.duration = event.duration
+    return message
+
+
+def draft_from_message(event: events_pb2.NewEvent) -> Draft:
+    """Raises InvalidArgument for a draft without type/node or with malformed JSON."""
+    if not event.event_type or not event.node_name:
+        raise InvalidArgument("event_type and node_name are required")
+    meta = _json(event.meta_json, "meta_json")
+    if meta is not None and not isinstance(meta, dict):
+        raise InvalidArgument("meta_json must be a JSON object")
+    notify = None
+    if event.HasField("notify") and event.notify.subject:
+        payload = _json(event.notify.payload_json, "notify.payload_json")
+        if not isinstance(payload, dict):
+            raise InvalidArgument("notify.payload_json must be a JSON object")
+        notify = Notify(subject=event.notify.subject, payload=payload)
+    kind = canonical_type(event.event_type)
+    return Draft(
+        event_type=kind,
+        node_name=event.node_name,
+        status=event.status,
+        context=_text(event.context_json, "context_json"),
+        result=_text(event.result_json, "result_json"),
+        meta=meta,
+        node_type=event.node_type or None,
+        error=event.error if event.HasField("error") else None,
+        command_id=event.command_id if event.HasField("command_id") else None,
+        parent_event_id=event.parent_event_id if event.HasField("parent_event_id") else None,
+        idempotency_key=event.idempotency_key if event.HasField("idempotency_key") else None,
+        worker_id=event.worker_id if event.HasField("worker_id") else None,
+        explicit_id=event.event_id if event.HasField("event_id") else None,
+        worker_dedupe=kind in WORKER_IDEMPOTENT,
+        notify=notify,
+    )
+
+
+def _json(raw: bytes, field: str) -> object:
+    try:
+        return jsonutil.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field} is not valid JSON: {exc}") from exc
+
+
+def _text(raw: bytes, field: str) -> str | None:
+    """Validates and keeps JSON as text: the store writes it into jsonb untouched."""
+    if not raw:
+        return None
+    _json(raw, field)
+    return raw.decode()

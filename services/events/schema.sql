@@ -1,0 +1,102 @@
+-- Event log (data-model.md §3.3, §4). Append-only, RANGE partitioned by execution_id.
+-- catalog_id carries no foreign key: the catalog lives in another context (and, sharded,
+-- in another database); integrity is checked by the execution service at start.
+CREATE TABLE IF NOT EXISTS noetl.event (
+    execution_id BIGINT NOT NULL,
+    event_id BIGINT NOT NULL,
+    catalog_id BIGINT NOT NULL,
+    parent_event_id BIGINT,
+    parent_execution_id BIGINT,
+    prev_event_id BIGINT,
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    event_type VARCHAR,
+    node_id VARCHAR,
+    node_name VARCHAR,
+    node_type VARCHAR,
+    status VARCHAR,
+    duration DOUBLE PRECISION,
+    context JSONB,
+    result JSONB,
+    meta JSONB,
+    error TEXT,
+    worker_id VARCHAR,
+    command_id BIGINT,
+    current_index INTEGER,
+    current_item TEXT,
+    distributed_state JSONB,
+    context_key TEXT,
+    context_value JSONB,
+    trace_component JSONB,
+    stack_trace TEXT,
+    stage_id BIGINT,
+    frame_id BIGINT,
+    tenant_id TEXT NOT NULL DEFAULT 'default',
+    organization_id TEXT NOT NULL DEFAULT 'default',
+    stream_id TEXT,
+    stream_version BIGINT,
+    aggregate_id TEXT,
+    aggregate_type TEXT,
+    schema_name TEXT,
+    schema_version INT NOT NULL DEFAULT 1,
+    event_time TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ingest_time TIMESTAMPTZ NOT NULL DEFAULT now(),
+    producer TEXT,
+    causation_id TEXT,
+    correlation_id TEXT,
+    idempotency_key TEXT,
+    payload_ref TEXT,
+    envelope_checksum TEXT,
+    PRIMARY KEY (execution_id, event_id),
+    CONSTRAINT chk_event_result_shape CHECK (
+        result IS NULL OR (
+            jsonb_typeof(result) = 'object'
+            AND jsonb_typeof(result -> 'status') = 'string'
+            AND (result - 'status' - 'context' - 'reference') = '{}'::jsonb
+            AND (NOT result ? 'context' OR jsonb_typeof(result -> 'context') = 'object')
+            AND (NOT result ? 'reference' OR jsonb_typeof(result -> 'reference') = 'object')
+        )
+    )
+) PARTITION BY RANGE (execution_id);
+
+CREATE TABLE IF NOT EXISTS noetl.event_pre_2026 PARTITION OF noetl.event
+    FOR VALUES FROM (MINVALUE) TO (264905529753600000);
+CREATE TABLE IF NOT EXISTS noetl.event_2026_q1 PARTITION OF noetl.event
+    FOR VALUES FROM (264905529753600000) TO (297520437657600000);
+CREATE TABLE IF NOT EXISTS noetl.event_2026_q2 PARTITION OF noetl.event
+    FOR VALUES FROM (297520437657600000) TO (330497733427200000);
+CREATE TABLE IF NOT EXISTS noetl.event_2026_q3 PARTITION OF noetl.event
+    FOR VALUES FROM (330497733427200000) TO (363837417062400000);
+CREATE TABLE IF NOT EXISTS noetl.event_2026_q4 PARTITION OF noetl.event
+    FOR VALUES FROM (363837417062400000) TO (397177100697600000);
+CREATE TABLE IF NOT EXISTS noetl.event_2027_q1 PARTITION OF noetl.event
+    FOR VALUES FROM (397177100697600000) TO (429792008601600000);
+CREATE TABLE IF NOT EXISTS noetl.event_2027_q2 PARTITION OF noetl.event
+    FOR VALUES FROM (429792008601600000) TO (462769304371200000);
+CREATE TABLE IF NOT EXISTS noetl.event_2027_q3 PARTITION OF noetl.event
+    FOR VALUES FROM (462769304371200000) TO (496108988006400000);
+CREATE TABLE IF NOT EXISTS noetl.event_2027_q4 PARTITION OF noetl.event
+    FOR VALUES FROM (496108988006400000) TO (529448671641600000);
+CREATE TABLE IF NOT EXISTS noetl.event_default PARTITION OF noetl.event DEFAULT;
+
+CREATE INDEX IF NOT EXISTS idx_event_execution_id ON noetl.event (execution_id);
+CREATE INDEX IF NOT EXISTS idx_event_catalog_id ON noetl.event (catalog_id);
+CREATE INDEX IF NOT EXISTS idx_event_type ON noetl.event (event_type);
+CREATE INDEX IF NOT EXISTS idx_event_status ON noetl.event (status);
+CREATE INDEX IF NOT EXISTS idx_event_created_at ON noetl.event (created_at);
+CREATE INDEX IF NOT EXISTS idx_event_node_name ON noetl.event (node_name);
+CREATE INDEX IF NOT EXISTS idx_event_parent_event_id ON noetl.event (parent_event_id);
+CREATE INDEX IF NOT EXISTS idx_event_parent_execution_id ON noetl.event (parent_execution_id);
+CREATE INDEX IF NOT EXISTS idx_event_event_id ON noetl.event (event_id);
+CREATE INDEX IF NOT EXISTS idx_event_exec_event_desc ON noetl.event (execution_id, event_id DESC);
+CREATE INDEX IF NOT EXISTS idx_event_exec_type_event ON noetl.event (execution_id, event_type, event_id DESC);
+CREATE INDEX IF NOT EXISTS idx_event_worker_idem ON noetl.event (execution_id, event_type, node_name, command_id);
+CREATE INDEX IF NOT EXISTS idx_event_prev ON noetl.event (execution_id, prev_event_id) WHERE prev_event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_event_meta_idem ON noetl.event (execution_id, (meta->>'idempotency_key'))
+    WHERE meta ? 'idempotency_key';
+CREATE INDEX IF NOT EXISTS idx_event_idem_key ON noetl.event (execution_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_event_started ON noetl.event (event_id DESC)
+    INCLUDE (execution_id, catalog_id, parent_execution_id, created_at)
+    WHERE event_type = 'playbook.initialized';
+
+CREATE OR REPLACE VIEW noetl.event_log AS SELECT * FROM noetl.event;

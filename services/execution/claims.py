@@ -1,0 +1,126 @@
+"""The claim protocol (data-model.md §6): who runs a command, and for how long."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.common.errors import Conflict, FailedPrecondition, NotFound
+from services.common.timeutil import utcnow
+from services.execution.engine.records import EventType, NewEvent
+from services.execution.orchestrator import Orchestrator
+from services.execution.ports import EventsPort
+from services.execution.store import TERMINAL_COMMAND, CommandRow, ExecutionStore
+
+CLAIMS = Counter("noetl_command_claims_total", "Claim outcomes", ["outcome"])
+for _outcome in ("claimed", "idempotent", "reclaimed", "conflict", "terminal", "not_found"):
+    CLAIMS.labels(_outcome)
+
+_COMMAND_TERMINAL = {"code": "already_terminal", "message": "Command already reached terminal state"}
+_EXECUTION_TERMINAL = {"code": "already_terminal", "message": "Execution already reached terminal state"}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSettings:
+    lease_seconds: float = 120.0
+    retry_after_seconds: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    command: CommandRow
+    claim_event_id: int  # 0 when the same worker re-claims
+
+
+class Claims:
+    def __init__(
+        self, store: ExecutionStore, events: EventsPort, orchestrator: Orchestrator, settings: ClaimSettings
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._orchestrator = orchestrator
+        self._settings = settings
+
+    async def find(self, event_id: int, execution_id: int | None) -> CommandRow:
+        """Raises NotFound for an unknown command event id."""
+        row = await self._store.command_by_event(event_id, execution_id)
+        if row is None and execution_id is not None:
+            # The pass that issued it may still be writing its rows: wait for it once.
+            await self._orchestrator.barrier(execution_id)
+            row = await self._store.command_by_event(event_id, execution_id)
+        if row is None:
+            raise NotFound(f"command not found: {event_id}")
+        return row
+
+    async def claim(self, event_id: int, execution_id: int | None, worker_id: str, locality: Any) -> Claimed:
+        """Raises NotFound, or Conflict (`active_claim` / `already_terminal`) with Retry-After."""
+        try:
+            found = await self.find(event_id, execution_id)
+        except NotFound:
+            CLAIMS.labels("not_found").inc()
+            raise
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            row = await self._store.lock_command(conn, found)
+            if row is None:
+                CLAIMS.labels("conflict").inc()
+                raise Conflict(
+                    {"code": "active_claim", "message": "Command is being claimed"},
+                    retry_after=self._settings.retry_after_seconds,
+                )
+            if row.status in TERMINAL_COMMAND:
+                CLAIMS.labels("terminal").inc()
+                raise Conflict(_COMMAND_TERMINAL)
+            if await self._store.execution_status(row.execution_id) not in (None, "RUNNING"):
+                CLAIMS.labels("terminal").inc()
+                raise Conflict(_EXECUTION_TERMINAL)
+            reclaim: dict[str, Any] = {}
+            if row.status in ("CLAIMED", "RUNNING") and row.worker_id:
+                if row.worker_id == worker_id:
+                    CLAIMS.labels("idempotent").inc()
+                    return Claimed(row, 0)
+                if row.lease_until is not None and utcnow() < row.lease_until:
+                    CLAIMS.labels("conflict").inc()
+                    raise Conflict(
+                        {"code": "active_claim", "worker_id": row.worker_id},
+                        retry_after=self._settings.retry_after_seconds,
+                    )
+                reclaim = {
+                    "reclaimed": True,
+                    "reclaimed_from_worker": row.worker_id,
+                    "reclaimed_reason": "lease_expired",
+                }
+            meta: dict[str, Any] = {
+                "command_id": row.command_id,
+                "worker_id": worker_id,
+                "actionable": False,
+                "informative": True,
+                **reclaim,
+            }
+            if isinstance(locality, dict):
+                meta.update(locality)
+            claimed = NewEvent(
+                event_type=EventType.COMMAND_CLAIMED,
+                node_name=row.step,
+                status="RUNNING",
+                context={"command_id": row.command_id, "worker_id": worker_id},
+                result={"status": "RUNNING", "context": {"command_id": row.command_id, "worker_id": worker_id}},
+                meta=meta,
+                command_id=row.command_id,
+            )
+            try:
+                ids = await self._events.append(
+                    row.execution_id,
+                    [claimed],
+                    catalog_id=row.catalog_id,
+                    parent_execution_id=None,
+                    notifications={},
+                    require_open=True,
+                )
+            except FailedPrecondition:
+                CLAIMS.labels("terminal").inc()
+                raise Conflict(_EXECUTION_TERMINAL) from None
+            await self._store.mark_claimed(conn, row, worker_id, self._settings.lease_seconds, ids[0])
+        CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
+        return Claimed(row, ids[0])

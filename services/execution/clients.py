@@ -1,0 +1,110 @@
+"""gRPC adapters for the execution context's ports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from noetl.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, events_pb2, events_pb2_grpc
+
+from services.common import jsonutil
+from services.common.grpc_client import Sharded
+from services.common.timeutil import as_utc
+from services.execution.engine.records import EventRecord, NewEvent
+from services.execution.ports import Notification, PlaybookEntry
+
+
+def record_from_message(event: common_pb2.Event) -> EventRecord:
+    return EventRecord(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        node_name=event.node_name or None,
+        status=event.status or None,
+        context=jsonutil.loads(event.context_json),
+        result=jsonutil.loads(event.result_json),
+        meta=jsonutil.loads(event.meta_json),
+        error=event.error if event.HasField("error") else None,
+        command_id=event.command_id if event.HasField("command_id") else None,
+        created_at=as_utc(event.created_at.ToDatetime()),
+        parent_event_id=event.parent_event_id if event.HasField("parent_event_id") else None,
+    )
+
+
+class CatalogClient:
+    def __init__(self, stub: catalog_pb2_grpc.CatalogServiceStub) -> None:
+        self._stub = stub
+
+    async def resolve(self, *, path: str | None, catalog_id: int | None, version: int | None) -> PlaybookEntry:
+        request = catalog_pb2.GetResourceRequest()
+        if catalog_id is not None:
+            request.catalog_id = catalog_id
+        if path is not None:
+            request.path = path
+        if version is not None:
+            request.version = version
+        entry = (await self._stub.GetResource(request, timeout=30)).entry
+        return PlaybookEntry(
+            catalog_id=entry.catalog_id,
+            path=entry.path,
+            version=entry.version,
+            kind=entry.kind,
+            document=jsonutil.loads(entry.payload_json),
+        )
+
+
+def _new_event_message(event: NewEvent, notification: Notification | None) -> events_pb2.NewEvent:
+    message = events_pb2.NewEvent(
+        event_type=event.event_type,
+        node_name=event.node_name,
+        node_type=event.node_type or "",
+        status=event.status,
+        context_json=jsonutil.dumps(event.context),
+        result_json=jsonutil.dumps(event.result),
+        meta_json=jsonutil.dumps(event.meta),
+    )
+    optional: dict[str, Any] = {
+        "error": event.error,
+        "command_id": event.command_id,
+        "parent_event_id": event.parent_event_id,
+        "idempotency_key": event.idempotency_key,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            setattr(message, name, value)
+    if notification is not None:
+        message.notify.subject = notification.subject
+        message.notify.payload_json = jsonutil.dumps(notification.payload)
+    return message
+
+
+class EventsClient:
+    def __init__(self, events: Sharded[events_pb2_grpc.EventServiceStub]) -> None:
+        self._events = events
+
+    async def append(
+        self,
+        execution_id: int,
+        events: Sequence[NewEvent],
+        *,
+        catalog_id: int,
+        parent_execution_id: int | None,
+        notifications: Mapping[int, Notification],
+        require_open: bool,
+    ) -> list[int]:
+        request = events_pb2.AppendRequest(
+            execution_id=execution_id,
+            catalog_id=catalog_id,
+            events=[_new_event_message(e, notifications.get(i)) for i, e in enumerate(events)],
+            require_open=require_open,
+        )
+        if parent_execution_id is not None:
+            request.parent_execution_id = parent_execution_id
+        response = await self._events.for_execution(execution_id).Append(request, timeout=30)
+        return list(response.event_ids)
+
+    async def since(self, execution_id: int, after_event_id: int | None) -> list[EventRecord]:
+        request = events_pb2.ListEventsRequest(execution_id=execution_id)
+        if after_event_id is not None:
+            request.after_event_id = after_event_id
+        response = await self._events.for_execution(execution_id).ListEvents(request, timeout=30)
+        return [record_from_message(e) for e in response.events]

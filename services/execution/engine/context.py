@@ -1,0 +1,105 @@
+"""Render contexts of one orchestrator pass (dsl.md §8.5 A and B).
+
+A `Contexts` is built per pass from the state and caches what it derives (step views, the
+dispatch context) until the pass itself changes the flat context with a step-level `set`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.execution.engine.model import Pipeline, Playbook
+from services.execution.engine.results import template_view
+from services.execution.engine.state import ExecutionState, StepStatus
+
+
+class Contexts:
+    def __init__(self, state: ExecutionState, playbook: Playbook) -> None:
+        self._state = state
+        self._playbook = playbook
+        self._pass_ctx: dict[str, Any] = {}  # step-level sets rendered during this pass
+        self._views: dict[str, Any] | None = None
+        self._raw: dict[str, Any] | None = None
+        self._dispatch: dict[str, Any] | None = None
+
+    def add_ctx(self, values: Mapping[str, Any]) -> None:
+        """Overlay values of a step-level `set` rendered in this pass (§6.2)."""
+        self._pass_ctx.update(values)
+        self._dispatch = None
+
+    def dispatch(self) -> dict[str, Any]:
+        """Context A: what the server renders tool configs, `set`, `when` and `loop.in` with."""
+        if self._dispatch is None:
+            self._dispatch = self._build(self._load()[0])
+        return self._dispatch
+
+    def shipped(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """The command's `render_context`: the flat context A without derived aliases.
+
+        Step names map to their plain user data; `ctx` (the same flat map) and `steps`
+        (raw envelopes) are not repeated, which keeps command rows small.
+        """
+        context = self._flat()
+        context.update(self._load()[1])
+        context.update(self._identity())
+        context["workload"] = dict(self._state.workload)
+        context.update(extra)
+        return context
+
+    def with_output(self, step_name: str, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Context B for a completed step: A plus `output` and, for loop steps, `event`."""
+        context = dict(self.dispatch())
+        context["output"] = self._load()[0].get(step_name)
+        step = self._playbook.step(step_name)
+        if step is not None and step.loop is not None:
+            context["event"] = {"name": "loop.done"}
+        if extra:
+            context.update(extra)
+        return context
+
+    def overlaid(self, base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+        """`base` with `values` written into the flat namespace and its `ctx` alias."""
+        context = dict(base)
+        context.update(values)
+        ctx = base.get("ctx")
+        context["ctx"] = {**ctx, **values} if isinstance(ctx, Mapping) else dict(values)
+        return context
+
+    def _flat(self) -> dict[str, Any]:
+        return {**self._state.flat_context(), **self._pass_ctx}
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "execution_id": str(self._state.execution_id),
+            "catalog_id": str(self._state.catalog_id),
+            "path": self._state.path,
+        }
+
+    def _load(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Template views and plain user data of every step with a result, built once."""
+        if self._views is None or self._raw is None:
+            views: dict[str, Any] = {}
+            raw: dict[str, Any] = {}
+            for name, step_state in self._state.steps.items():
+                finished_loop = step_state.loop is not None and step_state.status is StepStatus.COMPLETED
+                if not (step_state.has_result or finished_loop):
+                    continue
+                step = self._playbook.step(name)
+                data = step_state.result_data()
+                raw[name] = data
+                views[name] = template_view(data, pipeline=step is not None and isinstance(step.tool, Pipeline))
+            self._views, self._raw = views, raw
+        return self._views, self._raw
+
+    def _build(self, views: Mapping[str, Any]) -> dict[str, Any]:
+        flat = self._flat()
+        flat.update(views)
+        context = dict(flat)
+        context["ctx"] = flat
+        context["workload"] = dict(self._state.workload)
+        context["steps"] = {
+            name: self._state.steps[name].result_envelope() for name in views if name in self._state.steps
+        }
+        context.update(self._identity())
+        return context

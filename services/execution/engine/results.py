@@ -1,0 +1,115 @@
+"""Reading step results out of stored event rows (dsl.md §11).
+
+A worker's `call.done` is stored with `result = {status, context: <payload>}` and
+`payload = {command_id, call_index, result: {status, context: {data, ...}}}`, so the user
+data sits at `result.context.result.context.data`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_ERROR_STATUSES = frozenset({"error", "failed"})
+
+
+def extract_user_data(value: Any) -> Any:
+    """The first of `context.result.context.data`, `context.data`, `context`, the value (§11.1)."""
+    context = _get(value, "context")
+    if context is _MISSING:
+        return value
+    inner = _get(_get(_get(context, "result"), "context"), "data")
+    if inner is not _MISSING:
+        return inner
+    data = _get(context, "data")
+    return context if data is _MISSING else data
+
+
+def template_view(data: Any, *, pipeline: bool = False) -> Any:
+    """How templates see a step's user data (§11.2, §9.11).
+
+    A pipeline result (label → task data) is flattened so that both `step.label.field` and
+    `step.field` resolve; a map without its own `data` key gains a `data` alias to itself.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    view = dict(data)
+    if pipeline:
+        tasks = [v for k, v in data.items() if k != "_context_updates"]
+        if tasks and all(isinstance(v, Mapping) for v in tasks):
+            for task in tasks:
+                view.update(task)
+            # Labels win over task fields of the same name.
+            view.update(data)
+    if "data" not in view:
+        view["data"] = data
+    return view
+
+
+def context_updates(data: Any) -> dict[str, Any]:
+    """`ctx.*` values a pipeline's policy rules sent back under `_context_updates` (§6.4)."""
+    updates = data.get("_context_updates") if isinstance(data, Mapping) else None
+    if not isinstance(updates, Mapping):
+        return {}
+    return {scoped_key(str(key)): value for key, value in updates.items()}
+
+
+def scoped_key(key: str) -> str:
+    """Where a `set` key is written in the flat context (§6.1)."""
+    for prefix in ("ctx.", "iter.", "step."):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def call_result_is_error(payload: Any) -> bool:
+    """True when a `call.done` payload reports `result.status` error (§17.2)."""
+    status = _get(_get(payload, "result"), "status")
+    return isinstance(status, str) and status.lower() in _ERROR_STATUSES
+
+
+def payload_status_is_error(payload: Any) -> bool:
+    """True when a completion payload's own `status` is error/failed (§17.2)."""
+    status = _get(payload, "status")
+    return isinstance(status, str) and status.lower() in _ERROR_STATUSES
+
+
+def failure_message(result: Any, error: str | None, context: Any) -> str:
+    """A failed command's error string: `result.error`, else `result.context.error` (§11.3)."""
+    for candidate in (
+        _get(result, "error"),
+        _get(_get(result, "context"), "error"),
+        error,
+        _get(context, "error"),
+    ):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+        if candidate not in (_MISSING, None, ""):
+            return str(candidate)
+    return "unknown error"
+
+
+def command_id_of(payload: Any, meta: Any, column: int | None) -> int | None:
+    """The command an event belongs to: the column, else the payload, else meta."""
+    if column is not None:
+        return column
+    for source in (payload, meta):
+        raw = _get(source, "command_id")
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.isdigit():
+            return int(raw)
+    return None
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+def _get(value: Any, key: str) -> Any:
+    if isinstance(value, Mapping) and key in value:
+        return value[key]
+    return _MISSING

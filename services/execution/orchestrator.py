@@ -1,0 +1,331 @@
+"""Drives executions on the owning shard: start, and one serialized pass per trigger.
+
+State is cached per execution and advanced from new events only (`EventsPort.since` after the
+last folded id), so the cost of a pass does not grow with the length of the log. After a
+restart the state is rebuilt from the log on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.common.bus import command_subject, pool_for
+from services.common.errors import FailedPrecondition, NotFound, Unprocessable
+from services.common.ids import Snowflake
+from services.execution.engine import evaluate
+from services.execution.engine.dsl import parse_playbook
+from services.execution.engine.model import Playbook
+from services.execution.engine.records import Decision, EventRecord, EventType
+from services.execution.engine.state import ExecutionState
+from services.execution.ports import CatalogPort, EventsPort, Notification, PlaybookEntry
+from services.execution.store import ExecutionStore, NewCommandRow
+
+log = logging.getLogger(__name__)
+
+DRIVES = Counter("noetl_orchestrate_drive_total", "Orchestrator passes", ["stage"])
+for _stage in ("dispatched", "applied", "drive_error", "cold_rebuild", "closed"):
+    DRIVES.labels(_stage)
+
+EXECUTABLE = frozenset({"playbook", "agent"})
+TRIGGERS = frozenset({EventType.COMMAND_COMPLETED, EventType.COMMAND_FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class StartInput:
+    path: str | None
+    catalog_id: int | None
+    version: int | None
+    resource_kind: str | None
+    workload: dict[str, Any]
+    parent_execution_id: int | None
+    trace: dict[str, Any] | None
+    execution_pool: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorSettings:
+    server_url: str
+    max_cached: int = 10_000
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One execution's cached engine state on this shard."""
+
+    execution_id: int
+    entry: PlaybookEntry
+    playbook: Playbook
+    parent_execution_id: int | None
+    pool: str
+    trace: Any
+    state: ExecutionState | None = None
+    last_trigger: EventRecord | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def last_event_id(self) -> int | None:
+        return self.state.last_event_id if self.state is not None else None
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not None and self.state.is_terminal
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        events: EventsPort,
+        catalog: CatalogPort,
+        ids: Snowflake,
+        settings: OrchestratorSettings,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._catalog = catalog
+        self._ids = ids
+        self._settings = settings
+        self._tracked: OrderedDict[int, Tracked] = OrderedDict()
+        self._playbooks: OrderedDict[int, Playbook] = OrderedDict()
+        self._loading: dict[int, asyncio.Lock] = {}
+
+    async def start(self, request: StartInput) -> tuple[int, int]:
+        """Validates and starts an execution; returns (execution_id, commands issued).
+
+        Raises:
+            NotFound: no executable catalog entry matches.
+            Unprocessable: `resource_kind` is not executable, or the playbook is semantically invalid.
+            InvalidArgument: the playbook does not deserialize.
+        """
+        kind = _requested_kind(request.resource_kind)
+        entry = await self._resolve(request, kind)
+        playbook = self._playbook(entry)
+        execution_id = self._ids.next_id()
+        pool = pool_for(entry.path, request.execution_pool)
+        meta: dict[str, Any] = {"emitter": "noetl-mesh"}
+        if request.execution_pool:
+            meta["execution_pool"] = request.execution_pool
+        if request.trace:
+            meta["trace"] = request.trace
+        decision = evaluate.start(
+            playbook,
+            execution_id=execution_id,
+            catalog_id=entry.catalog_id,
+            path=entry.path,
+            workload=request.workload,
+            parent_execution_id=request.parent_execution_id,
+            new_id=self._ids.next_id,
+            meta=meta,
+        )
+        tracked = Tracked(
+            execution_id=execution_id,
+            entry=entry,
+            playbook=playbook,
+            parent_execution_id=request.parent_execution_id,
+            pool=pool,
+            trace=request.trace,
+        )
+        async with tracked.lock:
+            self._remember(tracked)
+            await self._store.record_start(
+                execution_id=execution_id,
+                catalog_id=entry.catalog_id,
+                parent_execution_id=request.parent_execution_id,
+                commands=[],
+            )
+            issued = await self._persist(tracked, decision, require_open=False)
+        DRIVES.labels("dispatched").inc()
+        return execution_id, issued
+
+    async def advance(self, execution_id: int, trigger_types: Sequence[str]) -> int:
+        """Folds what is new in the log and, for a command completion, runs one pass."""
+        tracked = await self._load(execution_id)
+        if tracked is None:
+            return 0
+        async with tracked.lock:
+            await self._sync(tracked)
+            state = tracked.state
+            if state is None or tracked.finished or not any(kind in TRIGGERS for kind in trigger_types):
+                return 0
+            try:
+                decision = evaluate.advance(
+                    state, tracked.playbook, trigger=tracked.last_trigger, new_id=self._ids.next_id
+                )
+            except Exception:
+                DRIVES.labels("drive_error").inc()
+                raise
+            DRIVES.labels("applied").inc()
+            if not decision.events:
+                return 0
+            return await self._persist(tracked, decision, require_open=True)
+
+    async def barrier(self, execution_id: int) -> None:
+        """Waits for a pass of the execution that is persisting right now (claims use it)."""
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None:
+            async with tracked.lock:
+                return
+
+    async def state_of(self, execution_id: int) -> Tracked | None:
+        """The synced state of an execution (rebuilt from the log when not cached)."""
+        tracked = await self._load(execution_id)
+        if tracked is not None:
+            async with tracked.lock:
+                await self._sync(tracked)
+        return tracked
+
+    async def _persist(self, tracked: Tracked, decision: Decision, *, require_open: bool) -> int:
+        notifications = {
+            command.event_index: Notification(
+                subject=command_subject(tracked.pool, tracked.execution_id),
+                payload=self._notification(tracked, command.command_id, command.step),
+            )
+            for command in decision.commands
+        }
+        try:
+            ids = await self._events.append(
+                tracked.execution_id,
+                decision.events,
+                catalog_id=tracked.entry.catalog_id,
+                parent_execution_id=tracked.parent_execution_id,
+                notifications=notifications,
+                require_open=require_open,
+            )
+        except FailedPrecondition:
+            # Cancelled or finalized between the fold and the append: nothing more to decide.
+            DRIVES.labels("closed").inc()
+            await self._sync(tracked)
+            return 0
+        rows = [
+            NewCommandRow(
+                command_id=command.command_id,
+                event_id=ids[command.event_index],
+                step=command.step,
+                tool_kind=command.tool_kind,
+                context=command.context,
+                meta=command.meta,
+                iter_index=command.iter_index,
+                prev_event_id=ids[command.event_index - 1] if command.event_index else tracked.last_event_id,
+            )
+            for command in decision.commands
+        ]
+        await self._store.insert_commands(
+            tracked.execution_id, tracked.entry.catalog_id, tracked.parent_execution_id, rows
+        )
+        if decision.terminal is not None:
+            last = decision.events[-1]
+            await self._store.finish(tracked.execution_id, decision.terminal, last.error, ids[-1])
+        await self._sync(tracked)
+        return len(rows)
+
+    async def _sync(self, tracked: Tracked) -> None:
+        for record in await self._events.since(tracked.execution_id, tracked.last_event_id):
+            if tracked.state is None:
+                tracked.state = ExecutionState.from_root(record)
+            else:
+                tracked.state.apply(record)
+            if record.event_type in TRIGGERS:
+                tracked.last_trigger = record
+
+    async def _load(self, execution_id: int) -> Tracked | None:
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None:
+            self._tracked.move_to_end(execution_id)
+            return tracked
+        loading = self._loading.setdefault(execution_id, asyncio.Lock())
+        async with loading:
+            tracked = self._tracked.get(execution_id)
+            if tracked is None:
+                tracked = await self._rebuild(execution_id)
+        self._loading.pop(execution_id, None)
+        return tracked
+
+    async def _rebuild(self, execution_id: int) -> Tracked | None:
+        """After a restart (or eviction): the state is folded again from the whole log, once."""
+        root = await self._events.since(execution_id, None)
+        if not root or root[0].event_type != EventType.PLAYBOOK_INITIALIZED:
+            return None
+        context = root[0].context if isinstance(root[0].context, dict) else {}
+        meta = root[0].meta if isinstance(root[0].meta, dict) else {}
+        entry = await self._catalog.resolve(path=None, catalog_id=int(context.get("catalog_id", 0)), version=None)
+        tracked = Tracked(
+            execution_id=execution_id,
+            entry=entry,
+            playbook=self._playbook(entry),
+            parent_execution_id=await self._store.parent_of(execution_id),
+            pool=pool_for(entry.path, meta.get("execution_pool")),
+            trace=meta.get("trace"),
+        )
+        tracked.state = ExecutionState.from_root(root[0])
+        for record in root[1:]:
+            tracked.state.apply(record)
+            if record.event_type in TRIGGERS:
+                tracked.last_trigger = record
+        DRIVES.labels("cold_rebuild").inc()
+        self._remember(tracked)
+        return tracked
+
+    def _remember(self, tracked: Tracked) -> None:
+        self._tracked[tracked.execution_id] = tracked
+        while len(self._tracked) > self._settings.max_cached:
+            oldest_id, oldest = next(iter(self._tracked.items()))
+            if oldest.lock.locked():
+                break
+            del self._tracked[oldest_id]
+
+    async def _resolve(self, request: StartInput, kind: str | None) -> PlaybookEntry:
+        if request.catalog_id is None and not request.path:
+            raise Unprocessable("Either 'path' or 'catalog_id' must be provided")
+        try:
+            entry = await self._catalog.resolve(
+                path=request.path if request.catalog_id is None else None,
+                catalog_id=request.catalog_id,
+                version=request.version,
+            )
+        except NotFound:
+            entry = None
+        allowed = {kind} if kind else EXECUTABLE
+        if entry is None or entry.kind not in allowed:
+            where = request.path if request.catalog_id is None else f"catalog_id={request.catalog_id}"
+            raise NotFound(f"Executable catalog entry not found: {where}") from None
+        return entry
+
+    def _playbook(self, entry: PlaybookEntry) -> Playbook:
+        playbook = self._playbooks.get(entry.catalog_id)
+        if playbook is None:
+            playbook = parse_playbook(entry.document)
+            self._playbooks[entry.catalog_id] = playbook
+            if len(self._playbooks) > 1000:
+                self._playbooks.popitem(last=False)
+        return playbook
+
+    def _notification(self, tracked: Tracked, command_id: int, step: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "execution_id": tracked.execution_id,
+            "event_id": 0,
+            "command_id": command_id,
+            "step": step,
+            "server_url": self._settings.server_url,
+            "execution_pool": tracked.pool,
+        }
+        if tracked.trace:
+            payload["trace"] = tracked.trace
+        return payload
+
+
+def _requested_kind(resource_kind: str | None) -> str | None:
+    """Raises Unprocessable for a kind that cannot be executed."""
+    if resource_kind is None:
+        return None
+    kind = resource_kind.strip().lower().removesuffix("s")
+    if kind not in EXECUTABLE:
+        raise Unprocessable(f"Catalog kind '{resource_kind}' is not executable")
+    return kind

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import EnvReader, ServiceBasics
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    basics: ServiceBasics
+    catalog_addr: str
+    events_addrs: tuple[str, ...]
+    server_url: str
+    lease_seconds: int
+    retry_after_seconds: int
+    shard_index: int
+    shard_count: int
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Raises ConfigError listing every invalid or missing variable."""
+        env = EnvReader()
+        shard_count = env.integer("NOETL_SHARD_COUNT", 1, minimum=1, maximum=1024)
+        settings = cls(
+            basics=ServiceBasics.read(env, "127.0.0.1:50052"),
+            catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
+            lease_seconds=env.integer("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1),
+            retry_after_seconds=env.integer("NOETL_COMMAND_CLAIM_RETRY_AFTER_SECONDS", 2, minimum=1),
+            shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
+            shard_count=shard_count,
+        )
+        env.finish()
+        return settings

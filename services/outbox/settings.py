@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.bus import BusSettings, read_bus_settings
+from services.common.config import EnvReader, ServiceBasics
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    basics: ServiceBasics
+    bus: BusSettings
+    max_attempts: int
+    lease_seconds: int
+    batch_size: int
+    idle_sleep: float
+    error_sleep: float
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Raises ConfigError listing every invalid or missing variable."""
+        env = EnvReader()
+        settings = cls(
+            basics=ServiceBasics.read(env, "127.0.0.1:50054"),
+            bus=read_bus_settings(env),
+            max_attempts=env.integer("NOETL_OUTBOX_MAX_ATTEMPTS", 10, minimum=1),
+            # Below the stream's 120 s duplicate window, so a re-send after an expired lease
+            # is still recognised as a duplicate.
+            lease_seconds=env.integer("NOETL_OUTBOX_LEASE_SECONDS", 60, minimum=5),
+            batch_size=env.integer("NOETL_OUTBOX_PUBLISHER_BATCH_SIZE", 100, minimum=1, maximum=1000),
+            idle_sleep=env.number("NOETL_OUTBOX_PUBLISHER_IDLE_SLEEP_SECONDS", 1.0, minimum=0.01),
+            error_sleep=env.number("NOETL_OUTBOX_PUBLISHER_ERROR_SLEEP_SECONDS", 5.0, minimum=0.01),
+        )
+        env.finish()
+        return settings

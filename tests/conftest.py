@@ -1,0 +1,35 @@
+"""Session-wide test infrastructure: one Postgres and one NATS for the whole run.
+
+Tests isolate from each other inside them (a database per module via `module_dsn`, unique
+stream and subject names), which is far cheaper than a server per test on two cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.helpers import infra
+from tests.helpers.infra import NatsServer, PgServer
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    with infra.postgres_server(os.environ, tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with infra.nats_server(os.environ, tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def module_dsn(pg_server: PgServer, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A database of its own for each test module, dropped after the module."""
+    dsn = await infra.fresh_database(pg_server, prefix=request.module.__name__.rpartition(".")[2])
+    yield dsn
+    await infra.drop_database(pg_server, dsn)

@@ -1,0 +1,68 @@
+"""The launcher's command line and process layout, without starting anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from noetl_mesh.cli import EXIT_DOWN, build_parser, main
+from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.mesh import mesh_environment, mesh_processes
+from noetl_mesh.probes import GrpcHealth, HttpHealth, Settled
+
+
+def test_status_of_a_stack_never_started_is_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home", str(tmp_path), "status"]) == EXIT_DOWN
+    assert "down" in capsys.readouterr().out
+
+
+def test_run_arguments_are_parsed_and_validated() -> None:
+    args = build_parser().parse_args(
+        ["run", "flow.yaml", "--payload", '{"a": 1}', "--set", "b=2", "--set", "c=x=y"]
+    )
+    assert args.file == Path("flow.yaml")
+    assert args.payload == {"a": 1}
+    assert args.set == [("b", "2"), ("c", "x=y")]
+
+
+@pytest.mark.parametrize("bad", [["--set", "novalue"], ["--payload", "[1]"], ["--payload", "{oops"]])
+def test_bad_run_arguments_are_usage_errors(bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["run", "flow.yaml", *bad])
+    assert exit_info.value.code == 2
+
+
+def test_home_comes_from_the_environment_when_not_given(tmp_path: Path) -> None:
+    config = StackConfig.from_env({"NOETL_MESH_HOME": str(tmp_path), "NOETL_PG_DSN": ""})
+    assert config.run_dir == tmp_path.resolve()
+    assert config.pg_dsn is None
+
+
+def test_mesh_processes_start_in_dependency_order_on_the_default_ports() -> None:
+    specs = mesh_processes(Ports(), python="py")
+    assert [s.name for s in specs] == ["catalog", "events", "execution", "outbox", "gateway", "worker"]
+    assert specs[0].argv == ("py", "-m", "services.catalog")
+    assert specs[0].readiness == GrpcHealth("127.0.0.1:50051")
+    assert specs[0].env == {"NOETL_GRPC_LISTEN": "127.0.0.1:50051", "NOETL_METRICS_PORT": "9101"}
+    assert specs[4].readiness == HttpHealth("http://127.0.0.1:8082/health")
+    assert isinstance(specs[5].readiness, Settled)
+    metrics = {s.env["NOETL_METRICS_PORT"] for s in specs}
+    assert len(metrics) == len(specs)
+
+
+def test_resolving_ports_fills_only_the_unset_process_ports() -> None:
+    ports = Ports.ephemeral().resolve_processes()
+    assert (ports.postgres, ports.nats, ports.nats_monitor) == (0, 0, 0)
+    chosen = [ports.catalog, ports.execution, ports.events, ports.outbox, ports.gateway, ports.worker_metrics]
+    assert all(chosen) and len(set(chosen)) == len(chosen)
+    assert Ports().resolve_processes() == Ports()
+
+
+def test_mesh_environment_names_every_address() -> None:
+    env = mesh_environment(Ports(), pg_dsn="postgresql://x", nats_url="nats://y", run_dir=Path("/r"))
+    assert env["NOETL_EXECUTION_ADDRS"] == "127.0.0.1:50052"
+    assert env["NOETL_EVENTS_ADDRS"] == "127.0.0.1:50053"
+    assert env["NOETL_OUTBOX_ADDR"] == "127.0.0.1:50054"
+    assert env["NOETL_PORT"] == "8082"
+    assert env["NOETL_PUBLIC_SERVER_URL"] == "http://127.0.0.1:8082"

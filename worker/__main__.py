@@ -1,0 +1,75 @@
+"""`python -m worker`: the reference worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+from noetl.v1 import events_pb2_grpc, execution_pb2_grpc
+
+from services.common import bus, telemetry
+from services.common.config import ConfigError
+from services.common.grpc_client import Sharded
+from services.common.runner import configure_logging
+from worker.consumer import Consumer
+from worker.executor import Executor
+from worker.settings import Settings
+from worker.tools.base import Tool
+from worker.tools.noop import NoopTool
+from worker.tools.python import PythonTool
+from worker.tools.python_runner import PythonRunner
+
+
+async def serve(settings: Settings) -> int:
+    nc = await bus.connect(settings.bus, settings.worker_id)
+    js = nc.jetstream()
+    await bus.ensure_streams(js, settings.bus)
+    commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    async with PythonRunner(processes=settings.python_processes) as runner:
+        tools: dict[str, Tool] = {"noop": NoopTool(), "python": PythonTool(runner)}
+        executor = Executor(
+            worker_id=settings.worker_id,
+            commands=commands,
+            events=events,
+            tools=tools,
+            default_timeout=settings.default_timeout,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            server_url=settings.server_url,
+        )
+        consumer = Consumer(
+            js,
+            executor,
+            stream=settings.bus.command_stream,
+            consumer=settings.consumer,
+            pools=settings.pools,
+            concurrency=settings.concurrency,
+            ack_wait=max(300.0, settings.default_timeout + 30),
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, consumer.shutdown)
+        logging.getLogger("worker").info("worker %s consuming pools %s", settings.worker_id, ",".join(settings.pools))
+        await consumer.run()
+    await commands.close()
+    await events.close()
+    await nc.drain()
+    return 0
+
+
+def main() -> int:
+    configure_logging("worker")
+    try:
+        settings = Settings.load()
+    except ConfigError as exc:
+        logging.getLogger("worker").error("%s", exc)
+        return 2
+    telemetry.setup_tracing("worker")
+    return uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Runs one command: claim → run the tool → stream the lifecycle events (dsl.md §16)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_grpc
+
+from services.common import jsonutil
+from services.common.errors import Conflict, MeshError, NotFound
+from services.common.grpc_client import Sharded
+from services.common.rpc_errors import from_rpc_error
+from worker.tools.base import Tool, ToolCall, ToolResult
+
+log = logging.getLogger(__name__)
+
+
+class Outcome:
+    """What the consumer should do with the notification."""
+
+    DONE = "done"  # ran it, or it is not ours to run: acknowledge
+    RETRY = "retry"  # transient trouble: redeliver later
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    execution_id: int
+    event_id: int
+    command_id: int
+    step: str
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        commands: Sharded[execution_pb2_grpc.CommandServiceStub],
+        events: Sharded[events_pb2_grpc.EventServiceStub],
+        tools: dict[str, Tool],
+        default_timeout: float,
+        heartbeat_seconds: float,
+        server_url: str,
+    ) -> None:
+        self._worker_id = worker_id
+        self._commands = commands
+        self._events = events
+        self._tools = tools
+        self._default_timeout = default_timeout
+        self._heartbeat = heartbeat_seconds
+        self._server_url = server_url
+
+    async def handle(self, note: Notification) -> str:
+        try:
+            claim = await self._commands.for_execution(note.execution_id).Claim(
+                execution_pb2.ClaimRequest(
+                    event_id=note.event_id, execution_id=note.execution_id, worker_id=self._worker_id
+                ),
+                timeout=30,
+            )
+        except (Conflict, NotFound) as exc:
+            log.info("command %s not claimed: %s", note.command_id, exc.detail)
+            return Outcome.DONE
+        except MeshError as exc:
+            log.warning("claim of command %s failed, will retry: %s", note.command_id, exc.detail)
+            return Outcome.RETRY
+        await self._run(claim.command)
+        return Outcome.DONE
+
+    async def _run(self, command: Any) -> None:
+        context = jsonutil.loads(command.context_json) or {}
+        call = ToolCall(
+            execution_id=command.execution_id,
+            command_id=command.command_id,
+            step=command.step,
+            kind=command.tool_kind,
+            config=context.get("tool_config") or {},
+            input=context.get("input") or {},
+            render_context=context.get("render_context") or {},
+            timeout=_timeout(context.get("spec"), context.get("tool_config"), self._default_timeout),
+            server_url=self._server_url,
+        )
+        stream = _EventStream(self._events.for_execution(command.execution_id), call, self._worker_id)
+        await stream.send([("command.started", {"command_id": call.command_id})])
+        beat = asyncio.create_task(self._heartbeats(stream))
+        started = time.perf_counter()
+        try:
+            result = await self._execute(call)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        await stream.send(_closing_events(call, result, duration_ms))
+        await stream.close()
+
+    async def _execute(self, call: ToolCall) -> ToolResult:
+        tool = self._tools.get(call.kind)
+        if tool is None:
+            return ToolResult(ok=False, data=None, error=f"tool kind '{call.kind}' is not supported by this worker")
+        try:
+            return await tool.run(call)
+        except Exception as exc:
+            log.exception("tool %s of step %s crashed", call.kind, call.step)
+            return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
+
+    async def _heartbeats(self, stream: _EventStream) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            await stream.send([("command.heartbeat", {"command_id": stream.call.command_id})])
+
+
+def _timeout(spec: Any, config: Any, default: float) -> float:
+    for source in (spec, config):
+        if isinstance(source, dict):
+            value = source.get("timeout")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return float(value)
+    return default
+
+
+def _closing_events(call: ToolCall, result: ToolResult, duration_ms: float) -> list[tuple[str, dict[str, Any]]]:
+    if result.ok:
+        context: dict[str, Any] = {"data": result.data, "status": "success", "duration_ms": duration_ms}
+        if result.stdout:
+            context["stdout"] = result.stdout
+        if result.stderr:
+            context["stderr"] = result.stderr
+        envelope = {"status": "success", "context": context}
+        return [
+            ("call.done", {"command_id": call.command_id, "call_index": 0, "result": envelope}),
+            ("step.exit", {"command_id": call.command_id, "status": "COMPLETED", "result": envelope}),
+            ("command.completed", {"command_id": call.command_id, "status": "success"}),
+        ]
+    error = result.error or "tool failed"
+    failure: dict[str, Any] = {"command_id": call.command_id, "call_index": 0, "error": error}
+    if result.stdout or result.stderr:
+        failure["result"] = {
+            "status": "error",
+            "context": {"error": error, "stdout": result.stdout, "stderr": result.stderr, "duration_ms": duration_ms},
+        }
+    return [("call.error", failure), ("command.failed", {"command_id": call.command_id, "error": error})]
+
+
+class _EventStream:
+    """One client-streaming StreamEmit call per command; each send is one transaction."""
+
+    def __init__(self, stub: events_pb2_grpc.EventServiceStub, call: ToolCall, worker_id: str) -> None:
+        self.call = call
+        self._worker_id = worker_id
+        self._rpc = stub.StreamEmit(timeout=None)
+        self._lock = asyncio.Lock()
+
+    async def send(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        batch = events_pb2.StreamEmitRequest(
+            events=[
+                events_pb2.WorkerEvent(
+                    execution_id=self.call.execution_id,
+                    step=self.call.step,
+                    event_type=kind,
+                    payload_json=jsonutil.dumps(payload),
+                    meta_json=jsonutil.dumps({"command_id": self.call.command_id}),
+                    worker_id=self._worker_id,
+                    actionable=True,
+                    informative=True,
+                )
+                for kind, payload in events
+            ]
+        )
+        async with self._lock:
+            try:
+                await self._rpc.write(batch)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+
+    async def close(self) -> None:
+        async with self._lock:
+            try:
+                await self._rpc.done_writing()
+                await self._rpc
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from services.common.bus import BusSettings, read_bus_settings
+from services.common.config import EnvReader
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    worker_id: str
+    bus: BusSettings
+    consumer: str
+    pools: tuple[str, ...]
+    execution_addrs: tuple[str, ...]
+    events_addrs: tuple[str, ...]
+    concurrency: int
+    python_processes: int
+    default_timeout: float
+    heartbeat_seconds: float
+    server_url: str
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Raises ConfigError listing every invalid or missing variable."""
+        env = EnvReader()
+        concurrency = env.integer("NOETL_WORKER_CONCURRENCY", 4, minimum=1, maximum=256)
+        pools = env.text("NOETL_WORKER_POOLS", "shared,system,subscription")
+        settings = cls(
+            worker_id=env.text("NOETL_WORKER_ID", f"worker-{socket.gethostname()}-{os.getpid()}"),
+            bus=read_bus_settings(env),
+            consumer=env.text("NATS_CONSUMER", "noetl_worker_pool"),
+            pools=tuple(p.strip() for p in pools.split(",") if p.strip()),
+            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            concurrency=concurrency,
+            python_processes=env.integer("NOETL_WORKER_PYTHON_PROCESSES", min(concurrency, 4), minimum=1),
+            default_timeout=env.number("NOETL_WORKER_DEFAULT_TIMEOUT_SECONDS", 3600.0, minimum=0.1),
+            # A quarter of the 120 s claim lease (data-model.md §6.3).
+            heartbeat_seconds=env.number("NOETL_WORKER_HEARTBEAT_SECONDS", 30.0, minimum=0.1),
+            server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
+        )
+        env.finish()
+        return settings
