@@ -3,42 +3,50 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from noetl_mesh import procs
 from noetl_mesh.config import StackConfig
-from noetl_mesh.errors import MeshError, StartError
+from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
-from noetl_mesh.state import StackInfo
 
 # Exit codes of `status`, after the LSB init-script convention.
 EXIT_DEGRADED = 1
 EXIT_DOWN = 3
-
-RunPlaybook = Callable[[argparse.Namespace, StackInfo], Coroutine[Any, Any, int]]
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _show_progress()
     stack = Stack(StackConfig.from_env(os.environ, run_dir=args.home))
     handler = cast(Callable[[Stack, argparse.Namespace], int], args.handler)
     try:
         return handler(stack, args)
-    except MeshError as exc:
+    except LauncherError as exc:
         print(f"noetl-mesh: {exc}", file=sys.stderr)
         if isinstance(exc, StartError) and exc.log_tail:
             print(f"--- last lines of the {exc.name} log ---\n{exc.log_tail}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Stack.up() has already stopped what it started by the time this arrives here.
+        print("noetl-mesh: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _show_progress() -> None:
+    """Launcher progress on stderr. Only our own loggers: libraries' INFO logs would be noise."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    launcher = logging.getLogger("noetl_mesh")
+    launcher.addHandler(handler)
+    launcher.setLevel(logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,11 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a playbook on the mesh, starting the mesh if needed")
     run.add_argument("file", type=Path, metavar="FILE", help="playbook YAML")
+    # Passed to noetl_mesh.run as given; it validates them and owns the messages.
+    run.add_argument("--payload", default=None, metavar="JSON", help="workload as a JSON object")
     run.add_argument(
-        "--payload", type=_json_object, default=None, metavar="JSON", help="workload as a JSON object"
-    )
-    run.add_argument(
-        "--set", dest="set", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
+        "--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
         help="set one workload value (repeatable)",
     )  # fmt: skip
     run.set_defaults(handler=_run)
@@ -115,19 +122,13 @@ def _logs(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def _run(stack: Stack, args: argparse.Namespace) -> int:
-    # Loaded by name: noetl_mesh/run.py is written separately, and `up`/`down` must work without it.
-    try:
-        module = importlib.import_module("noetl_mesh.run")
-    except ModuleNotFoundError as exc:
-        if exc.name != "noetl_mesh.run":
-            raise
-        print("noetl-mesh: `run` is not available in this version", file=sys.stderr)
-        return 1
-    run_playbook = cast(RunPlaybook, module.run_playbook)
+    # Imported here so that `up`, `down` and `status` do not load gRPC, httpx and rich.
+    from noetl_mesh.run import run_playbook
+
     if stack.status().health is not Health.UP:
         print("noetl-mesh: starting the mesh…", file=sys.stderr)
     info = stack.up()
-    return asyncio.run(run_playbook(args, info))
+    return run_playbook(args, info)
 
 
 def _print_table(status: StackStatus) -> None:
@@ -139,20 +140,3 @@ def _print_table(status: StackStatus) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
-
-
-def _assignment(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value

@@ -6,6 +6,7 @@ Read from the environment once, at the edge (the CLI); everything else takes a S
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,8 @@ class StackConfig:
     """How to run a local mesh.
 
     `pg_dsn` / `nats_url` name external servers; None means start embedded ones under
-    `run_dir`. `base_env` is the environment every mesh process inherits before the mesh's
-    own variables are laid over it.
+    `run_dir`. `base_env` is the environment every mesh process gets, with the mesh's own
+    variables laid over it.
     """
 
     run_dir: Path
@@ -73,7 +74,8 @@ class StackConfig:
     nats_url: str | None = None
     ready_timeout: float = 60.0
     stop_grace: float = 10.0
-    base_env: Mapping[str, str] = field(default_factory=dict)
+    # Mesh processes inherit the caller's environment, as any command they were started from would.
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, run_dir: Path | None = None) -> StackConfig:

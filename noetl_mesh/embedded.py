@@ -186,7 +186,7 @@ class EmbeddedPostgres:
     def _init_cluster(self, account: _Account | None) -> None:
         # Written after initdb succeeds: a data dir without it is a half-made cluster to redo.
         marker = self.root / ".initialized"
-        if marker.exists():
+        if marker.exists() and (self.data_dir / "PG_VERSION").exists():
             return
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(mode=0o700)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 
-class MeshError(Exception):
+class LauncherError(Exception):
     """Base class: the CLI prints these as one message, without a traceback."""
 
 
-class InfraError(MeshError):
+class InfraError(LauncherError):
     """An embedded Postgres or NATS server could not be started or stopped."""
 
 
-class StartError(MeshError):
+class StartError(LauncherError):
     """A mesh process did not become ready; what it had started was stopped again."""
 
     def __init__(self, message: str, *, name: str, log_tail: str) -> None:

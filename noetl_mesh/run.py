@@ -6,6 +6,7 @@ Exit codes: 0 COMPLETED, 1 FAILED or CANCELLED, 2 invalid playbook or bad argume
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import sys
@@ -169,7 +170,8 @@ async def follow(events_addr: str, execution_id: int) -> AsyncIterator[dict[str,
             }
 
 
-async def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
+def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
+    """Reads the inputs, then drives the run on an event loop."""
     console = Console(stderr=True)
     path: Path = args.file
     try:
@@ -181,6 +183,10 @@ async def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
     except OSError as exc:
         console.print(f"[red]error:[/red] cannot read {path}: {exc.strerror}")
         return 2
+    return asyncio.run(_run(console, content, workload, info))
+
+
+async def _run(console: Console, content: bytes, workload: dict[str, Any], info: StackInfo) -> int:
     async with httpx.AsyncClient(base_url=info.gateway_url, timeout=60) as http:
         registered = await http.post(
             "/api/catalog/register", json={"content": base64.b64encode(content).decode(), "resource_type": "Playbook"}

@@ -12,6 +12,7 @@ import enum
 import fcntl
 import logging
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -141,6 +142,7 @@ class Stack:
             nats = self._start_nats()
             info = StackInfo(self.run_dir, time.time(), ports, postgres, nats, ())
             state.save(info)
+            self._migrate(postgres.url)
             shared = {
                 **self._config.base_env,
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
@@ -157,6 +159,24 @@ class Stack:
             self._teardown(info)
             raise
         return info
+
+    def _migrate(self, dsn: str) -> None:
+        """Applies every context's schema before any service starts (idempotent).
+
+        Raises:
+            StartError: a migration statement failed.
+        """
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "services.common.migrate", dsn],
+            capture_output=True,
+            text=True,
+            timeout=self._config.ready_timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StartError("schema migration failed", name="migrate", log_tail=result.stderr[-4000:])
+        log.info("schema: applied (%.1fs)", time.monotonic() - started)
 
     def _start_postgres(self) -> InfraState:
         if self._config.pg_dsn is not None:

@@ -75,7 +75,11 @@ def _ensure_venv(path: Path, requirements: Sequence[str], what: str) -> Path:
     python = path / "bin" / "python"
     if not python.exists():
         _progress(f"creating venv {path.relative_to(REPO)}…")
-        venv.EnvBuilder(with_pip=True, symlinks=True).create(path)
+        try:
+            venv.EnvBuilder(with_pip=True, symlinks=True).create(path)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            # Typically a distribution Python without ensurepip (Debian: apt-get install python3-venv).
+            raise BootstrapError(f"cannot create {path}: {exc}") from None
     files = [REPO / name for name in requirements]
     # The interpreter version is part of the digest: a venv rebuilt on another Python needs a reinstall.
     digest = _digest(files, extra=sys.version)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,40 +150,49 @@ def _closing_events(call: ToolCall, result: ToolResult, duration_ms: float) -> l
 
 
 class _EventStream:
-    """One client-streaming StreamEmit call per command; each send is one transaction."""
+    """One client-streaming StreamEmit call per command; each message is one transaction.
+
+    Messages are fed through a queue-backed request iterator rather than `write()`: the
+    telemetry client interceptors only support the iterator form for streaming calls.
+    """
 
     def __init__(self, stub: events_pb2_grpc.EventServiceStub, call: ToolCall, worker_id: str) -> None:
         self.call = call
         self._worker_id = worker_id
-        self._rpc = stub.StreamEmit(timeout=None)
-        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[events_pb2.StreamEmitRequest | None] = asyncio.Queue()
+        self._rpc = stub.StreamEmit(self._requests(), timeout=None)
+
+    async def _requests(self) -> AsyncIterator[events_pb2.StreamEmitRequest]:
+        while (batch := await self._queue.get()) is not None:
+            yield batch
 
     async def send(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        batch = events_pb2.StreamEmitRequest(
-            events=[
-                events_pb2.WorkerEvent(
-                    execution_id=self.call.execution_id,
-                    step=self.call.step,
-                    event_type=kind,
-                    payload_json=jsonutil.dumps(payload),
-                    meta_json=jsonutil.dumps({"command_id": self.call.command_id}),
-                    worker_id=self._worker_id,
-                    actionable=True,
-                    informative=True,
-                )
-                for kind, payload in events
-            ]
+        self._queue.put_nowait(
+            events_pb2.StreamEmitRequest(
+                events=[
+                    events_pb2.WorkerEvent(
+                        execution_id=self.call.execution_id,
+                        step=self.call.step,
+                        event_type=kind,
+                        payload_json=jsonutil.dumps(payload),
+                        meta_json=jsonutil.dumps({"command_id": self.call.command_id}),
+                        worker_id=self._worker_id,
+                        actionable=True,
+                        informative=True,
+                    )
+                    for kind, payload in events
+                ]
+            )
         )
-        async with self._lock:
-            try:
-                await self._rpc.write(batch)
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
 
     async def close(self) -> None:
-        async with self._lock:
-            try:
-                await self._rpc.done_writing()
-                await self._rpc
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
+        """Ends the stream and waits until every event is stored.
+
+        Raises:
+            MeshError: the event service rejected or lost the stream.
+        """
+        self._queue.put_nowait(None)
+        try:
+            await self._rpc
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None

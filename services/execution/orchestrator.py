@@ -163,9 +163,14 @@ class Orchestrator:
                 DRIVES.labels("drive_error").inc()
                 raise
             DRIVES.labels("applied").inc()
-            if not decision.events:
-                return 0
-            return await self._persist(tracked, decision, require_open=True)
+            issued = 0
+            while decision.events:
+                issued += await self._persist(tracked, decision, require_open=True)
+                if tracked.state is None or not evaluate.needs_follow_up(decision):
+                    break
+                # The pass completed a step itself (an empty loop): route on from it right away.
+                decision = evaluate.advance(tracked.state, tracked.playbook, trigger=None, new_id=self._ids.next_id)
+            return issued
 
     async def barrier(self, execution_id: int) -> None:
         """Waits for a pass of the execution that is persisting right now (claims use it)."""

@@ -6,7 +6,6 @@ NATS are the session servers, passed in as external so the stack must leave them
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -41,7 +40,6 @@ def config(
         nats_url=nats.url,
         ready_timeout=ready_timeout,
         stop_grace=stop_grace,
-        base_env=dict(os.environ),
     )
 
 
@@ -66,6 +64,7 @@ def test_up_starts_in_order_with_the_mesh_environment_and_down_stops_all(
     info = stack.up()
 
     assert [p.name for p in info.processes] == ["catalog", "gateway", "worker"]
+    assert stack.info() == info
     assert stack.status().health is Health.UP
     records = [load_record(tmp_path, machine_id) for machine_id in (1, 2, 3)]
     assert [r.pid for r in records] == [p.pid for p in info.processes]

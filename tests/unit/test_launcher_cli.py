@@ -17,20 +17,14 @@ def test_status_of_a_stack_never_started_is_down(tmp_path: Path, capsys: pytest.
     assert "down" in capsys.readouterr().out
 
 
-def test_run_arguments_are_parsed_and_validated() -> None:
+def test_run_arguments_reach_run_playbook_as_given() -> None:
     args = build_parser().parse_args(
         ["run", "flow.yaml", "--payload", '{"a": 1}', "--set", "b=2", "--set", "c=x=y"]
     )
     assert args.file == Path("flow.yaml")
-    assert args.payload == {"a": 1}
-    assert args.set == [("b", "2"), ("c", "x=y")]
-
-
-@pytest.mark.parametrize("bad", [["--set", "novalue"], ["--payload", "[1]"], ["--payload", "{oops"]])
-def test_bad_run_arguments_are_usage_errors(bad: list[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["run", "flow.yaml", *bad])
-    assert exit_info.value.code == 2
+    assert args.payload == '{"a": 1}'
+    assert args.set == ["b=2", "c=x=y"]
+    assert build_parser().parse_args(["run", "flow.yaml"]).set == []
 
 
 def test_home_comes_from_the_environment_when_not_given(tmp_path: Path) -> None:

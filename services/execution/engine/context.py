@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.execution.engine.model import Pipeline, Playbook
-from services.execution.engine.results import template_view
+from services.execution.engine.results import SequenceView, template_view
 from services.execution.engine.state import ExecutionState, StepStatus
 
 
@@ -20,7 +20,6 @@ class Contexts:
         self._playbook = playbook
         self._pass_ctx: dict[str, Any] = {}  # step-level sets rendered during this pass
         self._views: dict[str, Any] | None = None
-        self._raw: dict[str, Any] | None = None
         self._dispatch: dict[str, Any] | None = None
 
     def add_ctx(self, values: Mapping[str, Any]) -> None:
@@ -31,26 +30,29 @@ class Contexts:
     def dispatch(self) -> dict[str, Any]:
         """Context A: what the server renders tool configs, `set`, `when` and `loop.in` with."""
         if self._dispatch is None:
-            self._dispatch = self._build(self._load()[0])
+            self._dispatch = self._build(self._load())
         return self._dispatch
 
     def shipped(self, extra: Mapping[str, Any]) -> dict[str, Any]:
-        """The command's `render_context`: the flat context A without derived aliases.
+        """The command's `render_context`: context A as the worker needs it for its templates.
 
-        Step names map to their plain user data; `ctx` (the same flat map) and `steps`
-        (raw envelopes) are not repeated, which keeps command rows small.
+        `steps` (raw envelopes) is left out, and `ctx` carries the flat variables without the
+        step results, so that no result is shipped more than twice (itself and its `data`
+        alias); worker-side templates read results by step name.
         """
-        context = self._flat()
-        context.update(self._load()[1])
+        variables = {**self._flat(), **extra}
+        context = dict(variables)
+        # Plain lists on the wire; `.data` on a list is a server-side template nicety.
+        context.update((k, list(v) if isinstance(v, SequenceView) else v) for k, v in self._load().items())
         context.update(self._identity())
         context["workload"] = dict(self._state.workload)
-        context.update(extra)
+        context["ctx"] = variables
         return context
 
     def with_output(self, step_name: str, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Context B for a completed step: A plus `output` and, for loop steps, `event`."""
         context = dict(self.dispatch())
-        context["output"] = self._load()[0].get(step_name)
+        context["output"] = self._load().get(step_name)
         step = self._playbook.step(step_name)
         if step is not None and step.loop is not None:
             context["event"] = {"name": "loop.done"}
@@ -67,7 +69,9 @@ class Contexts:
         return context
 
     def _flat(self) -> dict[str, Any]:
-        return {**self._state.flat_context(), **self._pass_ctx}
+        # Pipelines' `_context_updates` win over step-level sets, this pass's included (§6.4).
+        state = self._state
+        return {**state.workload, **state.ctx, **self._pass_ctx, **state.context_updates}
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -76,21 +80,19 @@ class Contexts:
             "path": self._state.path,
         }
 
-    def _load(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Template views and plain user data of every step with a result, built once."""
-        if self._views is None or self._raw is None:
+    def _load(self) -> dict[str, Any]:
+        """Template views of every step with a result, built once per pass."""
+        if self._views is None:
             views: dict[str, Any] = {}
-            raw: dict[str, Any] = {}
             for name, step_state in self._state.steps.items():
                 finished_loop = step_state.loop is not None and step_state.status is StepStatus.COMPLETED
                 if not (step_state.has_result or finished_loop):
                     continue
                 step = self._playbook.step(name)
-                data = step_state.result_data()
-                raw[name] = data
-                views[name] = template_view(data, pipeline=step is not None and isinstance(step.tool, Pipeline))
-            self._views, self._raw = views, raw
-        return self._views, self._raw
+                pipeline = step is not None and isinstance(step.tool, Pipeline)
+                views[name] = template_view(step_state.result_data(), pipeline=pipeline)
+            self._views = views
+        return self._views
 
     def _build(self, views: Mapping[str, Any]) -> dict[str, Any]:
         flat = self._flat()

@@ -12,6 +12,7 @@ accepts seconds as a number or a string with an `ms`/`s`/`m`/`h` suffix.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -312,21 +313,7 @@ def _resolve_workbook(step: Step, workbook: Mapping[str, Tool | Pipeline]) -> St
         raise InvalidArgument(f"step '{step.name}': workbook task '{name}' not found")
     if isinstance(task, Tool) and (task.input is not None or tool.input is not None):
         task = Tool(kind=task.kind, config=task.config, input={**(task.input or {}), **(tool.input or {})})
-    return _replace_tool(step, task)
-
-
-def _replace_tool(step: Step, tool: Tool | Pipeline) -> Step:
-    return Step(
-        name=step.name,
-        tool=tool,
-        desc=step.desc,
-        when=step.when,
-        loop=step.loop,
-        set=step.set,
-        next=step.next,
-        spec=step.spec,
-        args=step.args,
-    )
+    return dataclasses.replace(step, tool=task)
 
 
 # --- semantic checks (422) -------------------------------------------------------------------

@@ -61,6 +61,7 @@ class LoopProgress:
     counted: set[int] = field(default_factory=set)  # command ids already counted
     failed: int = 0
     done_written: bool = False
+    _aggregate: list[Any] | None = field(default=None, repr=False)
 
     @property
     def completed(self) -> int:
@@ -76,12 +77,16 @@ class LoopProgress:
 
     def aggregate(self) -> list[Any]:
         """User data of every completed iteration, in iteration-index order (§12.7)."""
-        return [self.data[index] for index in sorted(self.data)]
+        # Every later pass reads a finished loop's aggregate; sort it once per new result.
+        if self._aggregate is None:
+            self._aggregate = [self.data[index] for index in sorted(self.data)]
+        return self._aggregate
 
     def count(self, command_id: int, index: int, envelope: Any, call_data: Any, has_call_data: bool) -> None:
         self.in_flight.discard(command_id)
         if command_id in self.counted:
             return
         self.counted.add(command_id)
+        self._aggregate = None
         self.envelopes.append(envelope)
         self.data[index] = call_data if has_call_data else extract_user_data(envelope)

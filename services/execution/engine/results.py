@@ -25,12 +25,23 @@ def extract_user_data(value: Any) -> Any:
     return context if data is _MISSING else data
 
 
+class SequenceView(list[Any]):
+    """A list result that also answers `.data` with itself (`{{ loop_step.data }}`, §12.7)."""
+
+    @property
+    def data(self) -> list[Any]:
+        return list(self)
+
+
 def template_view(data: Any, *, pipeline: bool = False) -> Any:
     """How templates see a step's user data (§11.2, §9.11).
 
     A pipeline result (label → task data) is flattened so that both `step.label.field` and
-    `step.field` resolve; a map without its own `data` key gains a `data` alias to itself.
+    `step.field` resolve; a map without its own `data` key gains a `data` alias to itself,
+    and so does a list (a loop step's aggregate).
     """
+    if isinstance(data, list):
+        return SequenceView(data)
     if not isinstance(data, Mapping):
         return data
     view = dict(data)

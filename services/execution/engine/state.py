@@ -98,6 +98,7 @@ class StepState:
     error_data: Any = None  # the error result's user data, when the failure carried one
     failure_reason: str | None = None
     failure_handled: bool = False
+    entered_event_id: int | None = None  # the latest `step.enter` (or `command.issued` of a plain step)
     completed_event_id: int | None = None  # the latest completion: `gen` of its `ctx.updated`
     done_event_id: int | None = None  # the latest transition to a done status
     set_applied_gen: int | None = None
@@ -152,6 +153,7 @@ class ExecutionState:
     reached_end: bool = False
     last_step: str | None = None
     terminal_event_id: int | None = None
+    trace: Any = None  # the root event's `meta.trace`, copied into command meta
 
     @classmethod
     def from_root(cls, record: EventRecord) -> ExecutionState:
@@ -188,7 +190,10 @@ class ExecutionState:
         return self.steps.get(name) or StepState(name=name)
 
     def flat_context(self) -> dict[str, Any]:
-        """Merged workload, then the `ctx.updated` overlay, then `_context_updates` (§6)."""
+        """Merged workload, then the `ctx.updated` overlay, then `_context_updates` (§6).
+
+        The execution's variables as `/status` reports them (http-api.md §4.5).
+        """
         return {**self.workload, **self.ctx, **self.context_updates}
 
     def unhandled_failures(self) -> list[str]:
@@ -229,12 +234,15 @@ class ExecutionState:
 
     def _on_initialized(self, record: EventRecord) -> None:
         self.status = ExecutionStatus.IN_PROGRESS
+        if isinstance(record.meta, Mapping) and record.meta.get("trace") is not None:
+            self.trace = record.meta["trace"]
 
     def _on_enter(self, record: EventRecord) -> None:
         if record.node_name is None:
             return
         step = self._own(record.node_name)
         step.enter_count += 1
+        step.entered_event_id = record.event_id
         context = record.context if isinstance(record.context, Mapping) else {}
         expected = context.get("iterations_expected")
         if isinstance(expected, int):
@@ -260,7 +268,10 @@ class ExecutionState:
             step.loop.issued[iteration] = command_id
             step.loop.in_flight.add(command_id)
         self._mark_handled(record)
-        if step.loop is None or not step.running:
+        if not step.running:
+            # A plain step dispatched without `step.enter` (the execute-time `start`).
+            step.entered_event_id = record.event_id
+        if step.loop is None or step.status in (StepStatus.ENTERED, StepStatus.PENDING):
             self._transition(step, StepStatus.COMMAND_ISSUED, record.event_id)
 
     def _command(self, record: EventRecord) -> CommandState | None:
@@ -327,7 +338,8 @@ class ExecutionState:
             if step.loop.finished and step.running:
                 self._transition(step, StepStatus.COMPLETED, record.event_id)
             return
-        if not step.has_result or step.envelope is None:
+        if command.data is _MISSING and isinstance(_get(record.context, "result"), Mapping):
+            # No `call.done` for this command: the worker's `step.exit` carries the result.
             step.envelope = record.result
             step.data = extract_user_data(record.result)
         if step.running:

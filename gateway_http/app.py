@@ -1,0 +1,52 @@
+"""The HTTP translation gateway: the NoETL JSON API (http-api.md) in front of the gRPC services.
+
+Every `/api/<x>` route is also served as `/noetl/<x>` (§1.1). The `/noetl` prefix does not
+enforce a session (§1.8 leaves it open): the gateway accepts the CLI's `Authorization` and
+`x-session-token` headers and ignores them, as it does on `/api`.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+
+from gateway_http.clients import GatewayClients
+from gateway_http.cors import Cors
+from gateway_http.errors import exception_handlers
+from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
+from gateway_http.routes import Endpoint, health
+from gateway_http.routes.catalog import CatalogRoutes
+from gateway_http.routes.commands import CommandRoutes
+from gateway_http.routes.events import EventRoutes
+from gateway_http.routes.executions import ExecutionRoutes
+from gateway_http.settings import GatewaySettings
+
+PREFIXES = ("/api", "/noetl")
+
+
+def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
+    timeout = settings.rpc_timeout_seconds
+    endpoints = [
+        *health.endpoints(metrics_enabled=settings.metrics_enabled),
+        *CatalogRoutes(clients.catalog, timeout).endpoints(),
+        *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
+        *EventRoutes(clients.events, timeout).endpoints(),
+        *CommandRoutes(clients.execution, timeout).endpoints(),
+    ]
+    routes = _routes(endpoints)
+    middleware = [Middleware(Cors)]
+    if settings.metrics_enabled:
+        precreate_request_series(routes)
+        middleware.append(Middleware(RequestMetrics))
+    middleware.append(Middleware(RequestTimeout, seconds=settings.request_timeout_seconds))
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
+
+
+def _routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
+    """One route per prefix, so a route's template (the metrics label) is its full path."""
+    routes: list[BaseRoute] = []
+    for endpoint in endpoints:
+        for prefix in ("",) if endpoint.root else PREFIXES:
+            routes.append(Route(prefix + endpoint.path, endpoint.handler, methods=list(endpoint.methods)))
+    return routes

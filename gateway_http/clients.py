@@ -1,0 +1,48 @@
+"""The gRPC stubs the gateway calls: one catalog, and per-shard execution/command and event stubs.
+
+Unary calls on these channels raise `MeshError` (see `services.common.grpc_client`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, execution_pb2_grpc
+
+from gateway_http.settings import GatewaySettings
+from services.common.grpc_client import Sharded, open_channel
+
+
+class ExecutionShard:
+    """ExecutionService and CommandService of one shard share its channel (one process serves both)."""
+
+    __slots__ = ("commands", "executions")
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.executions = execution_pb2_grpc.ExecutionServiceStub(channel)
+        self.commands = execution_pb2_grpc.CommandServiceStub(channel)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayClients:
+    catalog: catalog_pb2_grpc.CatalogServiceStub
+    execution: Sharded[ExecutionShard]
+    events: Sharded[events_pb2_grpc.EventServiceStub]
+    catalog_channel: grpc.aio.Channel
+
+    @classmethod
+    def connect(cls, settings: GatewaySettings) -> GatewayClients:
+        """Opens the channels (lazily connecting); call inside the event loop that will use them."""
+        channel = open_channel(settings.catalog_addr)
+        return cls(
+            catalog=catalog_pb2_grpc.CatalogServiceStub(channel),
+            execution=Sharded(settings.execution_addrs, ExecutionShard),
+            events=Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub),
+            catalog_channel=channel,
+        )
+
+    async def close(self) -> None:
+        await self.catalog_channel.close()
+        await self.execution.close()
+        await self.events.close()

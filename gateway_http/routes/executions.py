@@ -1,0 +1,124 @@
+"""Execution routes → ExecutionService and EventService (http-api.md §4.1, §4.4, §4.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway_http.clients import ExecutionShard
+from gateway_http.encoding import dumps, json_response
+from gateway_http.routes import Endpoint, set_present
+from gateway_http.validation import Problems, parse_id, read_json
+from gateway_http.views import event_object, execution_entry, pagination, status_body
+from services.common.errors import NotFound
+from services.common.grpc_client import Sharded
+from services.common.timeutil import utcnow
+
+
+class ExecutionRoutes:
+    def __init__(
+        self,
+        execution: Sharded[ExecutionShard],
+        events: Sharded[events_pb2_grpc.EventServiceStub],
+        rpc_timeout: float,
+    ) -> None:
+        self._execution = execution
+        self._events = events
+        self._timeout = rpc_timeout
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("/execute", self.execute, ("POST",)),
+            Endpoint("/executions/{execution_id}", self.detail, ("GET",)),
+            Endpoint("/executions/{execution_id}/status", self.status, ("GET",)),
+        ]
+
+    async def execute(self, request: Request) -> Response:
+        """§4.1 → `Start` on shard 0.
+
+        A new execution has no id yet, so no shard owns it: the execution service mints the id
+        (and is responsible for placing the run on the id's owning shard). `workload` wins over
+        its alias `payload`; the service answers 404/400/422 for unknown, unparseable or
+        invalid playbooks and for non-executable kinds.
+        """
+        problems = Problems()
+        fields = problems.body(await read_json(request))
+        path = fields.text("path")
+        catalog_id = fields.identifier("catalog_id")
+        version = fields.version("version", latest=False)
+        resource_kind = fields.text("resource_kind")
+        workload = fields.mapping("workload", "payload")
+        parent_execution_id = fields.identifier("parent_execution_id")
+        trace = fields.mapping("trace")
+        execution_pool = fields.text("execution_pool")
+        if not path and not catalog_id:
+            fields.value_error("Either 'path' or 'catalog_id' must be provided")
+        problems.check()
+        start = execution_pb2.StartRequest(
+            workload_json=dumps({} if workload is None else workload),
+            trace_json=b"" if trace is None else dumps(trace),
+        )
+        set_present(
+            start,
+            path=path or None,
+            catalog_id=catalog_id or None,
+            version=version,
+            resource_kind=resource_kind or None,
+            parent_execution_id=parent_execution_id,
+            execution_pool=execution_pool or None,
+        )
+        started = await self._execution.all()[0].executions.Start(start, timeout=self._timeout)
+        return json_response(
+            {
+                "execution_id": str(started.execution_id),
+                "status": "started",
+                "commands_generated": started.commands_generated,
+            }
+        )
+
+    async def detail(self, request: Request) -> Response:
+        """§4.4 → `Get` for the summary, then `ListEvents` (newest first) for one page of events."""
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        query = problems.query(request)
+        page = query.number("page", 1, minimum=1)
+        page_size = query.number("page_size", 100, minimum=10, maximum=500)
+        since_event_id = query.identifier("since_event_id")
+        event_type = query.text("event_type")
+        include_events = query.flag("include_events", True)
+        problems.check()
+        found = await self._execution.for_execution(execution_id).executions.Get(
+            execution_pb2.GetRequest(execution_id=execution_id), timeout=self._timeout
+        )
+        body = execution_entry(found.summary, utcnow())
+        events: list[dict[str, Any]] = []
+        paging: dict[str, Any] | None = None
+        if include_events:
+            listing = events_pb2.ListEventsRequest(
+                execution_id=execution_id, newest_first=True, page=page, page_size=page_size
+            )
+            set_present(listing, after_event_id=since_event_id, event_type=event_type or None)
+            listed = await self._events.for_execution(execution_id).ListEvents(listing, timeout=self._timeout)
+            events = [event_object(event) for event in listed.events]
+            paging = pagination(page, page_size, listed.total)
+        body["events"] = events
+        body["events_included"] = include_events
+        body["events_endpoint"] = f"/api/executions/{execution_id}/events"
+        body["pagination"] = paging
+        return json_response(body)
+
+    async def status(self, request: Request) -> Response:
+        """§4.5 → `Status`. A non-numeric id answers the same 404 as an unknown one."""
+        problems = Problems()
+        full = problems.query(request).flag("full", False)
+        problems.check()
+        execution_id = parse_id(request.path_params["execution_id"])
+        if execution_id is None:
+            raise NotFound("Execution not found")
+        status = await self._execution.for_execution(execution_id).executions.Status(
+            execution_pb2.StatusRequest(execution_id=execution_id, full=full), timeout=self._timeout
+        )
+        return json_response(status_body(status, utcnow()))

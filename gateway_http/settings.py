@@ -1,0 +1,63 @@
+"""Gateway configuration, read once (http-api.md §1.1, §2.4; data-model.md §13)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.common.config import ConfigError, EnvReader
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    host: str
+    port: int
+    catalog_addr: str
+    # Position = shard index, as everywhere in the mesh.
+    execution_addrs: tuple[str, ...]
+    events_addrs: tuple[str, ...]
+    metrics_enabled: bool
+    # Deadline of every call to a service; a missed deadline answers 503 with Retry-After.
+    rpc_timeout_seconds: float
+    # http-api.md §1.1: longer requests are cut off with 504.
+    request_timeout_seconds: float
+    # How long shutdown waits for in-flight requests before closing connections.
+    drain_seconds: float
+    tls_cert: str
+    tls_key: str
+    tls_client_ca: str
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        """Raises ConfigError listing every invalid or missing variable."""
+        env = EnvReader(environ)
+        catalog = env.addresses("NOETL_CATALOG_ADDR", "127.0.0.1:50051")
+        settings = cls(
+            host=env.text("NOETL_HOST", "0.0.0.0"),
+            port=env.integer("NOETL_PORT", 8082, minimum=0, maximum=65535),
+            catalog_addr=catalog[0] if catalog else "",
+            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            metrics_enabled=not env.flag("NOETL_DISABLE_METRICS", False),
+            rpc_timeout_seconds=env.number("NOETL_GATEWAY_RPC_TIMEOUT", 60.0, minimum=0.1),
+            request_timeout_seconds=env.number("NOETL_GATEWAY_REQUEST_TIMEOUT", 1799.0, minimum=1.0),
+            drain_seconds=env.number("NOETL_GATEWAY_DRAIN_SECONDS", 30.0, minimum=0.0),
+            tls_cert=env.text("NOETL_TLS_CERT"),
+            tls_key=env.text("NOETL_TLS_KEY"),
+            tls_client_ca=env.text("NOETL_TLS_CLIENT_CA"),
+        )
+        # EnvReader cannot take cross-field problems, so they join its report here.
+        problems = []
+        if len(catalog) != 1:
+            problems.append("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            problems.append("NOETL_TLS_CERT and NOETL_TLS_KEY must be set together")
+        if settings.tls_client_ca and not settings.tls_cert:
+            problems.append("NOETL_TLS_CLIENT_CA requires NOETL_TLS_CERT and NOETL_TLS_KEY")
+        try:
+            env.finish()
+        except ConfigError as exc:
+            raise ConfigError("\n  ".join([str(exc), *problems])) from None
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        return settings

@@ -1,0 +1,312 @@
+"""Request parsing that reproduces the reference's FastAPI/Pydantic behaviour (http-api.md §1.2, §1.3, §1.7).
+
+- Bodies are JSON when `Content-Type` is `application/json` (or `application/*+json`) or absent.
+- Ids and versions accept a JSON number or a numeric string; unknown fields are ignored;
+  aliases are looked up in priority order (the first name present wins).
+- Errors are collected across path, query and body and reported together as Pydantic error
+  objects (`type`, `loc`, `msg`, `input`, `ctx` when Pydantic has one), like FastAPI does.
+- A cross-field rule (`value_error`) is only checked when its fields parsed, as a Pydantic
+  `model_validator(mode="after")` would be.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+
+from gateway_http.errors import RequestInvalid
+from services.common.errors import InvalidArgument
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+_NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
+_FRACTION = "Input should be a valid integer, got a number with a fractional part"
+_NOT_INTEGER_TEXT = "Input should be a valid integer, unable to parse string as an integer"
+
+
+class _Invalid(Exception):
+    """One value failed to parse; the caller knows where it came from."""
+
+    def __init__(self, kind: str, msg: str, ctx: dict[str, Any] | None = None) -> None:
+        super().__init__(msg)
+        self.kind = kind
+        self.msg = msg
+        self.ctx = ctx
+
+
+def error_item(
+    kind: str, loc: list[str | int], msg: str, value: Any, ctx: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": kind, "loc": loc, "msg": msg, "input": value}
+    if ctx is not None:
+        item["ctx"] = ctx
+    return item
+
+
+def _parse_int(value: Any, minimum: int = INT64_MIN, maximum: int = INT64_MAX) -> int:
+    """Pydantic's lax `int`: a JSON integer, an integral float or a decimal string, within bounds.
+
+    Raises:
+        _Invalid: with the Pydantic error type and message.
+    """
+    if isinstance(value, bool):
+        raise _Invalid("int_type", "Input should be a valid integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise _Invalid("int_from_float", _FRACTION)
+        number = int(value)
+    elif isinstance(value, str):
+        if not _INTEGER_TEXT.fullmatch(value):
+            raise _Invalid("int_parsing", _NOT_INTEGER_TEXT)
+        number = int(value)
+    else:
+        raise _Invalid("int_type", "Input should be a valid integer")
+    if number < minimum:
+        msg = f"Input should be greater than or equal to {minimum}"
+        raise _Invalid("greater_than_equal", msg, {"ge": minimum})
+    if number > maximum:
+        raise _Invalid("less_than_equal", f"Input should be less than or equal to {maximum}", {"le": maximum})
+    return number
+
+
+def parse_id(text: str) -> int | None:
+    """An id from a path segment, or None when it is not one (for routes that answer 404 then)."""
+    try:
+        return _parse_int(text)
+    except _Invalid:
+        return None
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    if isinstance(value, str | int | float):
+        raise _Invalid("bool_parsing", "Input should be a valid boolean, unable to interpret input")
+    raise _Invalid("bool_type", "Input should be a valid boolean")
+
+
+class Problems:
+    """Validation errors of one request, from every source, raised together by `check`."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(
+        self, kind: str, loc: list[str | int], msg: str, value: Any, ctx: dict[str, Any] | None = None
+    ) -> None:
+        self.items.append(error_item(kind, loc, msg, value, ctx))
+
+    def check(self) -> None:
+        """Raises RequestInvalid when anything was reported."""
+        if self.items:
+            raise RequestInvalid(self.items)
+
+    def path_id(self, request: Request, name: str) -> int:
+        """A path parameter that must be an id; 0 after reporting a problem."""
+        raw = request.path_params[name]
+        try:
+            return _parse_int(raw)
+        except _Invalid as bad:
+            self.add(bad.kind, ["path", name], bad.msg, raw, bad.ctx)
+            return 0
+
+    def query(self, request: Request) -> Fields:
+        return Fields(request.query_params, "query", self)
+
+    def body(self, body: Any) -> Fields:
+        """Fields of a body that must be a JSON object (anything else is reported here)."""
+        fields = Fields(body if isinstance(body, dict) else {}, "body", self)
+        if not isinstance(body, dict):
+            # After creating `fields`, so that its cross-field rules see this failure.
+            self.add("model_attributes_type", ["body"], _NOT_AN_OBJECT, body)
+        return fields
+
+
+class Fields:
+    """Typed reads from one source (`body` or `query`); failures go to the shared `Problems`.
+
+    Getters for required values return a placeholder after reporting, so callers stay typed;
+    `Problems.check()` must run before any value is used.
+    """
+
+    def __init__(self, source: Mapping[str, Any], where: str, problems: Problems) -> None:
+        self._source = source
+        self._where = where
+        self._problems = problems
+        self._reported_before = len(problems.items)
+
+    def _find(self, names: tuple[str, ...]) -> tuple[str, Any] | None:
+        for name in names:
+            if name in self._source:
+                return name, self._source[name]
+        return None
+
+    def _report(self, bad: _Invalid, name: str | int, value: Any, *inner: str | int) -> None:
+        self._problems.add(bad.kind, [self._where, name, *inner], bad.msg, value, bad.ctx)
+
+    def _missing(self, names: tuple[str, ...]) -> None:
+        whole = dict(self._source) if self._where == "body" else None
+        self._problems.add("missing", [self._where, names[0]], "Field required", whole)
+
+    def text(self, *names: str) -> str | None:
+        found = self._find(names)
+        if found is None or found[1] is None:
+            return None
+        name, value = found
+        if not isinstance(value, str):
+            self._report(_Invalid("string_type", "Input should be a valid string"), name, value)
+            return None
+        return value
+
+    def required_text(self, *names: str) -> str:
+        found = self._find(names)
+        if found is None:
+            self._missing(names)
+            return ""
+        name, value = found
+        if not isinstance(value, str):
+            self._report(_Invalid("string_type", "Input should be a valid string"), name, value)
+            return ""
+        return value
+
+    def identifier(self, *names: str) -> int | None:
+        found = self._find(names)
+        if found is None or found[1] is None:
+            return None
+        return self._int(found[0], found[1], INT64_MIN, INT64_MAX)
+
+    def required_identifier(self, *names: str) -> int:
+        found = self._find(names)
+        if found is None:
+            self._missing(names)
+            return 0
+        return self._int(found[0], found[1], INT64_MIN, INT64_MAX) or 0
+
+    def version(self, name: str, *, latest: bool) -> int | None:
+        """A catalog version; with `latest`, the string "latest" means "no pin" (None)."""
+        value = self._source.get(name)
+        if value is None or (latest and value == "latest"):
+            return None
+        return self._int(name, value, INT64_MIN, INT32_MAX)
+
+    def number(self, name: str, default: int, *, minimum: int, maximum: int = INT64_MAX) -> int:
+        """A bounded integer with a default (paging parameters)."""
+        value = self._source.get(name)
+        if value is None:
+            return default
+        parsed = self._int(name, value, minimum, maximum)
+        return default if parsed is None else parsed
+
+    def _int(self, name: str, value: Any, minimum: int, maximum: int) -> int | None:
+        try:
+            return _parse_int(value, minimum, maximum)
+        except _Invalid as bad:
+            self._report(bad, name, value)
+            return None
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._source.get(name)
+        if value is None:
+            return default
+        try:
+            return _parse_bool(value)
+        except _Invalid as bad:
+            self._report(bad, name, value)
+            return default
+
+    def mapping(self, *names: str) -> dict[str, Any] | None:
+        found = self._find(names)
+        if found is None or found[1] is None:
+            return None
+        name, value = found
+        if not isinstance(value, dict):
+            self._report(_Invalid("dict_type", "Input should be a valid dictionary"), name, value)
+            return None
+        return value
+
+    def strings(self, name: str) -> list[str]:
+        value = self._source.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self._report(_Invalid("list_type", "Input should be a valid list"), name, value)
+            return []
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self._report(_Invalid("string_type", "Input should be a valid string"), name, item, index)
+        return [item for item in value if isinstance(item, str)]
+
+    def value_error(self, message: str) -> None:
+        """A failed cross-field rule, reported only when every field of this source parsed."""
+        if len(self._problems.items) == self._reported_before:
+            # Pydantic keeps the ValueError in ctx; FastAPI's encoder turns it into `{}`.
+            whole = dict(self._source)
+            self._problems.add("value_error", [self._where], f"Value error, {message}", whole, {"error": {}})
+
+
+async def read_json(request: Request, *, required: bool = True) -> Any:
+    """The request body as parsed JSON (`{}` for an empty optional body).
+
+    Raises:
+        RequestInvalid: empty required body, non-JSON content type, malformed JSON.
+        InvalidArgument: a body that is not UTF-8/16/32 text (FastAPI's 400).
+    """
+    raw = await request.body()
+    if not raw:
+        if required:
+            raise RequestInvalid([error_item("missing", ["body"], "Field required", None)])
+        return {}
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise RequestInvalid(
+            [error_item("model_attributes_type", ["body"], _NOT_AN_OBJECT, raw.decode("utf-8", "replace"))]
+        )
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise RequestInvalid(
+            [error_item("json_invalid", ["body", exc.pos], "JSON decode error", {}, {"error": exc.msg})]
+        ) from None
+    except _NonFinite as exc:
+        # Python's parser accepts NaN/Infinity, which can be neither stored nor echoed back.
+        position = raw.find(exc.token.encode())
+        raise RequestInvalid(
+            [error_item("json_invalid", ["body", position], "JSON decode error", {}, {"error": str(exc)})]
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidArgument("There was an error parsing the body") from None
+
+
+class _NonFinite(ValueError):
+    def __init__(self, token: str) -> None:
+        super().__init__(f"Out of range float values are not JSON compliant: {token}")
+        self.token = token
+
+
+def _reject_constant(token: str) -> Any:
+    raise _NonFinite(token)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))

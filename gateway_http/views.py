@@ -1,0 +1,133 @@
+"""Service messages → the JSON objects of the contract, keys in contract order (http-api.md §13).
+
+Pure functions of a message (and `now` where a running duration is involved), so the shapes
+are unit-tested without servers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from noetl.v1 import catalog_pb2, common_pb2, execution_pb2
+
+from gateway_http.formatting import duration_human, elapsed_seconds, id_text, progress, timestamp, to_datetime
+from services.common import jsonutil
+
+
+def _optional_id(message: Any, field: str) -> str | None:
+    """A proto3 `optional int64` id as its wire string, None when unset."""
+    return str(getattr(message, field)) if message.HasField(field) else None
+
+
+def catalog_entry(entry: catalog_pb2.CatalogEntry) -> dict[str, Any]:
+    """§13.1."""
+    return {
+        "catalog_id": str(entry.catalog_id),
+        "path": entry.path,
+        "version": entry.version,
+        "kind": entry.kind,
+        "content": entry.content,
+        "layout": jsonutil.loads(entry.layout_json),
+        "payload": jsonutil.loads(entry.payload_json),
+        "meta": jsonutil.loads(entry.meta_json),
+        "created_at": timestamp(entry.created_at),
+    }
+
+
+def _timing(start: Any, end: Any | None, now: datetime) -> dict[str, Any]:
+    """`start_time` … `duration_human` of §13.2 from optional protobuf timestamps."""
+    if start is None:
+        return {"start_time": None, "end_time": None, "duration_seconds": None, "duration_human": None}
+    seconds = elapsed_seconds(to_datetime(start), None if end is None else to_datetime(end), now)
+    return {
+        "start_time": timestamp(start),
+        "end_time": None if end is None else timestamp(end),
+        "duration_seconds": round(seconds, 3),
+        "duration_human": duration_human(seconds),
+    }
+
+
+def execution_entry(summary: execution_pb2.ExecutionSummary, now: datetime) -> dict[str, Any]:
+    """§13.2; the duration counts to `now` while the run has no end."""
+    start = summary.start_time if summary.HasField("start_time") else None
+    end = summary.end_time if summary.HasField("end_time") else None
+    return {
+        "execution_id": str(summary.execution_id),
+        "catalog_id": id_text(summary.catalog_id) or "",
+        "path": summary.path or "unknown",
+        "version": summary.version,
+        "status": summary.status,
+        **_timing(start, end, now),
+        "progress": progress(summary.status),
+        "result": None,
+        "error": summary.error if summary.HasField("error") else None,
+        "parent_execution_id": _optional_id(summary, "parent_execution_id"),
+    }
+
+
+def event_object(event: common_pb2.Event) -> dict[str, Any]:
+    """§13.3 (detail route): `execution_id`, `catalog_id` and parent ids as strings, `event_id` a number."""
+    created = timestamp(event.created_at) if event.HasField("created_at") else None
+    return {
+        "execution_id": str(event.execution_id),
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "node_id": event.node_id or None,
+        "node_name": event.node_name or None,
+        "status": event.status or None,
+        "created_at": created,
+        "timestamp": created,
+        "context": jsonutil.loads(event.context_json),
+        "result": jsonutil.loads(event.result_json),
+        "error": event.error if event.HasField("error") else None,
+        "catalog_id": id_text(event.catalog_id),
+        "parent_execution_id": _optional_id(event, "parent_execution_id"),
+        "parent_event_id": _optional_id(event, "parent_event_id"),
+        "duration": event.duration if event.HasField("duration") else None,
+    }
+
+
+def pagination(page: int, page_size: int, total: int) -> dict[str, Any]:
+    """§4.4: an empty result still has one page."""
+    total_pages = (total + page_size - 1) // page_size if total > 0 else 1
+    return {
+        "page": page,
+        "page_size": page_size,
+        "total_events": total,
+        "total_pages": total_pages,
+        "has_next": page < total_pages,
+        "has_prev": page > 1,
+    }
+
+
+def status_body(status: execution_pb2.StatusResponse, now: datetime) -> dict[str, Any]:
+    """§4.5; `end_time` only once the run completed or failed."""
+    start = status.start_time if status.HasField("start_time") else None
+    finished = status.completed or status.failed
+    end = status.end_time if finished and status.HasField("end_time") else None
+    variables = jsonutil.loads(status.variables_json)
+    return {
+        "execution_id": str(status.execution_id),
+        "current_step": status.current_step if status.HasField("current_step") else None,
+        "completed_steps": list(status.completed_steps),
+        "failed": status.failed,
+        "completed": status.completed,
+        "completion_inferred": status.completion_inferred,
+        "variables": {} if variables is None else variables,
+        **_timing(start, end, now),
+    }
+
+
+def command_body(command: common_pb2.Command) -> dict[str, Any]:
+    """§6.1: `execution_id` a number; the step is both `node_id` and `node_name`."""
+    context = jsonutil.loads(command.context_json)
+    meta = jsonutil.loads(command.meta_json)
+    return {
+        "execution_id": command.execution_id,
+        "node_id": command.step,
+        "node_name": command.step,
+        "action": command.tool_kind,
+        "context": {} if context is None else context,
+        "meta": {} if meta is None else meta,
+    }

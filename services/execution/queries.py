@@ -1,0 +1,107 @@
+"""Read models of an execution: summary (lists, detail) and `/status` (dsl.md §15)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.common.errors import NotFound
+from services.execution.engine.records import EventRecord
+from services.execution.engine.status import execution_status, status_flags, terminal_event
+from services.execution.orchestrator import Orchestrator
+from services.execution.ports import CatalogPort, EventsPort
+from services.execution.store import ExecutionStore
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    execution_id: int
+    catalog_id: int
+    path: str
+    version: int
+    status: str
+    start_time: datetime
+    end_time: datetime | None
+    error: str | None
+    parent_execution_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    execution_id: int
+    current_step: str | None
+    completed_steps: list[str]
+    completed: bool
+    failed: bool
+    completion_inferred: bool
+    variables: dict[str, Any]
+    start_time: datetime
+    end_time: datetime | None
+    error: str | None
+
+
+class Queries:
+    def __init__(
+        self, store: ExecutionStore, events: EventsPort, catalog: CatalogPort, orchestrator: Orchestrator
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._catalog = catalog
+        self._orchestrator = orchestrator
+
+    async def _log(self, execution_id: int, missing: str) -> list[EventRecord]:
+        records = await self._events.since(execution_id, None)
+        if not records:
+            raise NotFound(missing)
+        return records
+
+    async def summary(self, execution_id: int) -> Summary:
+        """Raises NotFound ("Execution <id> not found") when the execution has no events."""
+        records = await self._log(execution_id, f"Execution {execution_id} not found")
+        root = records[0]
+        context = root.context if isinstance(root.context, dict) else {}
+        catalog_id = int(context.get("catalog_id") or 0)
+        path, version = str(context.get("path") or "unknown"), 0
+        try:
+            entry = await self._catalog.resolve(path=None, catalog_id=catalog_id, version=None)
+            path, version = entry.path, entry.version
+        except NotFound:
+            path = "unknown"
+        terminal = terminal_event(records)
+        status = execution_status(records)
+        end = terminal.created_at if terminal is not None and status != "RUNNING" else None
+        error = terminal.error if terminal is not None else records[-1].error
+        return Summary(
+            execution_id=execution_id,
+            catalog_id=catalog_id,
+            path=path,
+            version=version,
+            status=status,
+            start_time=root.created_at,
+            end_time=end,
+            error=error,
+            parent_execution_id=await self._store.parent_of(execution_id),
+        )
+
+    async def status(self, execution_id: int) -> StatusView:
+        """Raises NotFound ("Execution not found") for an unknown execution."""
+        records = await self._log(execution_id, "Execution not found")
+        open_commands = await self._store.open_commands(execution_id)
+        flags = status_flags(records, has_open_commands=open_commands > 0)
+        terminal = terminal_event(records)
+        tracked = await self._orchestrator.state_of(execution_id)
+        variables = tracked.state.flat_context() if tracked is not None and tracked.state is not None else {}
+        ended = flags.completed or flags.failed
+        return StatusView(
+            execution_id=execution_id,
+            current_step=flags.current_step,
+            completed_steps=list(flags.completed_steps),
+            completed=flags.completed,
+            failed=flags.failed,
+            completion_inferred=flags.completion_inferred,
+            variables=variables,
+            start_time=records[0].created_at,
+            end_time=(terminal.created_at if terminal is not None else records[-1].created_at) if ended else None,
+            error=terminal.error if terminal is not None else None,
+        )
