@@ -70,4 +70,6 @@ def mesh_environment(ports: Ports, *, pg_dsn: str, nats_url: str, run_dir: Path)
         "NOETL_RUN_DIR": str(run_dir),
         # Logs are files; unbuffered output makes a crash's last lines land in them.
         "PYTHONUNBUFFERED": "1",
+        # gRPC core logs an INFO line on every fork (the worker forks python children).
+        "GRPC_VERBOSITY": "ERROR",
     }

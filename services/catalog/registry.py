@@ -25,7 +25,8 @@ _KIND_ALIASES = {
     "memory": "memory",
 }
 EXECUTABLE_KINDS = frozenset({"playbook", "agent"})
-_NON_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
+_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,14 @@ class Document:
 
 
 def decode_content(content: str) -> str:
-    """Base64 (standard alphabet, padding optional, junk ignored) when it decodes to UTF-8, else as-is."""
-    cleaned = _NON_BASE64.sub("", content)
+    """Base64 (standard alphabet, padding optional, line breaks ignored) when it decodes to UTF-8.
+
+    Text with any other character (a `:` of plain YAML, say) is taken as-is: discarding such
+    characters, as the reference does, lets short plain YAML decode into garbage.
+    """
+    if not _BASE64_TEXT.fullmatch(content):
+        return content
+    cleaned = _WHITESPACE.sub("", content).rstrip("=")
     if not cleaned:
         return content
     try:
