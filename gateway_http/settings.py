@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.config import ConfigError, EnvReader
+from services.common.config import EnvReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +46,11 @@ class GatewaySettings:
             tls_key=env.text("NOETL_TLS_KEY"),
             tls_client_ca=env.text("NOETL_TLS_CLIENT_CA"),
         )
-        # EnvReader cannot take cross-field problems, so they join its report here.
-        problems = []
         if len(catalog) != 1:
-            problems.append("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")
+            env.problem("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")
         if bool(settings.tls_cert) != bool(settings.tls_key):
-            problems.append("NOETL_TLS_CERT and NOETL_TLS_KEY must be set together")
+            env.problem("NOETL_TLS_CERT and NOETL_TLS_KEY must be set together")
         if settings.tls_client_ca and not settings.tls_cert:
-            problems.append("NOETL_TLS_CLIENT_CA requires NOETL_TLS_CERT and NOETL_TLS_KEY")
-        try:
-            env.finish()
-        except ConfigError as exc:
-            raise ConfigError("\n  ".join([str(exc), *problems])) from None
-        if problems:
-            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+            env.problem("NOETL_TLS_CLIENT_CA requires NOETL_TLS_CERT and NOETL_TLS_KEY")
+        env.finish()
         return settings

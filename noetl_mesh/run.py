@@ -26,7 +26,11 @@ from rich.table import Table
 from noetl_mesh.state import StackInfo
 from services.common import jsonutil
 
-TERMINAL = {"playbook.completed": "COMPLETED", "playbook.failed": "FAILED", "execution.cancelled": "CANCELLED"}
+TERMINAL = {
+    "playbook.completed": "COMPLETED",
+    "playbook.failed": "FAILED",
+    "execution.cancelled": "CANCELLED",
+}
 _ICONS = {"queued": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "↷"}
 
 
@@ -189,7 +193,8 @@ def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
 async def _run(console: Console, content: bytes, workload: dict[str, Any], info: StackInfo) -> int:
     async with httpx.AsyncClient(base_url=info.gateway_url, timeout=60) as http:
         registered = await http.post(
-            "/api/catalog/register", json={"content": base64.b64encode(content).decode(), "resource_type": "Playbook"}
+            "/api/catalog/register",
+            json={"content": base64.b64encode(content).decode(), "resource_type": "Playbook"},
         )
         if registered.status_code != 200:
             console.print(f"[red]registration failed ({registered.status_code}):[/red] {_detail(registered)}")
@@ -197,7 +202,8 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
         entry = registered.json()
         console.print(f"registered [bold]{entry['path']}[/bold] v{entry['version']}")
         started = await http.post(
-            "/api/execute", json={"catalog_id": entry["catalog_id"], "workload": workload, "resource_kind": "playbook"}
+            "/api/execute",
+            json={"catalog_id": entry["catalog_id"], "workload": workload, "resource_kind": "playbook"},
         )
         if started.status_code != 200:
             console.print(f"[red]invalid playbook ({started.status_code}):[/red] {_detail(started)}")

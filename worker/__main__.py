@@ -52,7 +52,9 @@ async def serve(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.shutdown)
-        logging.getLogger("worker").info("worker %s consuming pools %s", settings.worker_id, ",".join(settings.pools))
+        logging.getLogger("worker").info(
+            "worker %s consuming pools %s", settings.worker_id, ",".join(settings.pools)
+        )
         await consumer.run()
     await commands.close()
     await events.close()
@@ -68,7 +70,8 @@ def main() -> int:
         logging.getLogger("worker").error("%s", exc)
         return 2
     telemetry.setup_tracing("worker")
-    return uvloop.run(serve(settings))
+    code: int = uvloop.run(serve(settings))
+    return code
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ import contextlib
 import logging
 
 import orjson
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.aio.msg import Msg
 
 from worker.executor import Executor, Notification, Outcome
 

@@ -104,7 +104,9 @@ class Executor:
     async def _execute(self, call: ToolCall) -> ToolResult:
         tool = self._tools.get(call.kind)
         if tool is None:
-            return ToolResult(ok=False, data=None, error=f"tool kind '{call.kind}' is not supported by this worker")
+            return ToolResult(
+                ok=False, data=None, error=f"tool kind '{call.kind}' is not supported by this worker"
+            )
         try:
             return await tool.run(call)
         except Exception as exc:
@@ -126,7 +128,9 @@ def _timeout(spec: Any, config: Any, default: float) -> float:
     return default
 
 
-def _closing_events(call: ToolCall, result: ToolResult, duration_ms: float) -> list[tuple[str, dict[str, Any]]]:
+def _closing_events(
+    call: ToolCall, result: ToolResult, duration_ms: float
+) -> list[tuple[str, dict[str, Any]]]:
     if result.ok:
         context: dict[str, Any] = {"data": result.data, "status": "success", "duration_ms": duration_ms}
         if result.stdout:
@@ -144,7 +148,12 @@ def _closing_events(call: ToolCall, result: ToolResult, duration_ms: float) -> l
     if result.stdout or result.stderr:
         failure["result"] = {
             "status": "error",
-            "context": {"error": error, "stdout": result.stdout, "stderr": result.stderr, "duration_ms": duration_ms},
+            "context": {
+                "error": error,
+                "stdout": result.stdout,
+                "stderr": result.stderr,
+                "duration_ms": duration_ms,
+            },
         }
     return [("call.error", failure), ("command.failed", {"command_id": call.command_id, "error": error})]
 

@@ -10,7 +10,6 @@ from gateway_http.encoding import json_response
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
 from gateway_http.views import catalog_entry
-from services.catalog.registry import normalize_kind
 
 
 class CatalogRoutes:
@@ -54,8 +53,7 @@ class CatalogRoutes:
     async def list_entries(self, request: Request) -> Response:
         """§3.3 → `List`. An empty body lists everything, like `{}`.
 
-        `resource_type` goes through the registration alias table (`Secrets` → `credential`);
-        the catalog itself only compares `lower(kind)`.
+        The catalog normalises `resource_type` through its alias table (`Secrets` → `credential`).
         """
         problems = Problems()
         fields = problems.body(await read_json(request, required=False))
@@ -71,8 +69,7 @@ class CatalogRoutes:
             capabilities=[capability, *capabilities] if capability else capabilities,
             include_archived=include_archived,
         )
-        kind = normalize_kind(resource_type) if resource_type else None
-        set_present(query, resource_type=kind, path=path or None)
+        set_present(query, resource_type=resource_type or None, path=path or None)
         listed = await self._catalog.List(query, timeout=self._timeout)
         return json_response({"entries": [catalog_entry(entry) for entry in listed.entries]})
 

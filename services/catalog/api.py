@@ -60,7 +60,9 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             results.append(catalog_pb2.RegisterBatchResult(index=index, registered=_registered(entry)))
         return catalog_pb2.RegisterBatchResponse(results=results)
 
-    async def List(self, request: catalog_pb2.ListRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.ListResponse:
+    async def List(
+        self, request: catalog_pb2.ListRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListResponse:
         entries = await self._catalog.list(
             kind=request.resource_type if request.HasField("resource_type") else None,
             path=request.path if request.HasField("path") else None,

@@ -74,10 +74,13 @@ def parse_document(content: str, resource_type: str) -> Document:
     if not isinstance(payload, dict):
         raise InvalidArgument("Error registering resource: content is not a YAML mapping.")
     doc = payload
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    raw_metadata = doc.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     declared = doc.get("kind")
     kind = normalize_kind(declared if isinstance(declared, str) and declared.strip() else resource_type)
-    path = _first_text(metadata.get("path"), doc.get("path"), metadata.get("name"), doc.get("name")) or "unknown"
+    path = (
+        _first_text(metadata.get("path"), doc.get("path"), metadata.get("name"), doc.get("name")) or "unknown"
+    )
     return Document(content=text, payload=payload, kind=kind or "playbook", path=path, meta=_meta(metadata))
 
 

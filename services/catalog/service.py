@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.catalog.registry import parse_document
+from services.catalog.registry import normalize_kind, parse_document
 from services.catalog.store import CatalogStore, Entry
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import Snowflake
@@ -50,8 +50,18 @@ class Catalog:
         return entry
 
     async def list(
-        self, *, kind: str | None, path: str | None, agent_only: bool, capabilities: list[str], include_archived: bool
+        self,
+        *,
+        kind: str | None,
+        path: str | None,
+        agent_only: bool,
+        capabilities: list[str],
+        include_archived: bool,
     ) -> list[Entry]:
         return await self._store.list(
-            kind=kind, path=path, agent_only=agent_only, capabilities=capabilities, include_archived=include_archived
+            kind=normalize_kind(kind) if kind else None,
+            path=path,
+            agent_only=agent_only,
+            capabilities=capabilities,
+            include_archived=include_archived,
         )

@@ -83,10 +83,13 @@ class CatalogStore:
                 dumps_text(payload),
                 dumps_text(meta),
             )
+        assert row is not None  # INSERT ... RETURNING always yields the row
         return _entry(row)
 
     async def by_id(self, catalog_id: int) -> Entry | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM noetl.catalog WHERE catalog_id = $1", catalog_id)
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM noetl.catalog WHERE catalog_id = $1", catalog_id
+        )
         return _entry(row) if row else None
 
     async def latest(self, path: str) -> Entry | None:
@@ -104,7 +107,13 @@ class CatalogStore:
         return _entry(row) if row else None
 
     async def list(
-        self, *, kind: str | None, path: str | None, agent_only: bool, capabilities: list[str], include_archived: bool
+        self,
+        *,
+        kind: str | None,
+        path: str | None,
+        agent_only: bool,
+        capabilities: list[str],
+        include_archived: bool,
     ) -> list[Entry]:
         clauses: list[str] = []
         args: list[Any] = []

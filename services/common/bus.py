@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -55,11 +56,9 @@ async def ensure_streams(js: JetStreamContext, settings: BusSettings) -> None:
         ),
     )
     for config in streams:
-        try:
+        # Already exists with a different config: keep the operator's settings.
+        with contextlib.suppress(BadRequestError):
             await js.add_stream(config)
-        except BadRequestError:
-            # Already exists with a different config: keep the operator's settings.
-            pass
 
 
 def pool_for(path: str, requested: str | None) -> str:
@@ -78,7 +77,9 @@ def command_subject(pool: str, execution_id: int) -> str:
 
 
 def event_subject(execution_id: int, shard_count: int, tenant: str = "default", org: str = "default") -> str:
-    return f"noetl.events.{_token(tenant)}.{_token(org)}.{execution_id}.{shard_for(execution_id, shard_count)}"
+    return (
+        f"noetl.events.{_token(tenant)}.{_token(org)}.{execution_id}.{shard_for(execution_id, shard_count)}"
+    )
 
 
 def execution_events_filter(execution_id: int) -> str:

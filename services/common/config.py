@@ -36,7 +36,9 @@ class EnvReader:
                 return value
         return default
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         raw = self._env.get(name, "").strip()
         if not raw:
             return default
@@ -84,6 +86,10 @@ class EnvReader:
             if not host or not port.isdigit():
                 self._problems.append(f"{name}: {item!r} is not host:port")
         return items
+
+    def problem(self, message: str) -> None:
+        """Records a problem no single reader sees, such as two variables that must go together."""
+        self._problems.append(message)
 
     def finish(self) -> None:
         """Raises ConfigError listing every problem seen."""

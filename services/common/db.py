@@ -20,6 +20,9 @@ SCHEMA_LOCK_KEY = 0x6E6F65746C  # "noetl"
 
 T = TypeVar("T")
 
+# What `pool.acquire()` yields and what `asyncpg.connect()` returns: stores accept either.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """Raises Unavailable when the database cannot be reached."""
@@ -31,7 +34,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def apply_schema(conn: asyncpg.Connection, ddl: str) -> None:
+async def apply_schema(conn: Connection, ddl: str) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_KEY)
         await conn.execute("CREATE SCHEMA IF NOT EXISTS noetl")

@@ -72,7 +72,11 @@ class Snowflake:
             else:
                 self._seq = 0
             self._last_ms = now
-            return ((now - EPOCH_MS) << (MACHINE_BITS + SEQUENCE_BITS)) | (self._machine << SEQUENCE_BITS) | self._seq
+            return (
+                ((now - EPOCH_MS) << (MACHINE_BITS + SEQUENCE_BITS))
+                | (self._machine << SEQUENCE_BITS)
+                | self._seq
+            )
 
 
 def _wall_ms() -> int:

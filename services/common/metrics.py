@@ -23,7 +23,10 @@ GRPC_REQUESTS = Counter(
     "noetl_grpc_server_requests_total", "gRPC requests handled", ["service", "method", "code"]
 )
 GRPC_DURATION = Histogram(
-    "noetl_grpc_server_duration_seconds", "gRPC handler latency", ["service", "method"], buckets=INGEST_BUCKETS
+    "noetl_grpc_server_duration_seconds",
+    "gRPC handler latency",
+    ["service", "method"],
+    buckets=INGEST_BUCKETS,
 )
 
 

@@ -48,7 +48,7 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.MeshError]] = {
 def grpc_code(error: errors.MeshError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _CODES:
-            return _CODES[cls]  # type: ignore[index]
+            return _CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-
 from typing import Protocol, TypeVar
 
 import uvloop
@@ -46,7 +44,8 @@ def run(
         logging.getLogger(name).error("%s", exc)
         return 2
     telemetry.setup_tracing(name)
-    return uvloop.run(_serve(name, settings, assemble))
+    code: int = uvloop.run(_serve(name, settings, assemble))
+    return code
 
 
 async def _serve(

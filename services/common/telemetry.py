@@ -18,19 +18,15 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-_configured = False
-
 
 def setup_tracing(service_name: str) -> None:
-    """Installs a tracer provider once per process."""
-    global _configured
-    if _configured:
+    """Installs a tracer provider once per process (the API itself refuses a second one)."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"noetl-{service_name}"}))
     if os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
-    _configured = True
 
 
 def tag_execution(execution_id: int) -> None:
@@ -48,7 +44,7 @@ class ExecutionIdInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None and handler.unary_stream is None:
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
             return handler
 
         def tagged(behavior: Callable[..., Any]) -> Callable[..., Any]:

@@ -33,12 +33,14 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
     log = EventLog(
-        EventStore(pool),
-        Snowflake(default_machine_id()),
-        relay,
-        ExecutionAdvancer(execution),
-        Wakeups(nc),
-        EventLogSettings(mirror_events=settings.mirror_events, event_shard_count=settings.bus.event_shard_count),
+        store=EventStore(pool),
+        ids=Snowflake(default_machine_id()),
+        relay=relay,
+        advancer=ExecutionAdvancer(execution),
+        wakeups=Wakeups(nc),
+        settings=EventLogSettings(
+            mirror_events=settings.mirror_events, event_shard_count=settings.bus.event_shard_count
+        ),
     )
     api = EventApi(log)
 

@@ -42,12 +42,16 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             request.execution_id,
             [draft_from_message(event) for event in request.events],
             catalog_id=request.catalog_id or None,
-            parent_execution_id=request.parent_execution_id if request.HasField("parent_execution_id") else None,
+            parent_execution_id=request.parent_execution_id
+            if request.HasField("parent_execution_id")
+            else None,
             require_open=request.require_open,
         )
         return events_pb2.AppendResponse(event_ids=outcome.event_ids, duplicates=outcome.duplicates)
 
-    async def Emit(self, request: events_pb2.EmitRequest, context: grpc.aio.ServicerContext) -> events_pb2.EmitResponse:
+    async def Emit(
+        self, request: events_pb2.EmitRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.EmitResponse:
         event = request.event
         outcome = await self._log.emit(event.execution_id, [_worker_draft(event)])
         return events_pb2.EmitResponse(

@@ -17,7 +17,9 @@ class ExecutionAdvancer:
 
     async def advance(self, execution_id: int, events: Sequence[StoredEvent]) -> int:
         response = await self._execution.for_execution(execution_id).Advance(
-            execution_pb2.AdvanceRequest(execution_id=execution_id, events=[event_message(e) for e in events]),
+            execution_pb2.AdvanceRequest(
+                execution_id=execution_id, events=[event_message(e) for e in events]
+            ),
             timeout=60,
         )
         return int(response.commands_generated)

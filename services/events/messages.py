@@ -7,7 +7,7 @@ from noetl.v1 import common_pb2, events_pb2
 
 from services.common import jsonutil
 from services.common.errors import InvalidArgument
-from services.events.normalize import WORKER_IDEMPOTENT, canonical_type
+from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
 from services.events.store import Draft, Notify, StoredEvent
 
 
@@ -58,7 +58,7 @@ def draft_from_message(event: events_pb2.NewEvent) -> Draft:
         if not isinstance(payload, dict):
             raise InvalidArgument("notify.payload_json must be a JSON object")
         notify = Notify(subject=event.notify.subject, payload=payload)
-    kind = canonical_type(event.event_type)
+    kind = canonical_event_type(event.event_type)
     return Draft(
         event_type=kind,
         node_name=event.node_name,

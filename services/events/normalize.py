@@ -6,21 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import Unprocessable
+from services.common.event_types import WORKER_IDEMPOTENT, WRITTEN_TERMINAL, canonical_event_type
 from services.events.redaction import redact
 
-TERMINAL_TYPES = ("playbook.completed", "playbook.failed", "execution.cancelled")
-# Worker lifecycle events: at most one per (execution, type, step, command).
-WORKER_IDEMPOTENT = frozenset(
-    {"call.done", "call.error", "step.exit", "command.started", "command.completed", "command.failed"}
-)
-_ALIASES = {
-    "playbook_started": "playbook.initialized",
-    "playbook.started": "playbook.initialized",
-    "playbook_completed": "playbook.completed",
-    "playbook_failed": "playbook.failed",
-    "playbook_cancelled": "execution.cancelled",
-    "playbook.cancelled": "execution.cancelled",
-}
+TERMINAL_TYPES = tuple(sorted(WRITTEN_TERMINAL))
 _RESULT_KEYS = frozenset({"status", "reference", "context", "command_id"})
 
 
@@ -41,10 +30,6 @@ class WorkerEventDraft:
     @property
     def idempotent(self) -> bool:
         return self.event_type in WORKER_IDEMPOTENT
-
-
-def canonical_type(event_type: str) -> str:
-    return _ALIASES.get(event_type, event_type)
 
 
 def status_from_name(event_type: str) -> str:
@@ -80,14 +65,21 @@ def normalize(
         raise Unprocessable("payload may not contain '_internal_data'")
     nested = body.get("result")
     if nested is not None and (not isinstance(nested, dict) or not set(nested) <= _RESULT_KEYS):
-        raise Unprocessable("payload.result must be an object with keys within status, reference, context, command_id")
-    kind = canonical_type(event_type)
+        raise Unprocessable(
+            "payload.result must be an object with keys within status, reference, context, command_id"
+        )
+    kind = canonical_event_type(event_type)
     status = status_from_name(kind)
     command_id = _command_id(body.get("command_id"), (meta or {}).get("command_id"))
     context = redact(body)
     stored_meta = redact(dict(meta or {}))
     stored_meta.update(
-        {"actionable": actionable, "informative": informative, "worker_id": worker_id, "command_id": command_id}
+        {
+            "actionable": actionable,
+            "informative": informative,
+            "worker_id": worker_id,
+            "command_id": command_id,
+        }
     )
     return WorkerEventDraft(
         event_type=kind,

@@ -49,13 +49,17 @@ class Relay:
         task.add_done_callback(self._tasks.discard)
 
     async def _publish(self, entries: list[OutboxEntry]) -> None:
-        results = await asyncio.gather(*(self._publish_one(entry) for entry in entries), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._publish_one(entry) for entry in entries), return_exceptions=True
+        )
         for entry, outcome in zip(entries, results, strict=True):
             if isinstance(outcome, BaseException):
                 try:
                     await self._marker.mark_failed(entry.outbox_id, f"relay publish failed: {outcome}", 1)
                 except Exception:
-                    log.warning("could not mark outbox row %s failed; the publisher will retry it", entry.outbox_id)
+                    log.warning(
+                        "could not mark outbox row %s failed; the publisher will retry it", entry.outbox_id
+                    )
             else:
                 self._published.append(entry.outbox_id)
 

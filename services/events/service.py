@@ -21,10 +21,24 @@ from services.events.store import AppendOutcome, Draft, EventStore, StoredEvent
 from services.events.wakeups import Wakeups
 
 KNOWN_TYPES = (
-    "playbook.initialized", "workflow.initialized", "step.enter", "step.skipped", "command.issued",
-    "command.claimed", "command.heartbeat", "command.started", "call.done", "call.error", "step.exit",
-    "command.completed", "command.failed", "ctx.updated", "loop.done", "playbook.completed",
-    "playbook.failed", "execution.cancelled",
+    "playbook.initialized",
+    "workflow.initialized",
+    "step.enter",
+    "step.skipped",
+    "command.issued",
+    "command.claimed",
+    "command.heartbeat",
+    "command.started",
+    "call.done",
+    "call.error",
+    "step.exit",
+    "command.completed",
+    "command.failed",
+    "ctx.updated",
+    "loop.done",
+    "playbook.completed",
+    "playbook.failed",
+    "execution.cancelled",
 )
 INGESTED = Counter("noetl_events_ingested_total", "Events ingested", ["event_type", "status"])
 INGEST_SECONDS = Histogram(
@@ -63,6 +77,7 @@ class EventLogSettings:
 class EventLog:
     def __init__(
         self,
+        *,
         store: EventStore,
         ids: Snowflake,
         relay: Relay,

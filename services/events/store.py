@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from services.common.db import Connection
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.timeutil import as_utc, rfc3339, utcnow
 from services.events.normalize import TERMINAL_TYPES
@@ -237,7 +238,9 @@ class EventStore:
                     outcome.event_ids.append(known)
                     outcome.duplicates.append(True)
                     continue
-                event_id = draft.explicit_id if draft.explicit_id is not None else self._mint_after(mint, head_id)
+                event_id = (
+                    draft.explicit_id if draft.explicit_id is not None else self._mint_after(mint, head_id)
+                )
                 meta = dict(draft.meta) if draft.meta is not None else None
                 if meta is not None and draft.stamp_persisted_id:
                     meta["persisted_event_id"] = event_id
@@ -287,7 +290,9 @@ class EventStore:
         return event_id
 
     @staticmethod
-    async def _existing(conn: asyncpg.Connection, execution_id: int, drafts: Sequence[Draft]) -> dict[int, int]:
+    async def _existing(
+        conn: Connection, execution_id: int, drafts: Sequence[Draft]
+    ) -> dict[int, int]:
         """Index of each draft that is already stored → the stored event id."""
         found: dict[int, int] = {}
         explicit = [d.explicit_id for d in drafts if d.explicit_id is not None]
@@ -333,7 +338,7 @@ class EventStore:
 
     @staticmethod
     async def _insert(
-        conn: asyncpg.Connection,
+        conn: Connection,
         execution_id: int,
         catalog_id: int,
         parent_execution_id: int | None,
@@ -363,7 +368,7 @@ class EventStore:
 
     @staticmethod
     async def _enqueue(
-        conn: asyncpg.Connection,
+        conn: Connection,
         execution_id: int,
         stored: list[StoredEvent],
         rows: list[tuple[int, Draft, int | None, datetime, str | None]],
@@ -420,5 +425,7 @@ class EventStore:
         if event_type:
             args.append(event_type)
             clauses.append(f"event_type = ${len(args)}")
-        value = await self._pool.fetchval(f"SELECT count(*) FROM noetl.event WHERE {' AND '.join(clauses)}", *args)
+        value = await self._pool.fetchval(
+            f"SELECT count(*) FROM noetl.event WHERE {' AND '.join(clauses)}", *args
+        )
         return int(value)

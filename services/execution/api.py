@@ -53,7 +53,9 @@ def command_message(row: CommandRow) -> common_pb2.Command:
 
 
 class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
-    def __init__(self, orchestrator: Orchestrator, queries: Queries, store: ExecutionStore, lease: float) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, queries: Queries, store: ExecutionStore, lease: float
+    ) -> None:
         self._orchestrator = orchestrator
         self._queries = queries
         self._store = store
@@ -68,14 +70,18 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             version=request.version if request.HasField("version") else None,
             resource_kind=request.resource_kind if request.HasField("resource_kind") else None,
             workload=_json_object(request.workload_json, "workload_json") or {},
-            parent_execution_id=request.parent_execution_id if request.HasField("parent_execution_id") else None,
+            parent_execution_id=request.parent_execution_id
+            if request.HasField("parent_execution_id")
+            else None,
             trace=_json_object(request.trace_json, "trace_json"),
             execution_pool=request.execution_pool if request.HasField("execution_pool") else None,
         )
         execution_id, issued = await self._orchestrator.start(start)
         return execution_pb2.StartResponse(execution_id=execution_id, commands_generated=issued)
 
-    async def Get(self, request: execution_pb2.GetRequest, context: grpc.aio.ServicerContext) -> execution_pb2.GetResponse:
+    async def Get(
+        self, request: execution_pb2.GetRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.GetResponse:
         summary = await self._queries.summary(request.execution_id)
         message = execution_pb2.ExecutionSummary(
             execution_id=summary.execution_id,
@@ -128,7 +134,9 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             for e in request.events
         ]
         await self._store.apply_lifecycle(request.execution_id, updates_for(events), self._lease)
-        issued = await self._orchestrator.advance(request.execution_id, [e.event_type for e in request.events])
+        issued = await self._orchestrator.advance(
+            request.execution_id, [e.event_type for e in request.events]
+        )
         return execution_pb2.AdvanceResponse(commands_generated=issued)
 
 

@@ -105,7 +105,10 @@ class Claims:
                 node_name=row.step,
                 status="RUNNING",
                 context={"command_id": row.command_id, "worker_id": worker_id},
-                result={"status": "RUNNING", "context": {"command_id": row.command_id, "worker_id": worker_id}},
+                result={
+                    "status": "RUNNING",
+                    "context": {"command_id": row.command_id, "worker_id": worker_id},
+                },
                 meta=meta,
                 command_id=row.command_id,
             )

@@ -34,7 +34,9 @@ class CatalogClient:
     def __init__(self, stub: catalog_pb2_grpc.CatalogServiceStub) -> None:
         self._stub = stub
 
-    async def resolve(self, *, path: str | None, catalog_id: int | None, version: int | None) -> PlaybookEntry:
+    async def resolve(
+        self, *, path: str | None, catalog_id: int | None, version: int | None
+    ) -> PlaybookEntry:
         request = catalog_pb2.GetResourceRequest()
         if catalog_id is not None:
             request.catalog_id = catalog_id

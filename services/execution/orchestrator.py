@@ -169,7 +169,9 @@ class Orchestrator:
                 if tracked.state is None or not evaluate.needs_follow_up(decision):
                     break
                 # The pass completed a step itself (an empty loop): route on from it right away.
-                decision = evaluate.advance(tracked.state, tracked.playbook, trigger=None, new_id=self._ids.next_id)
+                decision = evaluate.advance(
+                    tracked.state, tracked.playbook, trigger=None, new_id=self._ids.next_id
+                )
             return issued
 
     async def barrier(self, execution_id: int) -> None:
@@ -260,7 +262,9 @@ class Orchestrator:
             return None
         context = root[0].context if isinstance(root[0].context, dict) else {}
         meta = root[0].meta if isinstance(root[0].meta, dict) else {}
-        entry = await self._catalog.resolve(path=None, catalog_id=int(context.get("catalog_id", 0)), version=None)
+        entry = await self._catalog.resolve(
+            path=None, catalog_id=int(context.get("catalog_id", 0)), version=None
+        )
         tracked = Tracked(
             execution_id=execution_id,
             entry=entry,

@@ -28,7 +28,9 @@ class Notification:
 
 
 class CatalogPort(Protocol):
-    async def resolve(self, *, path: str | None, catalog_id: int | None, version: int | None) -> PlaybookEntry:
+    async def resolve(
+        self, *, path: str | None, catalog_id: int | None, version: int | None
+    ) -> PlaybookEntry:
         """Raises NotFound when nothing matches."""
         ...
 

@@ -102,6 +102,8 @@ class Queries:
             completion_inferred=flags.completion_inferred,
             variables=variables,
             start_time=records[0].created_at,
-            end_time=(terminal.created_at if terminal is not None else records[-1].created_at) if ended else None,
+            end_time=(terminal.created_at if terminal is not None else records[-1].created_at)
+            if ended
+            else None,
             error=terminal.error if terminal is not None else None,
         )

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from services.common.db import Connection
 from services.common.timeutil import as_utc
 
 TERMINAL_COMMAND = ("COMPLETED", "FAILED", "CANCELLED")
@@ -91,7 +92,11 @@ class ExecutionStore:
             await self._insert_commands(conn, execution_id, catalog_id, parent_execution_id, commands)
 
     async def insert_commands(
-        self, execution_id: int, catalog_id: int, parent_execution_id: int | None, commands: Sequence[NewCommandRow]
+        self,
+        execution_id: int,
+        catalog_id: int,
+        parent_execution_id: int | None,
+        commands: Sequence[NewCommandRow],
     ) -> None:
         if commands:
             async with self.pool.acquire() as conn:
@@ -99,7 +104,7 @@ class ExecutionStore:
 
     @staticmethod
     async def _insert_commands(
-        conn: asyncpg.Connection,
+        conn: Connection,
         execution_id: int,
         catalog_id: int,
         parent_execution_id: int | None,
@@ -130,7 +135,9 @@ class ExecutionStore:
             [c.prev_event_id for c in commands],
         )
 
-    async def finish(self, execution_id: int, status: str, error: str | None, last_event_id: int | None) -> None:
+    async def finish(
+        self, execution_id: int, status: str, error: str | None, last_event_id: int | None
+    ) -> None:
         """A terminal status never goes back to RUNNING."""
         await self.pool.execute(
             "UPDATE noetl.execution SET status = $2, error = $3, end_time = now(), last_event_id = $4, "
@@ -148,7 +155,9 @@ class ExecutionStore:
         return int(value) if value is not None else None
 
     async def execution_status(self, execution_id: int) -> str | None:
-        value = await self.pool.fetchval("SELECT status FROM noetl.execution WHERE execution_id = $1", execution_id)
+        value = await self.pool.fetchval(
+            "SELECT status FROM noetl.execution WHERE execution_id = $1", execution_id
+        )
         return str(value) if value is not None else None
 
     async def command_by_event(self, event_id: int, execution_id: int | None = None) -> CommandRow | None:
@@ -159,10 +168,12 @@ class ExecutionStore:
                 event_id,
             )
         else:
-            row = await self.pool.fetchrow(f"SELECT {_COMMAND_COLUMNS} FROM noetl.command WHERE event_id = $1", event_id)
+            row = await self.pool.fetchrow(
+                f"SELECT {_COMMAND_COLUMNS} FROM noetl.command WHERE event_id = $1", event_id
+            )
         return _command(row) if row else None
 
-    async def lock_command(self, conn: asyncpg.Connection, row: CommandRow) -> CommandRow | None:
+    async def lock_command(self, conn: Connection, row: CommandRow) -> CommandRow | None:
         """Inside a transaction: takes the claim lock; None when another claim holds it."""
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", row.command_id):
             return None
@@ -175,7 +186,7 @@ class ExecutionStore:
 
     @staticmethod
     async def mark_claimed(
-        conn: asyncpg.Connection, row: CommandRow, worker_id: str, lease_seconds: float, claim_event_id: int
+        conn: Connection, row: CommandRow, worker_id: str, lease_seconds: float, claim_event_id: int
     ) -> None:
         await conn.execute(
             "UPDATE noetl.command SET status = 'CLAIMED', worker_id = $3, claimed_at = now(), "
@@ -188,7 +199,9 @@ class ExecutionStore:
             claim_event_id,
         )
 
-    async def apply_lifecycle(self, execution_id: int, updates: Sequence[LifecycleUpdate], lease_seconds: float) -> None:
+    async def apply_lifecycle(
+        self, execution_id: int, updates: Sequence[LifecycleUpdate], lease_seconds: float
+    ) -> None:
         """Projects worker lifecycle events onto command rows; terminal rows are never downgraded."""
         if not updates:
             return

@@ -37,7 +37,9 @@ class OutboxApi(outbox_pb2_grpc.OutboxServiceServicer):
     ) -> outbox_pb2.MarkPublishedResponse:
         if not request.outbox_ids:
             raise InvalidArgument("outbox_ids must not be empty")
-        return outbox_pb2.MarkPublishedResponse(marked=await self._store.mark_published(list(request.outbox_ids)))
+        return outbox_pb2.MarkPublishedResponse(
+            marked=await self._store.mark_published(list(request.outbox_ids))
+        )
 
     async def MarkFailed(
         self, request: outbox_pb2.MarkFailedRequest, context: grpc.aio.ServicerContext

@@ -42,7 +42,8 @@ RETURNING o.outbox_id, o.event_id, o.execution_id, o.subject, o.payload::text, o
 
 def backoff_seconds(attempts: int, max_delay: int = 300) -> int:
     """min(max_delay, 2^clamp(attempts-1, 0, 8))."""
-    return min(max_delay, 2 ** min(max(attempts - 1, 0), 8))
+    exponent = min(max(attempts - 1, 0), 8)
+    return int(min(max_delay, 2**exponent))
 
 
 class OutboxStore:

@@ -25,11 +25,18 @@ class PythonTool:
             "server_url": call.server_url,
         }
         outcome = await self._runner.run(
-            code, call.input, context=context, variables={}, libs=_libs(call.config.get("libs")), timeout=call.timeout
+            code,
+            call.input,
+            context=context,
+            variables={},
+            libs=_libs(call.config.get("libs")),
+            timeout=call.timeout,
         )
         if outcome.ok:
             return ToolResult(ok=True, data=outcome.data, stdout=outcome.stdout, stderr=outcome.stderr)
-        return ToolResult(ok=False, data=None, error=outcome.error, stdout=outcome.stdout, stderr=outcome.stderr)
+        return ToolResult(
+            ok=False, data=None, error=outcome.error, stdout=outcome.stdout, stderr=outcome.stderr
+        )
 
 
 def _code(config: dict[str, Any]) -> str | None:

@@ -12,6 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.common.event_types import (
+    TERMINAL_COMPLETED,
+    TERMINAL_FAILED,
+    EventType,
+    canonical_event_type,
+)
+
+__all__ = [
+    "TERMINAL_COMPLETED",
+    "TERMINAL_FAILED",
+    "Decision",
+    "EventRecord",
+    "EventType",
+    "NewCommand",
+    "NewEvent",
+    "canonical_event_type",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
@@ -74,57 +92,3 @@ class Decision:
     @classmethod
     def nothing(cls) -> Decision:
         return cls(events=[], commands=[], terminal=None)
-
-
-class EventType:
-    """Canonical (dotted) event type names; the engine writes only these."""
-
-    PLAYBOOK_INITIALIZED = "playbook.initialized"
-    WORKFLOW_INITIALIZED = "workflow.initialized"
-    STEP_ENTER = "step.enter"
-    STEP_SKIPPED = "step.skipped"
-    STEP_EXIT = "step.exit"
-    COMMAND_ISSUED = "command.issued"
-    COMMAND_CLAIMED = "command.claimed"
-    COMMAND_HEARTBEAT = "command.heartbeat"
-    COMMAND_STARTED = "command.started"
-    COMMAND_COMPLETED = "command.completed"
-    COMMAND_FAILED = "command.failed"
-    CALL_DONE = "call.done"
-    CALL_ERROR = "call.error"
-    CTX_UPDATED = "ctx.updated"
-    LOOP_DONE = "loop.done"
-    PLAYBOOK_COMPLETED = "playbook.completed"
-    PLAYBOOK_FAILED = "playbook.failed"
-    WORKFLOW_COMPLETED = "workflow.completed"
-    WORKFLOW_FAILED = "workflow.failed"
-    EXECUTION_CANCELLED = "execution.cancelled"
-
-
-# Readers accept the reference's other spellings (dsl.md §10.1); they are never written.
-_ALIASES: dict[str, str] = {
-    "playbook_started": EventType.PLAYBOOK_INITIALIZED,
-    "playbook.started": EventType.PLAYBOOK_INITIALIZED,
-    "playbook_completed": EventType.PLAYBOOK_COMPLETED,
-    "playbook_failed": EventType.PLAYBOOK_FAILED,
-    "playbook_cancelled": EventType.EXECUTION_CANCELLED,
-    "playbook.cancelled": EventType.EXECUTION_CANCELLED,
-    "step_enter": EventType.STEP_ENTER,
-    "step_started": EventType.STEP_ENTER,
-    "step_skipped": EventType.STEP_SKIPPED,
-    "action_started": EventType.COMMAND_STARTED,
-    "action_completed": EventType.COMMAND_COMPLETED,
-    "step_completed": EventType.STEP_EXIT,
-    "action_done": EventType.CALL_DONE,
-    "action_failed": EventType.COMMAND_FAILED,
-    "step_failed": EventType.COMMAND_FAILED,
-}
-
-
-def canonical_event_type(event_type: str) -> str:
-    """The dotted spelling of `event_type` (aliases of dsl.md §10.1 folded in)."""
-    return _ALIASES.get(event_type, event_type)
-
-
-TERMINAL_COMPLETED = frozenset({EventType.PLAYBOOK_COMPLETED, EventType.WORKFLOW_COMPLETED})
-TERMINAL_FAILED = frozenset({EventType.PLAYBOOK_FAILED, EventType.WORKFLOW_FAILED})

@@ -1,0 +1,92 @@
+"""The mesh under test: one this benchmark starts (and stops), or one already running."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.cpu import mesh_roots
+from noetl_mesh import state
+from noetl_mesh.config import REPO_ROOT, Ports, StackConfig
+from noetl_mesh.stack import Stack
+from noetl_mesh.state import StackInfo
+
+
+@dataclass(frozen=True)
+class Target:
+    gateway_url: str
+    description: str
+    # Known only when the mesh's run dir is: the events service (for Subscribe), metrics, CPU roots.
+    events_addr: str | None = None
+    metrics: dict[str, str] = field(default_factory=dict)  # component → metrics URL
+    cpu_roots: dict[str, int] = field(default_factory=dict)
+
+
+def _from_info(info: StackInfo, description: str) -> Target:
+    p = info.ports
+    return Target(
+        gateway_url=info.gateway_url,
+        description=description,
+        events_addr=info.events_addrs[0],
+        metrics={
+            "events": f"http://127.0.0.1:{p.events_metrics}/metrics",
+            "execution": f"http://127.0.0.1:{p.execution_metrics}/metrics",
+            "gateway": f"{info.gateway_url}/metrics",
+        },
+        cpu_roots=mesh_roots(info.run_dir, {proc.name: proc.pid for proc in info.processes}),
+    )
+
+
+@contextlib.contextmanager
+def own_mesh(verbose: bool) -> Iterator[Target]:
+    """A fresh mesh (embedded Postgres and NATS, ephemeral ports) in a temp run dir, stopped on exit."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="  %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="noetl-bench-") as tmp:
+        stack = Stack(StackConfig(run_dir=Path(tmp) / "mesh", ports=Ports.ephemeral()))
+        started = time.monotonic()
+        print("starting a mesh in a temp run dir ...", file=sys.stderr, flush=True)
+        try:
+            info = stack.up()
+            print(f"mesh up in {time.monotonic() - started:.1f}s at {info.gateway_url}", file=sys.stderr, flush=True)
+            yield _from_info(info, f"own mesh (ephemeral ports, {info.run_dir})")
+        finally:
+            print("stopping the mesh ...", file=sys.stderr, flush=True)
+            stack.down()
+
+
+def external(gateway_url: str, run_dir: Path | None) -> Target:
+    """A running mesh. Its run dir (given, or NOETL_MESH_HOME / .mesh when its gateway matches) adds
+    the Subscribe address, metrics and CPU accounting; without it chains are timed by polling."""
+    gateway_url = gateway_url.rstrip("/")
+    candidates = [run_dir] if run_dir else [Path(os.environ.get("NOETL_MESH_HOME") or REPO_ROOT / ".mesh")]
+    for candidate in candidates:
+        info = state.load(candidate.resolve())
+        if info is not None and (run_dir is not None or info.gateway_url == gateway_url):
+            return _from_info(info, f"running mesh at {gateway_url} (run dir {info.run_dir})")
+    return Target(gateway_url=gateway_url, description=f"running mesh at {gateway_url} (run dir unknown)")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus text → {'name{labels}': value}; empty when the endpoint does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            samples[key] = float(value)
+    return samples
