@@ -63,8 +63,7 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -132,9 +131,11 @@ class RawPoster:
         if self._conn is None or self._conn.closed:
             loop = asyncio.get_running_loop()
             try:
-                _, conn = await loop.create_connection(_Conn, self._host, self._port)
+                transport, conn = await loop.create_connection(_Conn, self._host, self._port)
             except OSError as exc:
                 raise HttpError(f"connect: {exc}") from exc
+            # uvloop calls connection_made soon after, not before, create_connection returns.
+            conn.transport = transport
             self._conn = conn
         return self._conn
 

@@ -222,7 +222,10 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
             changed = progress.apply(event)
             if changed is not None:
                 view = progress.steps[changed]
-                console.print(f"{_ICONS[view.state]} {view.name} {view.state} {view.elapsed()}".rstrip())
+                took = view.elapsed() if view.state in ("done", "failed") else ""
+                console.print(f"{_ICONS[view.state]} {view.name} {view.state} {took}".rstrip())
+                if view.error:
+                    console.print(f"  {view.error}")
     elapsed = time.monotonic() - began
     colour = "green" if progress.status == "COMPLETED" else "red"
     console.print(f"[{colour}]{progress.status}[/{colour}] in {elapsed:.2f}s")

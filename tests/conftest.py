@@ -1,4 +1,4 @@
-"""Session-wide test infrastructure: one Postgres and one NATS for the whole run.
+"""Session-wide test infrastructure: one Postgres and one NATS for the whole run, and one mesh.
 
 Tests isolate from each other inside them (a database per module via `module_dsn`, unique
 stream and subject names), which is far cheaper than a server per test on two cores.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from tests.helpers import infra
 from tests.helpers.infra import NatsServer, PgServer
+from tests.helpers.mesh import Mesh, running_mesh
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +35,17 @@ async def module_dsn(pg_server: PgServer, request: pytest.FixtureRequest) -> Asy
     dsn = await infra.fresh_database(pg_server, prefix=request.module.__name__.rpartition(".")[2])
     yield dsn
     await infra.drop_database(pg_server, dsn)
+
+
+@pytest.fixture(scope="session")
+async def mesh(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    """The whole mesh as processes, shared by the e2e and contract tests; stopped at the end."""
+    async with running_mesh(pg_server, tmp_path_factory.mktemp("mesh")) as running:
+        yield running
+
+
+@pytest.fixture
+async def gateway(mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the session mesh's gateway."""
+    async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30.0) as client:
+        yield client

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import socket
 from dataclasses import dataclass
 
 from services.common.config import EnvReader, ServiceBasics
@@ -21,6 +23,15 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         shard_count = env.integer("NOETL_SHARD_COUNT", 1, minimum=1, maximum=1024)
+        shard_index = env.integer("NOETL_SHARD_INDEX", -1, minimum=0, maximum=shard_count - 1)
+        if shard_index < 0:
+            shard_index = 0
+            if env.flag("NOETL_SHARD_INDEX_FROM_HOSTNAME", False):
+                ordinal = hostname_ordinal(env.text("HOSTNAME", socket.gethostname()))
+                if ordinal is None or ordinal >= shard_count:
+                    env.problem(f"cannot take a shard index below {shard_count} from the hostname")
+                else:
+                    shard_index = ordinal
         settings = cls(
             basics=ServiceBasics.read(env, "127.0.0.1:50052"),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
@@ -28,8 +39,14 @@ class Settings:
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
             lease_seconds=env.integer("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1),
             retry_after_seconds=env.integer("NOETL_COMMAND_CLAIM_RETRY_AFTER_SECONDS", 2, minimum=1),
-            shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
+            shard_index=shard_index,
             shard_count=shard_count,
         )
         env.finish()
         return settings
+
+
+def hostname_ordinal(hostname: str) -> int | None:
+    """The N of a StatefulSet pod name `name-N` (data-model.md §10.3)."""
+    match = re.search(r"-(\d+)$", hostname.strip())
+    return int(match.group(1)) if match else None

@@ -1,0 +1,135 @@
+"""`python -m bench [ingest|chain|all]`: start a mesh (or use a running one), benchmark it, print figures.
+
+Examples:
+    .venv/bin/python -m bench                      # everything, on a mesh of its own (~1.5 min)
+    .venv/bin/python -m bench ingest --duration 10 --clients 16
+    .venv/bin/python -m bench chain --runs 10 --chains python
+    .venv/bin/python -m bench all --gateway http://127.0.0.1:8082   # a mesh already running
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench import chain as chain_bench
+from bench import ingest as ingest_bench
+from bench.stats import table
+from bench.target import Target, external, own_mesh
+
+# Python reference server (the NoETL server the mesh re-implements), as given to this project.
+REFERENCE = {
+    "ingest req/s": "≈440",
+    "ingest p99 ms": "≈257",
+    "chain python median ms": "≈386",
+    "chain python ms/step": "≈35",
+}
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("benchmark", nargs="?", choices=("ingest", "chain", "all"), default="all")
+    parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
+    parser.add_argument("--run-dir", type=Path, help="run dir of the running mesh (Subscribe address, metrics, CPU)")
+    parser.add_argument("--duration", type=float, default=20.0, help="ingest: measured seconds (default 20)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="ingest: unmeasured seconds first (default 2)")
+    parser.add_argument("--clients", type=int, default=32, help="ingest: concurrent clients (default 32)")
+    parser.add_argument("--executions", type=int, default=8, help="ingest: executions posted into (default 8)")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="ingest: HTTP client (default raw)")
+    parser.add_argument("--runs", type=int, default=20, help="chain: timed runs per chain (default 20)")
+    parser.add_argument("--warmup-runs", type=int, default=2, help="chain: untimed runs first (default 2)")
+    parser.add_argument("--chains", default="noop,python", help="chain: kinds to run (default noop,python)")
+    parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= 512 or not 1 <= args.executions <= 1000:
+        parser.error("--clients must be 1..512 and --executions 1..1000")
+    if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
+        parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
+    if not 1 <= args.runs <= 1000 or not 0 <= args.warmup_runs <= 100:
+        parser.error("--runs must be 1..1000 and --warmup-runs 0..100")
+    args.chains = [c.strip() for c in args.chains.split(",") if c.strip()]
+    if not set(args.chains) <= {"noop", "python"}:
+        parser.error("--chains takes noop and/or python")
+    return args
+
+
+@contextlib.contextmanager
+def _target(args: argparse.Namespace) -> Iterator[Target]:
+    if args.gateway:
+        yield external(args.gateway, args.run_dir)
+    else:
+        with own_mesh(args.verbose) as target:
+            yield target
+
+
+async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]], list[str]]:
+    rows: list[list[str]] = []
+    details: list[str] = []
+    if args.benchmark in ("ingest", "all"):
+        print(f"ingest: {args.warmup:g}s warm-up + {args.duration:g}s ...", file=sys.stderr, flush=True)
+        r = await ingest_bench.run_ingest(
+            target,
+            clients=args.clients,
+            duration=args.duration,
+            warmup=args.warmup,
+            executions=args.executions,
+            client_kind=args.client,
+        )
+        details += ingest_bench.describe(r)
+        name = f"ingest ({r.clients} clients)"
+        rows += [
+            [name, "req/s", f"{r.rps:.0f}", REFERENCE["ingest req/s"]],
+            [name, "p50 / p95 ms", f"{r.pct(50):.1f} / {r.pct(95):.1f}", ""],
+            [name, "p99 ms", f"{r.pct(99):.1f}", REFERENCE["ingest p99 ms"]],
+            [name, "errors", str(sum(r.errors.values())), ""],
+        ]
+        if r.cpu is not None and r.cpu.by_component:
+            rows.append([name, "mesh / client CPU (% of 1 core)", f"{r.cpu.pct(r.cpu.mesh_total):.0f} / {r.cpu.pct(r.cpu.bench):.0f}", ""])
+    if args.benchmark in ("chain", "all"):
+        for kind in args.chains:
+            print(f"chain {kind}: {args.warmup_runs} warm-up + {args.runs} runs ...", file=sys.stderr, flush=True)
+            c = await chain_bench.run_chain(target, kind=kind, runs=args.runs, warmup=args.warmup_runs)
+            details += chain_bench.describe(c)
+            name = f"10-step {kind} chain"
+            rows += [
+                [name, "median ms", f"{c.median():.0f}", REFERENCE.get(f"chain {kind} median ms", "")],
+                [name, "p90 ms", f"{c.p90():.0f}", ""],
+                [name, "ms/step (median/10)", f"{c.median() / 10:.1f}", REFERENCE.get(f"chain {kind} ms/step", "")],
+                [name, "failed runs", str(len(c.failures)), ""],
+            ]
+    return rows, details
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a runtime dependency of the mesh
+        runner = asyncio.run
+    with _target(args) as target:
+        rows, details = runner(_run(args, target))
+    load = os.getloadavg()
+    print()
+    print(
+        f"noetl-mesh benchmark, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {target.description}; "
+        f"load average {load[0]:.2f}"
+    )
+    print()
+    print(table(["benchmark", "figure", "measured", "Python reference"], rows))
+    print()
+    print("\n".join(details))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

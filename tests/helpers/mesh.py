@@ -1,0 +1,300 @@
+"""The whole mesh as processes, for e2e and contract tests, and the client helpers that drive it.
+
+One mesh per test session (`running_mesh`, wired as the `mesh` fixture in tests/conftest.py):
+a fresh database on the session Postgres, embedded NATS and every port ephemeral under a temp
+run dir, so a developer's `noetl-mesh up` stack is never touched. Tests talk to it only the way
+clients do: HTTP through the gateway, the real `noetl` CLI, `python -m noetl_mesh`, and SQL reads
+of the test database for what the API does not show (the `prev_event_id` chain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+
+from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.stack import Stack
+from noetl_mesh.state import StackInfo
+from tests.helpers import infra
+from tests.helpers.infra import PgServer
+
+REPO = Path(__file__).resolve().parents[2]
+# ../shared beside the repository; never copied into it.
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+NOETL_CLI = REPO / ".venv" / "cli" / "bin" / "noetl"
+
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+# Terminal events a finished run ends with (dsl.md §10.1), with the reader aliases of http-api.md §1.7.
+TERMINAL_EVENTS = frozenset(
+    {
+        "playbook.completed",
+        "playbook.failed",
+        "execution.cancelled",
+        "playbook_completed",
+        "playbook_failed",
+        "playbook_cancelled",
+        "playbook.cancelled",
+    }
+)
+
+POLL_SECONDS = 0.05
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """A running session mesh: where to reach it and the database it writes."""
+
+    info: StackInfo
+
+    @property
+    def gateway_url(self) -> str:
+        return self.info.gateway_url
+
+    @property
+    def pg_dsn(self) -> str:
+        return self.info.pg_dsn
+
+    @property
+    def run_dir(self) -> Path:
+        return self.info.run_dir
+
+
+@asynccontextmanager
+async def running_mesh(pg_server: PgServer, run_dir: Path) -> AsyncIterator[Mesh]:
+    """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit."""
+    dsn = await infra.fresh_database(pg_server, prefix="mesh_e2e")
+    stack = Stack(StackConfig(run_dir=run_dir, ports=Ports.ephemeral(), pg_dsn=dsn, nats_url=None))
+    try:
+        info = await asyncio.to_thread(stack.up)
+        yield Mesh(info)
+    finally:
+        await asyncio.to_thread(stack.down)
+        await infra.drop_database(pg_server, dsn)
+
+
+def fixture_file(relative: str) -> Path:
+    """A file under shared/fixtures, or a clean skip when the shared tree is not beside the repo."""
+    path = FIXTURES / relative
+    if not path.is_file():
+        pytest.skip(f"shared fixture {relative} not found under {FIXTURES}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Waiting
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = POLL_SECONDS
+) -> T:
+    """Polls `probe` until it returns something other than None, and returns that.
+
+    Raises:
+        AssertionError: `timeout` seconds passed first; the message says what was awaited.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gateway calls
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, (
+        f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text}"
+    )
+    body = response.json()
+    assert isinstance(body, dict), body
+    return body
+
+
+async def register(http: httpx.AsyncClient, path_or_text: Path | str) -> dict[str, Any]:
+    """Registers a playbook (a file, or YAML text) and returns the 200 body."""
+    content = path_or_text.read_text() if isinstance(path_or_text, Path) else path_or_text
+    return _ok(await http.post("/api/catalog/register", json={"content": content}))
+
+
+async def execute(http: httpx.AsyncClient, path: str, payload: dict[str, Any] | None = None) -> str:
+    """Starts the latest version of catalog `path` and returns the execution id (a string)."""
+    body = _ok(await http.post("/api/execute", json={"path": path, "payload": payload or {}}))
+    execution_id = body["execution_id"]
+    assert isinstance(execution_id, str) and execution_id.isdigit(), body
+    return execution_id
+
+
+async def wait_terminal(http: httpx.AsyncClient, execution_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Polls `GET /api/executions/{id}` until the run has ended; returns that detail body.
+
+    Ended = a terminal status *and* a terminal event written: the status alone can read
+    COMPLETED (inferred, dsl.md §15.1 rule 2) or FAILED (a `command.failed`) before the
+    orchestrator appends `playbook.completed` / `playbook.failed`.
+    """
+
+    async def ended() -> dict[str, Any] | None:
+        response = await http.get(f"/api/executions/{execution_id}", params={"page_size": 10})
+        if response.status_code == 404:
+            return None  # no event yet
+        body = _ok(response)
+        if body["status"] in TERMINAL_STATUSES and any(e["event_type"] in TERMINAL_EVENTS for e in body["events"]):
+            return body
+        return None
+
+    return await wait_for(ended, timeout=timeout, what=f"execution {execution_id} to end")
+
+
+async def events(http: httpx.AsyncClient, execution_id: str) -> list[dict[str, Any]]:
+    """Every event of the execution, oldest first, paged through the detail route (newest first)."""
+    collected: dict[int, dict[str, Any]] = {}
+    page = 1
+    while True:
+        body = _ok(
+            await http.get(f"/api/executions/{execution_id}", params={"page": page, "page_size": 500})
+        )
+        for event in body["events"]:
+            collected[event["event_id"]] = event
+        if not body["pagination"]["has_next"]:
+            break
+        page += 1
+    return [collected[event_id] for event_id in sorted(collected)]
+
+
+def _call_done(found: Iterable[dict[str, Any]], step: str) -> dict[str, Any]:
+    done = [e for e in found if e["event_type"] == "call.done" and e["node_name"] == step]
+    if not done:
+        raise LookupError(f"step {step!r} has no call.done event")
+    return done[-1]
+
+
+def _tool_context(event: dict[str, Any]) -> dict[str, Any]:
+    """`result.context.result.context` of a `call.done` (dsl.md §11.1)."""
+    context: dict[str, Any] = event["result"]["context"]["result"]["context"]
+    return context
+
+
+def step_result(found: Iterable[dict[str, Any]], step: str) -> Any:
+    """The user data of the step's (latest) `call.done`: `result.context.result.context.data`.
+
+    Raises:
+        LookupError: the step has no `call.done`.
+    """
+    return _tool_context(_call_done(found, step))["data"]
+
+
+def step_stdout(found: Iterable[dict[str, Any]], step: str) -> str | None:
+    """The captured stdout in the step's (latest) `call.done` context, if any."""
+    stdout = _tool_context(_call_done(found, step)).get("stdout")
+    return None if stdout is None else str(stdout)
+
+
+async def request_count(http: httpx.AsyncClient, route: str, method: str, status: int = 200) -> float:
+    """The gateway's `noetl_request_total` for one route template, method and status (0 when absent)."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200, response.text
+    wanted = f'noetl_request_total{{method="{method}",route="{route}",status="{status}"}} '
+    for line in response.text.splitlines():
+        if line.startswith(wanted):
+            return float(line[len(wanted) :])
+    return 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# The test database
+
+
+@asynccontextmanager
+async def database(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@dataclass
+class NewRows:
+    """Executions and events created inside a `new_rows` block; filled in when the block exits."""
+
+    executions: int = -1
+    events: int = -1
+
+
+@asynccontextmanager
+async def new_rows(dsn: str) -> AsyncIterator[NewRows]:
+    """Counts `noetl.execution` / `noetl.event` rows of executions started inside the block.
+
+    Execution ids are time-ordered snowflakes minted at start, so a run created during the
+    block has an id above every id seen before it, whatever other runs are still writing.
+    """
+    query_max = (
+        "SELECT GREATEST((SELECT max(execution_id) FROM noetl.execution),"
+        " (SELECT max(execution_id) FROM noetl.event), 0)"
+    )
+    async with database(dsn) as conn:
+        before = await conn.fetchval(query_max)
+    counts = NewRows()
+    yield counts
+    async with database(dsn) as conn:
+        counts.executions = await conn.fetchval(
+            "SELECT count(*) FROM noetl.execution WHERE execution_id > $1", before
+        )
+        counts.events = await conn.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id > $1", before)
+
+
+# --------------------------------------------------------------------------------------------------
+# Subprocesses
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return f"rc={self.returncode}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+
+async def run_process(
+    *argv: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 60.0
+) -> Completed:
+    """Runs a command to completion and returns its exit code and decoded output.
+
+    Raises:
+        AssertionError: it did not finish within `timeout` seconds (it is killed first).
+    """
+    process = await asyncio.create_subprocess_exec(
+        *(str(a) for a in argv),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env if env is not None else dict(os.environ),
+        cwd=cwd,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"{argv} did not finish within {timeout:g}s") from None
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
