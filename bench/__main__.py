@@ -34,17 +34,34 @@ REFERENCE = {
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("benchmark", nargs="?", choices=("ingest", "chain", "all"), default="all")
     parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
-    parser.add_argument("--run-dir", type=Path, help="run dir of the running mesh (Subscribe address, metrics, CPU)")
+    parser.add_argument(
+        "--run-dir", type=Path, help="run dir of the running mesh (Subscribe address, metrics, CPU)"
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="ingest: measured seconds (default 20)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="ingest: unmeasured seconds first (default 2)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="ingest: unmeasured seconds first (default 2)"
+    )
     parser.add_argument("--clients", type=int, default=32, help="ingest: concurrent clients (default 32)")
-    parser.add_argument("--executions", type=int, default=8, help="ingest: executions posted into (default 8)")
-    parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="ingest: HTTP client (default raw)")
+    parser.add_argument(
+        "--executions", type=int, default=8, help="ingest: executions posted into (default 8)"
+    )
+    parser.add_argument(
+        "--client", choices=("raw", "httpx"), default="raw", help="ingest: HTTP client (default raw)"
+    )
     parser.add_argument("--runs", type=int, default=20, help="chain: timed runs per chain (default 20)")
     parser.add_argument("--warmup-runs", type=int, default=2, help="chain: untimed runs first (default 2)")
+    parser.add_argument(
+        "--timing",
+        choices=("auto", "stream", "poll"),
+        default="auto",
+        help="chain: stop the clock on the Subscribe stream's terminal event, or by polling "
+        "/status every 5 ms (auto: the stream when the events address is known)",
+    )
     parser.add_argument("--chains", default="noop,python", help="chain: kinds to run (default noop,python)")
     parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
     args = parser.parse_args(argv)
@@ -91,17 +108,39 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
             [name, "errors", str(sum(r.errors.values())), ""],
         ]
         if r.cpu is not None and r.cpu.by_component:
-            rows.append([name, "mesh / client CPU (% of 1 core)", f"{r.cpu.pct(r.cpu.mesh_total):.0f} / {r.cpu.pct(r.cpu.bench):.0f}", ""])
+            rows.append(
+                [
+                    name,
+                    "mesh / client CPU (% of 1 core)",
+                    f"{r.cpu.pct(r.cpu.mesh_total):.0f} / {r.cpu.pct(r.cpu.bench):.0f}",
+                    "",
+                ]
+            )
     if args.benchmark in ("chain", "all"):
         for kind in args.chains:
-            print(f"chain {kind}: {args.warmup_runs} warm-up + {args.runs} runs ...", file=sys.stderr, flush=True)
-            c = await chain_bench.run_chain(target, kind=kind, runs=args.runs, warmup=args.warmup_runs)
+            print(
+                f"chain {kind}: {args.warmup_runs} warm-up + {args.runs} runs ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            if args.timing == "stream" and target.events_addr is None:
+                raise SystemExit(
+                    "--timing stream needs the mesh's run dir (--run-dir) to find the events service"
+                )
+            c = await chain_bench.run_chain(
+                target, kind=kind, runs=args.runs, warmup=args.warmup_runs, poll=args.timing == "poll"
+            )
             details += chain_bench.describe(c)
             name = f"10-step {kind} chain"
             rows += [
                 [name, "median ms", f"{c.median():.0f}", REFERENCE.get(f"chain {kind} median ms", "")],
                 [name, "p90 ms", f"{c.p90():.0f}", ""],
-                [name, "ms/step (median/10)", f"{c.median() / 10:.1f}", REFERENCE.get(f"chain {kind} ms/step", "")],
+                [
+                    name,
+                    "ms/step (median/10)",
+                    f"{c.median() / 10:.1f}",
+                    REFERENCE.get(f"chain {kind} ms/step", ""),
+                ],
                 [name, "failed runs", str(len(c.failures)), ""],
             ]
     return rows, details

@@ -8,8 +8,9 @@ the events address the status route is polled every 5 ms instead.
 From the events' server timestamps each run is also split into phases, summed over the 10 steps:
 - dispatch:     command.issued → command.claimed (outbox relay → NATS → worker pull → Claim)
 - claim→start:  command.claimed → command.started (claim answer → worker's first event stored)
-- tool:         command.started → call.done (the tool runs; the result event is stored)
-- report:       call.done → command.completed (step.exit, command.completed stored)
+- run:          command.started → command.completed (the events service finishes the started
+                message, Advance included, the tool runs, and the worker's closing batch
+                call.done + step.exit + command.completed is stored in one transaction)
 - orchestrate:  command.completed → next command.issued (Advance: fold, evaluate, append, notify)
 - start/finish: playbook.initialized → first command.issued, last command.completed → playbook.completed
 """
@@ -27,13 +28,13 @@ from noetl.v1 import events_pb2, events_pb2_grpc
 from bench.cpu import CpuMeter, CpuReport
 from bench.http import Poster, RawPoster
 from bench.playbooks import CHAIN_STEPS, call, chain, execute, register
-from bench.stats import percentile
-from bench.target import Target
+from bench.stats import per_unit_lines, percentile
+from bench.target import Snapshot, Target
 
 TERMINAL = frozenset({"playbook.completed", "playbook.failed", "execution.cancelled"})
 RUN_TIMEOUT = 60.0
 POLL_SECONDS = 0.005
-PHASES = ("start", "dispatch", "claim→start", "tool", "report", "orchestrate", "finish")
+PHASES = ("start", "dispatch", "claim→start", "run", "orchestrate", "finish")
 
 Event = tuple[str, str, float]  # (event_type, node_name, server timestamp in seconds)
 
@@ -47,6 +48,7 @@ class ChainResult:
     phases_ms: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
     failures: list[str] = field(default_factory=list)
     cpu: CpuReport | None = None
+    cost: list[str] = field(default_factory=list)
 
     def median(self) -> float:
         return percentile(self.walls_ms, 50)
@@ -69,12 +71,10 @@ def _phases(events: list[Event]) -> dict[str, float] | None:
             issued = first[("command.issued", step)]
             claimed = first[("command.claimed", step)]
             started = first[("command.started", step)]
-            called = first[("call.done", step)]
             completed = first[("command.completed", step)]
             out["dispatch"] += claimed - issued
             out["claim→start"] += started - claimed
-            out["tool"] += called - started
-            out["report"] += completed - called
+            out["run"] += completed - started
             if index + 1 < len(CHAIN_STEPS):
                 out["orchestrate"] += first[("command.issued", CHAIN_STEPS[index + 1])] - completed
             else:
@@ -108,7 +108,9 @@ async def _poll(poster: Poster, execution_id: str) -> str:
             body = raw.decode()
             if '"failed":true' in body:
                 return "playbook.failed"
-            if '"completed":true' in body:
+            # Not an inferred completion: that is also reported, transiently, between a step's
+            # command.completed and the next command.issued (dsl.md §15.2).
+            if '"completed":true' in body and '"completion_inferred":false' in body:
                 return "playbook.completed"
         await asyncio.sleep(POLL_SECONDS)
     return "timeout"
@@ -119,9 +121,11 @@ async def _events_over_http(poster: Poster, execution_id: str) -> list[Event]:
     return [(e["event_type"], e["node_name"], _ts(e["created_at"])) for e in reversed(detail["events"])]
 
 
-async def run_chain(target: Target, *, kind: str, runs: int, warmup: int) -> ChainResult:
+async def run_chain(target: Target, *, kind: str, runs: int, warmup: int, poll: bool = False) -> ChainResult:
+    """`poll` times by the status route even when the Subscribe stream is available."""
     poster = RawPoster(target.gateway_url)
-    channel = grpc.aio.insecure_channel(target.events_addr) if target.events_addr else None
+    use_stream = target.events_addr is not None and not poll
+    channel = grpc.aio.insecure_channel(target.events_addr) if use_stream and target.events_addr else None
     stub = events_pb2_grpc.EventServiceStub(channel) if channel is not None else None
     result = ChainResult(kind=kind, method="Subscribe stream" if stub else "status poll 5 ms")
     meter = CpuMeter(target.cpu_roots)
@@ -130,6 +134,7 @@ async def run_chain(target: Target, *, kind: str, runs: int, warmup: int) -> Cha
         await register(poster, content)
         for n in range(warmup + runs):
             if n == warmup:
+                before = await Snapshot.take(target)
                 meter.start()
             began = time.perf_counter()
             execution_id = await execute(poster, path)
@@ -159,6 +164,15 @@ async def run_chain(target: Target, *, kind: str, runs: int, warmup: int) -> Cha
                 for name, ms in phases.items():
                     result.phases_ms[name].append(ms)
         result.cpu = meter.stop()
+        after = await Snapshot.take(target)
+        result.cost = per_unit_lines(
+            before.metrics,
+            after.metrics,
+            before_pg=before.pg,
+            after_pg=after.pg,
+            units=runs * len(CHAIN_STEPS),
+            unit="step",
+        )
     finally:
         await poster.close()
         if channel is not None:
@@ -180,6 +194,7 @@ def describe(result: ChainResult) -> list[str]:
         lines.append("  phase medians, ms summed over the 10 steps: " + ", ".join(parts))
     for failure in result.failures[:5]:
         lines.append(f"  FAILED run: {failure}")
+    lines += ["  " + line for line in result.cost]
     if result.cpu is not None:
         lines += ["  " + line for line in result.cpu.lines()]
     return lines

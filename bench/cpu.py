@@ -8,6 +8,7 @@ root process it descends from (a Postgres backend to `postgres`, a python runner
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -68,10 +69,18 @@ class CpuReport:
         return 100.0 * seconds / self.wall if self.wall > 0 else 0.0
 
     def lines(self) -> list[str]:
-        parts = [f"{name} {self.pct(sec):.0f}%" for name, sec in sorted(self.by_component.items(), key=lambda kv: -kv[1])]
+        parts = [
+            f"{name} {self.pct(sec):.0f}%"
+            for name, sec in sorted(self.by_component.items(), key=lambda kv: -kv[1])
+        ]
+        mesh = (
+            f"  mesh total {self.pct(self.mesh_total):.0f}%: " + ", ".join(parts)
+            if parts
+            else "  mesh processes unknown (no run dir): their CPU is inside 'everything else'"
+        )
         return [
             f"CPU over {self.wall:.1f}s, % of one core (machine = {CORES * 100}%):",
-            f"  mesh total {self.pct(self.mesh_total):.0f}%: " + ", ".join(parts),
+            mesh,
             f"  load generator (this process) {self.pct(self.bench):.0f}%, "
             f"everything else on the machine {self.pct(self.other):.0f}%, "
             f"machine busy {self.pct(self.machine_busy):.0f}%",
@@ -136,12 +145,8 @@ class CpuMeter:
 def mesh_roots(run_dir: Path, processes: Mapping[str, int]) -> dict[str, int]:
     """Component → root pid: the mesh processes plus the embedded Postgres and NATS of `run_dir`."""
     roots = dict(processes)
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         roots["postgres"] = int((run_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
+    with contextlib.suppress(OSError, ValueError):
         roots["nats"] = int((run_dir / "nats" / "nats.pid").read_text().strip())
-    except (OSError, ValueError):
-        pass
     return roots

@@ -25,9 +25,9 @@ import orjson
 
 from bench.cpu import CpuMeter, CpuReport
 from bench.http import HttpError, HttpxPoster, Poster, RawPoster
-from bench.playbooks import INGEST_TARGET, call, execute, register
-from bench.stats import histogram_mean, percentile
-from bench.target import Target, scrape
+from bench.playbooks import INGEST_TARGET, SetupError, call, execute, register
+from bench.stats import histogram_mean, per_unit_lines, percentile
+from bench.target import Snapshot, Target
 
 PARKED_POOL = "bench-parked"
 # Fake command ids for call.done: far above any snowflake the mesh mints in this era (< 2^59).
@@ -46,7 +46,9 @@ class IngestResult:
     errors: Counter[str] = field(default_factory=Counter)
     by_type: Counter[str] = field(default_factory=Counter)
     cpu: CpuReport | None = None
-    server: dict[str, tuple[float, int] | None] = field(default_factory=dict)
+    append_txn: tuple[float, int] | None = None  # mean seconds of the events service's append
+    cost: list[str] = field(default_factory=list)
+    close_problems: list[str] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -56,24 +58,52 @@ class IngestResult:
         return percentile(self.latencies_ms, q)
 
 
+async def _command_of(poster: Poster, execution_id: str, step: str) -> int:
+    """The command id of `step`'s command in the execution, once it has been issued."""
+    for _attempt in range(300):
+        detail = await call(poster, "GET", f"/api/executions/{execution_id}?event_type=command.issued")
+        issued = [e["event_id"] for e in detail["events"] if e["node_name"] == step]
+        if issued:
+            return int((await call(poster, "GET", f"/api/commands/{issued[0]}"))["meta"]["command_id"])
+        await asyncio.sleep(0.01)
+    raise SetupError(f"execution {execution_id} never issued a command for {step}")
+
+
 async def _targets(poster: Poster, count: int) -> list[tuple[str, int]]:
     """(execution id, start command id) of `count` parked executions."""
     await register(poster, INGEST_TARGET)
     targets = []
     for _ in range(count):
         execution_id = await execute(poster, "bench/ingest_target", execution_pool=PARKED_POOL)
-        command_id = None
-        for _attempt in range(200):  # the command.issued event is written by execute itself
-            detail = await call(poster, "GET", f"/api/executions/{execution_id}?event_type=command.issued")
-            if detail["events"]:
-                issued = detail["events"][0]["event_id"]
-                command_id = int((await call(poster, "GET", f"/api/commands/{issued}"))["meta"]["command_id"])
-                break
-            await asyncio.sleep(0.01)
-        if command_id is None:
-            raise RuntimeError(f"execution {execution_id} never issued its start command")
-        targets.append((execution_id, command_id))
+        targets.append((execution_id, await _command_of(poster, execution_id, "start")))
     return targets
+
+
+async def _close(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
+    """Completes the parked executions as their worker would (so a long-lived mesh is not left
+    with RUNNING ones): call.done, step.exit, command.completed for `start`, then for `end`."""
+    problems = []
+    envelope = {"status": "success", "context": {"data": {}, "status": "success"}}
+    for execution_id, start_command in targets:
+        try:
+            for step in ("start", "end"):
+                command_id = (
+                    start_command if step == "start" else await _command_of(poster, execution_id, "end")
+                )
+                for kind, payload in (
+                    ("call.done", {"command_id": command_id, "call_index": 0, "result": envelope}),
+                    ("step.exit", {"command_id": command_id, "status": "COMPLETED", "result": envelope}),
+                    ("command.completed", {"command_id": command_id, "status": "success"}),
+                ):
+                    body = {"execution_id": execution_id, "step": step, "event_type": kind, "payload": payload,
+                            "meta": {"command_id": command_id}, "worker_id": "bench-closer"}  # fmt: skip
+                    await call(poster, "POST", "/api/events", body)
+            status = await call(poster, "GET", f"/api/executions/{execution_id}/status")
+            if not status.get("completed"):
+                problems.append(f"{execution_id} not completed after closing: {status}")
+        except (SetupError, HttpError) as exc:
+            problems.append(f"{execution_id}: {exc}")
+    return problems
 
 
 def _body(kind: str, execution_id: str, command_id: int, worker_id: str) -> bytes:
@@ -153,27 +183,33 @@ async def run_ingest(
     meter = CpuMeter(target.cpu_roots)
     tasks = [asyncio.create_task(client(i)) for i in range(clients)]
     await asyncio.sleep(max(0.0, t_measure - loop.time()))
-    before = {name: scrape(url) for name, url in target.metrics.items()}
+    before = await Snapshot.take(target)
     meter.start()
     await asyncio.sleep(max(0.0, t_end - loop.time()))
     result.cpu = meter.stop()
-    after = {name: scrape(url) for name, url in target.metrics.items()}
+    after = await Snapshot.take(target)
     # Bounded: a request still in flight at the deadline gets the client's 30 s timeout at most.
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
     if shared is not None:
         await shared.close()
-    if after.get("events"):
-        ev_b, ev_a = before["events"], after["events"]
-        result.server["Emit (events svc, incl. Advance)"] = histogram_mean(
-            ev_b, ev_a, "noetl_grpc_server_duration_seconds", 'method="Emit"'
-        )
-        result.server["append txn (events svc)"] = histogram_mean(
-            ev_b, ev_a, "noetl_event_ingest_duration_seconds", 'event_type="command.heartbeat"'
-        )
-    if after.get("execution"):
-        result.server["Advance (execution svc)"] = histogram_mean(
-            before["execution"], after["execution"], "noetl_grpc_server_duration_seconds", 'method="Advance"'
-        )
+    result.append_txn = histogram_mean(
+        before.metrics.get("events", {}),
+        after.metrics.get("events", {}),
+        "noetl_event_ingest_duration_seconds",
+    )
+    result.cost = per_unit_lines(
+        before.metrics,
+        after.metrics,
+        before_pg=before.pg,
+        after_pg=after.pg,
+        units=result.completed,
+        unit="event",
+    )
+    closer = RawPoster(target.gateway_url)
+    try:
+        result.close_problems = await _close(closer, targets)
+    finally:
+        await closer.close()
     return result
 
 
@@ -188,9 +224,11 @@ def describe(result: IngestResult) -> list[str]:
     ]
     for message, count in result.errors.most_common(5):
         lines.append(f"  error x{count}: {message}")
-    server = [f"{name} {v[0] * 1000:.1f} ms" for name, v in result.server.items() if v is not None]
-    if server:
-        lines.append("  server-side means: " + ", ".join(server))
+    if result.append_txn is not None:
+        lines.append(f"  events service append transaction: mean {result.append_txn[0] * 1000:.1f} ms")
+    lines += ["  " + line for line in result.cost]
+    for problem in result.close_problems[:3]:
+        lines.append(f"  note: closing a parked execution: {problem}")
     if result.cpu is not None:
         lines += ["  " + line for line in result.cpu.lines()]
         if result.completed:
@@ -199,4 +237,3 @@ def describe(result: IngestResult) -> list[str]:
                 f"mesh CPU per request {1e3 * result.cpu.mesh_total / result.completed:.2f} ms"
             )
     return lines
-

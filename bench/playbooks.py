@@ -39,7 +39,12 @@ def chain(kind: str) -> tuple[str, str]:
         if kind == "noop":
             lines.append("    tool: {kind: noop}")
         elif kind == "python":
-            lines += ["    tool:", "      kind: python", "      code: |", f'        result = {{"i": {index}}}']
+            lines += [
+                "    tool:",
+                "      kind: python",
+                "      code: |",
+                f'        result = {{"i": {index}}}',
+            ]
         else:
             raise ValueError(f"unknown chain kind {kind}")
         if index + 1 < len(CHAIN_STEPS):

@@ -28,6 +28,7 @@ class Target:
     events_addr: str | None = None
     metrics: dict[str, str] = field(default_factory=dict)  # component → metrics URL
     cpu_roots: dict[str, int] = field(default_factory=dict)
+    pg_dsn: str | None = None
 
 
 def _from_info(info: StackInfo, description: str) -> Target:
@@ -39,9 +40,12 @@ def _from_info(info: StackInfo, description: str) -> Target:
         metrics={
             "events": f"http://127.0.0.1:{p.events_metrics}/metrics",
             "execution": f"http://127.0.0.1:{p.execution_metrics}/metrics",
+            "outbox": f"http://127.0.0.1:{p.outbox_metrics}/metrics",
+            "catalog": f"http://127.0.0.1:{p.catalog_metrics}/metrics",
             "gateway": f"{info.gateway_url}/metrics",
         },
         cpu_roots=mesh_roots(info.run_dir, {proc.name: proc.pid for proc in info.processes}),
+        pg_dsn=info.pg_dsn,
     )
 
 
@@ -56,7 +60,11 @@ def own_mesh(verbose: bool) -> Iterator[Target]:
         print("starting a mesh in a temp run dir ...", file=sys.stderr, flush=True)
         try:
             info = stack.up()
-            print(f"mesh up in {time.monotonic() - started:.1f}s at {info.gateway_url}", file=sys.stderr, flush=True)
+            print(
+                f"mesh up in {time.monotonic() - started:.1f}s at {info.gateway_url}",
+                file=sys.stderr,
+                flush=True,
+            )
             yield _from_info(info, f"own mesh (ephemeral ports, {info.run_dir})")
         finally:
             print("stopping the mesh ...", file=sys.stderr, flush=True)
@@ -90,3 +98,45 @@ def scrape(url: str) -> dict[str, float]:
         with contextlib.suppress(ValueError):
             samples[key] = float(value)
     return samples
+
+
+_PG_STATS = (
+    "SELECT xact_commit, tup_inserted, tup_updated, tup_returned + tup_fetched FROM pg_stat_database "
+    "WHERE datname = current_database()"
+)
+PG_FIELDS = ("commits", "rows inserted", "rows updated", "rows read")
+
+
+async def pg_stats(dsn: str | None) -> dict[str, float]:
+    """Cumulative counters of the mesh's database (flushed by Postgres about once a second)."""
+    if dsn is None:
+        return {}
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return {}
+    try:
+        # Counters of other backends reach the shared view at most ~1 s late; force ours out.
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = await conn.fetchrow(_PG_STATS)
+    finally:
+        await conn.close()
+    return dict(zip(PG_FIELDS, (float(v) for v in row), strict=True)) if row else {}
+
+
+class Snapshot:
+    """Metrics of every component plus the database counters, taken at one moment."""
+
+    def __init__(self, metrics: dict[str, dict[str, float]], pg: dict[str, float]) -> None:
+        self.metrics = metrics
+        self.pg = pg
+
+    @classmethod
+    async def take(cls, target: Target) -> Snapshot:
+        import asyncio
+
+        names = list(target.metrics)
+        scraped = await asyncio.gather(*(asyncio.to_thread(scrape, target.metrics[n]) for n in names))
+        return cls(dict(zip(names, scraped, strict=True)), await pg_stats(target.pg_dsn))

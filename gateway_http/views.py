@@ -14,6 +14,44 @@ from noetl.v1 import catalog_pb2, common_pb2, execution_pb2
 from gateway_http.formatting import duration_human, elapsed_seconds, id_text, progress, timestamp, to_datetime
 from services.common import jsonutil
 
+# Key orders the contract fixes for objects the services build but store as JSONB, which keeps
+# keys in its own order (shorter first): http-api.md §3.1/§13.1 (catalog meta) and §13.4.
+CATALOG_META_KEYS = (
+    "registered_at",
+    "agent",
+    "capabilities",
+    "terminal",
+    "terminal_visible",
+    "terminal_scopes",
+)
+COMMAND_CONTEXT_KEYS = ("tool_config", "input", "render_context", "spec")
+COMMAND_META_KEYS = (
+    "command_id",
+    "step",
+    "tool_kind",
+    "max_attempts",
+    "attempt",
+    "execution_id",
+    "catalog_id",
+    "actionable",
+    "iteration_index",
+    "iteration_total",
+    "iterator_step",
+    "item_var",
+    "trace",
+    "triggered_by",
+    "trigger_step",
+)
+
+
+def in_order(value: Any, keys: tuple[str, ...]) -> Any:
+    """A mapping with `keys` first, in that order, then any other keys as stored; other values as is."""
+    if not isinstance(value, dict):
+        return value
+    ordered = {key: value[key] for key in keys if key in value}
+    ordered.update((key, item) for key, item in value.items() if key not in ordered)
+    return ordered
+
 
 def _optional_id(message: Any, field: str) -> str | None:
     """A proto3 `optional int64` id as its wire string, None when unset."""
@@ -30,7 +68,7 @@ def catalog_entry(entry: catalog_pb2.CatalogEntry) -> dict[str, Any]:
         "content": entry.content,
         "layout": jsonutil.loads(entry.layout_json),
         "payload": jsonutil.loads(entry.payload_json),
-        "meta": jsonutil.loads(entry.meta_json),
+        "meta": in_order(jsonutil.loads(entry.meta_json), CATALOG_META_KEYS),
         "created_at": timestamp(entry.created_at),
     }
 
@@ -120,7 +158,7 @@ def status_body(status: execution_pb2.StatusResponse, now: datetime) -> dict[str
 
 
 def command_body(command: common_pb2.Command) -> dict[str, Any]:
-    """§6.1: `execution_id` a number; the step is both `node_id` and `node_name`."""
+    """§6.1: `execution_id` a number; the step is both `node_id` and `node_name`; §13.4 key orders."""
     context = jsonutil.loads(command.context_json)
     meta = jsonutil.loads(command.meta_json)
     return {
@@ -128,6 +166,6 @@ def command_body(command: common_pb2.Command) -> dict[str, Any]:
         "node_id": command.step,
         "node_name": command.step,
         "action": command.tool_kind,
-        "context": {} if context is None else context,
-        "meta": {} if meta is None else meta,
+        "context": {} if context is None else in_order(context, COMMAND_CONTEXT_KEYS),
+        "meta": {} if meta is None else in_order(meta, COMMAND_META_KEYS),
     }

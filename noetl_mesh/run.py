@@ -231,8 +231,10 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
     console.print(f"[{colour}]{progress.status}[/{colour}] in {elapsed:.2f}s")
     if progress.error:
         console.print(f"error: {progress.error}")
+    if progress.status != "COMPLETED":
+        return 1
     sys.stdout.write(json.dumps(progress.last_result, indent=2, ensure_ascii=False) + "\n")
-    return 0 if progress.status == "COMPLETED" else 1
+    return 0
 
 
 def _detail(response: httpx.Response) -> str:

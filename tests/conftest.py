@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import infra
 from tests.helpers.infra import NatsServer, PgServer
-from tests.helpers.mesh import Mesh, running_mesh
+from tests.helpers.mesh import ProcessMesh, running_process_mesh
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +38,16 @@ async def module_dsn(pg_server: PgServer, request: pytest.FixtureRequest) -> Asy
 
 
 @pytest.fixture(scope="session")
-async def mesh(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+async def process_mesh(
+    pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ProcessMesh]:
     """The whole mesh as processes, shared by the e2e and contract tests; stopped at the end."""
-    async with running_mesh(pg_server, tmp_path_factory.mktemp("mesh")) as running:
+    async with running_process_mesh(pg_server, tmp_path_factory.mktemp("mesh")) as running:
         yield running
 
 
 @pytest.fixture
-async def gateway(mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(process_mesh: ProcessMesh) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the session mesh's gateway."""
-    async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=process_mesh.gateway_url, timeout=30.0) as client:
         yield client

@@ -290,9 +290,7 @@ class EventStore:
         return event_id
 
     @staticmethod
-    async def _existing(
-        conn: Connection, execution_id: int, drafts: Sequence[Draft]
-    ) -> dict[int, int]:
+    async def _existing(conn: Connection, execution_id: int, drafts: Sequence[Draft]) -> dict[int, int]:
         """Index of each draft that is already stored → the stored event id."""
         found: dict[int, int] = {}
         explicit = [d.explicit_id for d in drafts if d.explicit_id is not None]

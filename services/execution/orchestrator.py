@@ -229,7 +229,9 @@ class Orchestrator:
         )
         if decision.terminal is not None:
             last = decision.events[-1]
-            await self._store.finish(tracked.execution_id, decision.terminal, last.error, ids[-1])
+            await self._store.finish(
+                tracked.execution_id, decision.terminal, last.error, ids[-1], last.event_type
+            )
         await self._sync(tracked)
         return len(rows)
 

@@ -136,16 +136,17 @@ class ExecutionStore:
         )
 
     async def finish(
-        self, execution_id: int, status: str, error: str | None, last_event_id: int | None
+        self, execution_id: int, status: str, error: str | None, last_event_id: int, last_event_type: str
     ) -> None:
         """A terminal status never goes back to RUNNING."""
         await self.pool.execute(
             "UPDATE noetl.execution SET status = $2, error = $3, end_time = now(), last_event_id = $4, "
-            "updated_at = now() WHERE execution_id = $1 AND status = 'RUNNING'",
+            "last_event_type = $5, updated_at = now() WHERE execution_id = $1 AND status = 'RUNNING'",
             execution_id,
             status,
             error,
             last_event_id,
+            last_event_type,
         )
 
     async def parent_of(self, execution_id: int) -> int | None:

@@ -6,18 +6,18 @@ import httpx
 import pytest
 
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import Mesh, execute, fixture_file, register, step_result, step_stdout
+from tests.helpers.mesh import ProcessMesh, execute, fixture_file, register, step_result, step_stdout
 
 pytestmark = pytest.mark.e2e
 
-HELLO_WORLD = "hello_world/hello_world.yaml"
+HELLO_WORLD = "playbooks/hello_world/hello_world.yaml"
 HELLO_PATH = "fixtures/playbooks/hello_world"
-SIMPLE_PYTHON = "simple_python.yaml"
+SIMPLE_PYTHON = "playbooks/simple_python.yaml"
 SIMPLE_PATH = "test/simple_python"
 
 
 def _command_cycle(step: str) -> list[tuple[str, str]]:
-    """Events 3–8 of dsl.md §10.2 for one step, from `command.issued` to `command.completed`."""
+    """Events 3 to 8 of dsl.md §10.2 for one step, from `command.issued` to `command.completed`."""
     return [
         ("command.issued", step),
         ("command.claimed", step),
@@ -28,10 +28,12 @@ def _command_cycle(step: str) -> list[tuple[str, str]]:
     ]
 
 
-async def test_hello_world_completes_with_the_documented_results(gateway: httpx.AsyncClient, mesh: Mesh) -> None:
+async def test_hello_world_completes_with_the_documented_results(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh
+) -> None:
     registered = await register(gateway, fixture_file(HELLO_WORLD))
     assert registered["path"] == HELLO_PATH
-    run = await finish(gateway, mesh.pg_dsn, await execute(gateway, HELLO_PATH))
+    run = await finish(gateway, process_mesh.pg_dsn, await execute(gateway, HELLO_PATH))
 
     assert run.status == "COMPLETED"
     assert run.detail["path"] == HELLO_PATH
@@ -42,10 +44,12 @@ async def test_hello_world_completes_with_the_documented_results(gateway: httpx.
     assert run.events[-1]["event_type"] == "playbook.completed"
 
 
-async def test_hello_world_writes_the_linear_event_order(gateway: httpx.AsyncClient, mesh: Mesh) -> None:
+async def test_hello_world_writes_the_linear_event_order(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh
+) -> None:
     """dsl.md §10.2 extended to three steps: a non-loop `start` gets no `step.enter`, later steps do."""
     await register(gateway, fixture_file(HELLO_WORLD))
-    run = await finish(gateway, mesh.pg_dsn, await execute(gateway, HELLO_PATH))
+    run = await finish(gateway, process_mesh.pg_dsn, await execute(gateway, HELLO_PATH))
 
     assert run.types() == [
         ("playbook.initialized", HELLO_PATH),
@@ -59,9 +63,11 @@ async def test_hello_world_writes_the_linear_event_order(gateway: httpx.AsyncCli
     ]
 
 
-async def test_hello_world_status_route_reports_the_finished_run(gateway: httpx.AsyncClient, mesh: Mesh) -> None:
+async def test_hello_world_status_route_reports_the_finished_run(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh
+) -> None:
     await register(gateway, fixture_file(HELLO_WORLD))
-    run = await finish(gateway, mesh.pg_dsn, await execute(gateway, HELLO_PATH))
+    run = await finish(gateway, process_mesh.pg_dsn, await execute(gateway, HELLO_PATH))
 
     response = await gateway.get(f"/api/executions/{run.execution_id}/status")
     assert response.status_code == 200
@@ -75,19 +81,23 @@ async def test_hello_world_status_route_reports_the_finished_run(gateway: httpx.
     assert status["end_time"] is not None
 
 
-async def test_payload_overrides_the_workload(gateway: httpx.AsyncClient, mesh: Mesh) -> None:
+async def test_payload_overrides_the_workload(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     await register(gateway, fixture_file(HELLO_WORLD))
-    run = await finish(gateway, mesh.pg_dsn, await execute(gateway, HELLO_PATH, {"message": "Bonjour"}))
+    run = await finish(
+        gateway, process_mesh.pg_dsn, await execute(gateway, HELLO_PATH, {"message": "Bonjour"})
+    )
 
     assert run.status == "COMPLETED"
     assert step_result(run.events, "test_step") == {"status": "ok", "data": {"message": "Bonjour"}}
     assert step_stdout(run.events, "test_step") == "HELLO_WORLD: Bonjour\n"
 
 
-async def test_simple_python_completes_with_the_documented_results(gateway: httpx.AsyncClient, mesh: Mesh) -> None:
+async def test_simple_python_completes_with_the_documented_results(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh
+) -> None:
     registered = await register(gateway, fixture_file(SIMPLE_PYTHON))
     assert registered["path"] == SIMPLE_PATH
-    run = await finish(gateway, mesh.pg_dsn, await execute(gateway, SIMPLE_PATH))
+    run = await finish(gateway, process_mesh.pg_dsn, await execute(gateway, SIMPLE_PATH))
 
     assert run.status == "COMPLETED"
     assert step_result(run.events, "start") == {

@@ -10,6 +10,7 @@ Every violation found is reported together, in one AssertionError.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -40,14 +41,16 @@ class FinishedRun:
 
     def types(self) -> list[tuple[str, str | None]]:
         """(event_type, node_name) in order, heartbeats left out."""
-        return [(e["event_type"], e["node_name"]) for e in self.events if e["event_type"] != "command.heartbeat"]
+        return [
+            (e["event_type"], e["node_name"]) for e in self.events if e["event_type"] != "command.heartbeat"
+        ]
 
 
 async def finish(
-    http: httpx.AsyncClient, pg_dsn: str, execution_id: str, *, timeout: float = 30.0
+    http: httpx.AsyncClient, pg_dsn: str, execution_id: str, *, seconds: float = 30.0
 ) -> FinishedRun:
     """Waits for the run to end, reads all its events and checks the invariants: every e2e run's end."""
-    detail = await wait_terminal(http, execution_id, timeout)
+    detail = await wait_terminal(http, execution_id, seconds)
     found = await events(http, execution_id)
     log = await check_run(pg_dsn, execution_id, found)
     return FinishedRun(execution_id, detail, found, log)
@@ -114,7 +117,9 @@ async def check_run(
                 f"missing {sorted(set(stored) - set(shown))}, extra {sorted(set(shown) - set(stored))}"
             )
     if problems:
-        listing = "\n".join(f"  {e.event_id} prev={e.prev_event_id} {e.event_type} {e.node_name}" for e in log)
+        listing = "\n".join(
+            f"  {e.event_id} prev={e.prev_event_id} {e.event_type} {e.node_name}" for e in log
+        )
         raise AssertionError(
             f"execution {execution_id} breaks the run invariants:\n- "
             + "\n- ".join(problems)
@@ -154,7 +159,7 @@ def _chain(log: Sequence[LoggedEvent]) -> list[str]:
     return [
         f"{event.event_type} {event.event_id} ({event.node_name}) has prev_event_id "
         f"{event.prev_event_id}, expected {previous.event_id} ({previous.event_type})"
-        for previous, event in zip(log, log[1:], strict=False)
+        for previous, event in itertools.pairwise(log)
         if event.prev_event_id != previous.event_id
     ]
 

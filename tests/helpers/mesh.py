@@ -1,6 +1,6 @@
 """The whole mesh as processes, for e2e and contract tests, and the client helpers that drive it.
 
-One mesh per test session (`running_mesh`, wired as the `mesh` fixture in tests/conftest.py):
+One mesh per test session (`running_process_mesh`, the `process_mesh` fixture of tests/conftest.py):
 a fresh database on the session Postgres, embedded NATS and every port ephemeral under a temp
 run dir, so a developer's `noetl-mesh up` stack is never touched. Tests talk to it only the way
 clients do: HTTP through the gateway, the real `noetl` CLI, `python -m noetl_mesh`, and SQL reads
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -27,6 +26,7 @@ from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
+from tests.helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # ../shared beside the repository; never copied into it.
@@ -48,12 +48,9 @@ TERMINAL_EVENTS = frozenset(
     }
 )
 
-POLL_SECONDS = 0.05
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
-class Mesh:
+class ProcessMesh:
     """A running session mesh: where to reach it and the database it writes."""
 
     info: StackInfo
@@ -72,13 +69,13 @@ class Mesh:
 
 
 @asynccontextmanager
-async def running_mesh(pg_server: PgServer, run_dir: Path) -> AsyncIterator[Mesh]:
+async def running_process_mesh(pg_server: PgServer, run_dir: Path) -> AsyncIterator[ProcessMesh]:
     """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit."""
     dsn = await infra.fresh_database(pg_server, prefix="mesh_e2e")
     stack = Stack(StackConfig(run_dir=run_dir, ports=Ports.ephemeral(), pg_dsn=dsn, nats_url=None))
     try:
         info = await asyncio.to_thread(stack.up)
-        yield Mesh(info)
+        yield ProcessMesh(info)
     finally:
         await asyncio.to_thread(stack.down)
         await infra.drop_database(pg_server, dsn)
@@ -90,28 +87,6 @@ def fixture_file(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"shared fixture {relative} not found under {FIXTURES}")
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# Waiting
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, interval: float = POLL_SECONDS
-) -> T:
-    """Polls `probe` until it returns something other than None, and returns that.
-
-    Raises:
-        AssertionError: `timeout` seconds passed first; the message says what was awaited.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +104,9 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 async def register(http: httpx.AsyncClient, path_or_text: Path | str) -> dict[str, Any]:
     """Registers a playbook (a file, or YAML text) and returns the 200 body."""
-    content = path_or_text.read_text() if isinstance(path_or_text, Path) else path_or_text
+    content = (
+        await asyncio.to_thread(path_or_text.read_text) if isinstance(path_or_text, Path) else path_or_text
+    )
     return _ok(await http.post("/api/catalog/register", json={"content": content}))
 
 
@@ -141,7 +118,7 @@ async def execute(http: httpx.AsyncClient, path: str, payload: dict[str, Any] | 
     return execution_id
 
 
-async def wait_terminal(http: httpx.AsyncClient, execution_id: str, timeout: float = 30.0) -> dict[str, Any]:
+async def wait_terminal(http: httpx.AsyncClient, execution_id: str, seconds: float = 30.0) -> dict[str, Any]:
     """Polls `GET /api/executions/{id}` until the run has ended; returns that detail body.
 
     Ended = a terminal status *and* a terminal event written: the status alone can read
@@ -154,11 +131,15 @@ async def wait_terminal(http: httpx.AsyncClient, execution_id: str, timeout: flo
         if response.status_code == 404:
             return None  # no event yet
         body = _ok(response)
-        if body["status"] in TERMINAL_STATUSES and any(e["event_type"] in TERMINAL_EVENTS for e in body["events"]):
+        if body["status"] in TERMINAL_STATUSES and any(
+            e["event_type"] in TERMINAL_EVENTS for e in body["events"]
+        ):
             return body
         return None
 
-    return await wait_for(ended, timeout=timeout, what=f"execution {execution_id} to end")
+    detail = await wait_for(ended, within=seconds, what=f"execution {execution_id} to end")
+    assert detail is not None  # wait_for returns only a truthy value
+    return detail
 
 
 async def events(http: httpx.AsyncClient, execution_id: str) -> list[dict[str, Any]]:
@@ -166,9 +147,7 @@ async def events(http: httpx.AsyncClient, execution_id: str) -> list[dict[str, A
     collected: dict[int, dict[str, Any]] = {}
     page = 1
     while True:
-        body = _ok(
-            await http.get(f"/api/executions/{execution_id}", params={"page": page, "page_size": 500})
-        )
+        body = _ok(await http.get(f"/api/executions/{execution_id}", params={"page": page, "page_size": 500}))
         for event in body["events"]:
             collected[event["event_id"]] = event
         if not body["pagination"]["has_next"]:
@@ -256,7 +235,9 @@ async def new_rows(dsn: str) -> AsyncIterator[NewRows]:
         counts.executions = await conn.fetchval(
             "SELECT count(*) FROM noetl.execution WHERE execution_id > $1", before
         )
-        counts.events = await conn.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id > $1", before)
+        counts.events = await conn.fetchval(
+            "SELECT count(*) FROM noetl.event WHERE execution_id > $1", before
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,12 +255,12 @@ class Completed:
 
 
 async def run_process(
-    *argv: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 60.0
+    *argv: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO, seconds: float = 60.0
 ) -> Completed:
     """Runs a command to completion and returns its exit code and decoded output.
 
     Raises:
-        AssertionError: it did not finish within `timeout` seconds (it is killed first).
+        AssertionError: it did not finish within `seconds` (it is killed first).
     """
     process = await asyncio.create_subprocess_exec(
         *(str(a) for a in argv),
@@ -290,11 +271,74 @@ async def run_process(
         cwd=cwd,
     )
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             out, err = await process.communicate()
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise AssertionError(f"{argv} did not finish within {timeout:g}s") from None
+        raise AssertionError(f"{argv} did not finish within {seconds:g}s") from None
     assert process.returncode is not None
     return Completed(process.returncode, out.decode(), err.decode())
+
+
+# --------------------------------------------------------------------------------------------------
+# A command that stays claimed until the test lets it go
+
+
+def gated_playbook(path: str) -> str:
+    """A one-step playbook whose `start` waits (up to 30 s) until the file named by `gate` exists.
+
+    While it waits, its command is claimed and live: what claim-conflict tests need, without
+    guessing how long a sleep must be.
+    """
+    return f"""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata:
+  name: {path.rpartition("/")[2]}
+  path: {path}
+workload:
+  gate: ""
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input:
+        gate: "{{{{ gate }}}}"
+      code: |
+        import os
+        import time
+        deadline = time.monotonic() + 30
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        result = {{"released": os.path.exists(gate)}}
+"""
+
+
+@dataclass(frozen=True)
+class LiveClaim:
+    """A claimed, still running command: its `command.issued` event id and the claiming worker."""
+
+    event_id: int
+    worker_id: str
+
+
+async def wait_claimed(
+    http: httpx.AsyncClient, execution_id: str, step: str, seconds: float = 30.0
+) -> LiveClaim:
+    """Waits until the worker has claimed the step's command."""
+
+    async def claimed() -> LiveClaim | None:
+        response = await http.get(f"/api/executions/{execution_id}", params={"page_size": 100})
+        if response.status_code == 404:
+            return None
+        found = _ok(response)["events"]
+        issued = [e for e in found if e["event_type"] == "command.issued" and e["node_name"] == step]
+        claims = [e for e in found if e["event_type"] == "command.claimed" and e["node_name"] == step]
+        if not issued or not claims:
+            return None
+        return LiveClaim(issued[0]["event_id"], claims[0]["result"]["context"]["worker_id"])
+
+    live = await wait_for(claimed, within=seconds, what=f"a claim of {step!r} in execution {execution_id}")
+    assert live is not None  # wait_for returns only a truthy value
+    return live

@@ -249,3 +249,54 @@ def test_catalog_entry_decodes_json_columns_and_stringifies_the_id() -> None:
         ("meta", {"agent": False}),
         ("created_at", "2026-08-19T15:02:20.123456Z"),
     ]
+
+
+def test_command_body_restores_the_contract_key_order_lost_in_jsonb() -> None:
+    """JSONB keeps keys shorter-first; §13.4 fixes the order of `context` and `meta`."""
+    command = common_pb2.Command(
+        event_id=5,
+        execution_id=1,
+        step="start",
+        tool_kind="python",
+        context_json=b'{"spec":null,"input":{},"tool_config":{},"render_context":{}}',
+        meta_json=(
+            b'{"step":"start","attempt":1,"tool_kind":"python","actionable":true,"catalog_id":"2",'
+            b'"command_id":3,"execution_id":"1","max_attempts":3,"iteration_index":0,"extra":1}'
+        ),
+    )
+    body = command_body(command)
+    assert list(body["context"]) == ["tool_config", "input", "render_context", "spec"]
+    assert list(body["meta"]) == [
+        "command_id",
+        "step",
+        "tool_kind",
+        "max_attempts",
+        "attempt",
+        "execution_id",
+        "catalog_id",
+        "actionable",
+        "iteration_index",
+        "extra",
+    ]
+
+
+def test_catalog_entry_meta_in_registration_order() -> None:
+    entry = catalog_pb2.CatalogEntry(
+        catalog_id=1,
+        path="p",
+        version=1,
+        kind="playbook",
+        meta_json=(
+            b'{"agent":false,"terminal":{},"capabilities":[],"registered_at":"2026-08-19T15:02:20Z",'
+            b'"terminal_scopes":[],"terminal_visible":false}'
+        ),
+        created_at=stamp(START),
+    )
+    assert list(catalog_entry(entry)["meta"]) == [
+        "registered_at",
+        "agent",
+        "capabilities",
+        "terminal",
+        "terminal_visible",
+        "terminal_scopes",
+    ]

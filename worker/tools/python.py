@@ -34,9 +34,10 @@ class PythonTool:
         )
         if outcome.ok:
             return ToolResult(ok=True, data=outcome.data, stdout=outcome.stdout, stderr=outcome.stderr)
-        return ToolResult(
-            ok=False, data=None, error=outcome.error, stdout=outcome.stdout, stderr=outcome.stderr
-        )
+        error = outcome.error
+        if error is not None and error.startswith("timeout:") and call.timeout is not None:
+            error = f"timeout: step '{call.step}' exceeded {call.timeout:g}s"  # dsl.md §17.4
+        return ToolResult(ok=False, data=None, error=error, stdout=outcome.stdout, stderr=outcome.stderr)
 
 
 def _code(config: dict[str, Any]) -> str | None:

@@ -1,0 +1,88 @@
+"""Golden bodies of `POST /api/execute` (http-api.md §4.1): the start and each documented error."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.contract.golden import GoldenFiles
+from tests.contract.support import LINEAR_PATH, expect
+from tests.helpers.invariants import FinishedRun, finish
+from tests.helpers.mesh import ProcessMesh, register
+
+pytestmark = pytest.mark.e2e
+
+NO_START = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata:
+  name: no_start
+  path: contract/no_start
+workflow:
+  - step: begin
+    tool:
+      kind: python
+      code: |
+        result = {}
+"""
+
+NO_TOOL = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata:
+  name: no_tool
+  path: contract/no_tool
+workflow:
+  - step: start
+    desc: a step without a tool
+"""
+
+
+async def test_started(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, golden: GoldenFiles, linear_run: FinishedRun
+) -> None:
+    response = await gateway.post("/api/execute", json={"path": LINEAR_PATH, "payload": {"greeting": "hej"}})
+    golden.check("execute_started", expect(response, 200))
+
+    run = await finish(gateway, process_mesh.pg_dsn, response.json()["execution_id"])
+    assert run.status == "COMPLETED"
+
+
+async def test_started_by_catalog_id_through_the_gateway_prefix(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, golden: GoldenFiles, linear_run: FinishedRun
+) -> None:
+    """The CLI's gateway mode (`/noetl/...`) and the `catalog_id` + `workload` spelling."""
+    body = {"catalog_id": linear_run.detail["catalog_id"], "workload": {}, "resource_kind": "playbook"}
+    response = await gateway.post("/noetl/execute", json=body)
+    golden.check("execute_started", expect(response, 200))
+
+    run = await finish(gateway, process_mesh.pg_dsn, response.json()["execution_id"])
+    assert run.status == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status"),
+    [
+        ("execute_not_found_path", {"path": "contract/nothing_here"}, 404),
+        ("execute_not_found_catalog_id", {"catalog_id": "123"}, 404),
+        ("execute_missing_path", {"payload": {}}, 422),
+        ("execute_kind_not_executable", {"path": LINEAR_PATH, "resource_kind": "credential"}, 422),
+    ],
+)
+@pytest.mark.usefixtures("linear_run")
+async def test_request_errors(
+    gateway: httpx.AsyncClient, golden: GoldenFiles, name: str, body: dict[str, object], status: int
+) -> None:
+    golden.check(name, expect(await gateway.post("/api/execute", json=body), status))
+
+
+async def test_playbook_without_start(gateway: httpx.AsyncClient, golden: GoldenFiles) -> None:
+    await register(gateway, NO_START)
+    response = await gateway.post("/api/execute", json={"path": "contract/no_start"})
+    golden.check("execute_no_start", expect(response, 422))
+
+
+async def test_step_without_tool(gateway: httpx.AsyncClient, golden: GoldenFiles) -> None:
+    await register(gateway, NO_TOOL)
+    response = await gateway.post("/api/execute", json={"path": "contract/no_tool"})
+    golden.check("execute_missing_tool", expect(response, 400))

@@ -1,0 +1,150 @@
+"""The claim protocol (data-model.md §6) on a command issued by ExecutionService.Start."""
+
+from __future__ import annotations
+
+import asyncpg
+import grpc
+import orjson
+import pytest
+from noetl.v1 import events_pb2, execution_pb2
+
+from tests.helpers.playbooks import Started, register_noop, start_noop
+from tests.helpers.rpc import failure_of
+from tests.helpers.services import CLAIM_RETRY_AFTER_SECONDS, Mesh
+
+
+@pytest.fixture(scope="module")
+async def playbook(mesh: Mesh) -> str:
+    return await register_noop(mesh, "claims")
+
+
+@pytest.fixture
+async def started(mesh: Mesh, db: asyncpg.Connection, playbook: str) -> Started:
+    return await start_noop(mesh, db, playbook)
+
+
+async def claim(mesh: Mesh, event_id: int, worker_id: str) -> execution_pb2.ClaimResponse:
+    response: execution_pb2.ClaimResponse = await mesh.commands.Claim(
+        execution_pb2.ClaimRequest(event_id=event_id, worker_id=worker_id), timeout=20
+    )
+    return response
+
+
+async def command_row(db: asyncpg.Connection, started: Started, columns: str) -> asyncpg.Record:
+    row = await db.fetchrow(
+        f"SELECT {columns} FROM noetl.command WHERE execution_id = $1 AND command_id = $2",
+        started.execution_id,
+        started.command_id,
+    )
+    assert row is not None
+    return row
+
+
+async def claimed_events(db: asyncpg.Connection, started: Started) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT event_id, worker_id, meta::text AS meta FROM noetl.event "
+        "WHERE execution_id = $1 AND event_type = 'command.claimed' ORDER BY event_id",
+        started.execution_id,
+    )
+
+
+async def test_the_same_worker_claiming_twice_is_idempotent(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    first = await claim(mesh, started.event_id, "worker-a")
+    second = await claim(mesh, started.event_id, "worker-a")
+
+    assert first.claim_event_id != 0
+    assert second.claim_event_id == 0
+    assert first.command.command_id == second.command.command_id == started.command_id
+    assert [r["event_id"] for r in await claimed_events(db, started)] == [first.claim_event_id]
+    row = await command_row(db, started, "status, worker_id, lease_until > now() AS leased, latest_event_id")
+    assert dict(row) == {
+        "status": "CLAIMED",
+        "worker_id": "worker-a",
+        "leased": True,
+        "latest_event_id": first.claim_event_id,
+    }
+
+
+async def test_another_worker_gets_an_active_claim_conflict(mesh: Mesh, started: Started) -> None:
+    await claim(mesh, started.event_id, "worker-a")
+    failure = await failure_of(claim(mesh, started.event_id, "worker-b"))
+
+    assert failure.code is grpc.StatusCode.ABORTED
+    assert failure.kind == "Conflict"
+    assert failure.detail == {"code": "active_claim", "worker_id": "worker-a"}
+    assert failure.retry_after == str(CLAIM_RETRY_AFTER_SECONDS)
+
+
+async def test_an_unknown_command_is_not_found(mesh: Mesh) -> None:
+    failure = await failure_of(claim(mesh, 4242, "worker-a"))
+    assert failure.code is grpc.StatusCode.NOT_FOUND
+    assert failure.message == "command not found: 4242"
+
+
+async def test_a_completed_command_cannot_be_claimed(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    await db.execute(
+        "UPDATE noetl.command SET status = 'COMPLETED', completed_at = now() "
+        "WHERE execution_id = $1 AND command_id = $2",
+        started.execution_id,
+        started.command_id,
+    )
+    failure = await failure_of(claim(mesh, started.event_id, "worker-a"))
+
+    assert failure.code is grpc.StatusCode.ABORTED
+    assert failure.detail == {"code": "already_terminal", "message": "Command already reached terminal state"}
+    assert await claimed_events(db, started) == []
+
+
+async def test_a_command_of_a_finished_execution_cannot_be_claimed(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    # The terminal event is the fact, whatever the execution projection says yet.
+    await mesh.events.Append(
+        events_pb2.AppendRequest(
+            execution_id=started.execution_id,
+            catalog_id=started.catalog_id,
+            events=[
+                events_pb2.NewEvent(event_type="execution.cancelled", node_name="cancel", status="CANCELLED")
+            ],
+        ),
+        timeout=10,
+    )
+    failure = await failure_of(claim(mesh, started.event_id, "worker-a"))
+
+    assert failure.code is grpc.StatusCode.ABORTED
+    assert failure.detail == {
+        "code": "already_terminal",
+        "message": "Execution already reached terminal state",
+    }
+    assert await claimed_events(db, started) == []
+
+
+async def test_an_expired_lease_lets_another_worker_reclaim(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    first = await claim(mesh, started.event_id, "worker-a")
+    await db.execute(
+        "UPDATE noetl.command SET lease_until = now() - interval '1 second' "
+        "WHERE execution_id = $1 AND command_id = $2",
+        started.execution_id,
+        started.command_id,
+    )
+    second = await claim(mesh, started.event_id, "worker-b")
+
+    assert second.claim_event_id not in (0, first.claim_event_id)
+    events = await claimed_events(db, started)
+    assert [r["event_id"] for r in events] == [first.claim_event_id, second.claim_event_id]
+    meta = orjson.loads(events[1]["meta"])
+    assert meta["reclaimed"] is True
+    assert meta["reclaimed_from_worker"] == "worker-a"
+    assert meta["reclaimed_reason"] == "lease_expired"
+    assert meta["worker_id"] == "worker-b"
+    row = await command_row(db, started, "worker_id, lease_until > now() AS leased")
+    assert (row["worker_id"], row["leased"]) == ("worker-b", True)
+    # The previous holder is now the one refused.
+    failure = await failure_of(claim(mesh, started.event_id, "worker-a"))
+    assert failure.detail == {"code": "active_claim", "worker_id": "worker-b"}
