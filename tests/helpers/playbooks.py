@@ -12,13 +12,16 @@ from tests.helpers.services import Mesh
 
 
 def noop_playbook(path: str) -> str:
-    """One `noop` step: starting it issues exactly one command, which nothing runs."""
+    """One `noop` step: starting it issues exactly one command, which nothing runs.
+
+    Name and path are quoted: an all-digit name would otherwise be read as a YAML number.
+    """
     return f"""\
 apiVersion: noetl.io/v2
 kind: Playbook
 metadata:
-  name: {path.rpartition("/")[2]}
-  path: {path}
+  name: "{path.rpartition("/")[2]}"
+  path: "{path}"
 workflow:
   - step: start
     tool:

@@ -123,27 +123,31 @@ async def test_rows_of_a_crashed_relay_are_published_exactly_once_after_their_le
         seen[(msg.headers or {}).get("Nats-Msg-Id", "")] += 1
 
     client = await nats.connect(outbox.bus.url)
-    await client.subscribe(execution_events_filter(EXECUTION_ID), cb=count)
-    await client.flush()
-    # Two publishers at once, as two replicas of the outbox service would run.
-    publishers = [Publisher(outbox.store, outbox.js, batch_size=7, idle_sleep=0.05) for _ in range(2)]
-    tasks = [asyncio.create_task(p.run()) for p in publishers]
     try:
-
-        async def all_published() -> bool:
-            current = await statuses(outbox, stranded)
-            return all(state == "PUBLISHED" for state, _ in current.values())
-
-        await wait_for(all_published, what="the stranded rows to be PUBLISHED")
-        stored = await read_stream(
-            outbox.js, outbox.bus.event_stream, execution_events_filter(EXECUTION_ID), at_least=len(stranded)
-        )
+        await client.subscribe(execution_events_filter(EXECUTION_ID), cb=count)
         await client.flush()
+        # Two publishers at once, as two replicas of the outbox service would run.
+        publishers = [Publisher(outbox.store, outbox.js, batch_size=7, idle_sleep=0.05) for _ in range(2)]
+        tasks = [asyncio.create_task(p.run()) for p in publishers]
+        try:
+
+            async def all_published() -> bool:
+                current = await statuses(outbox, stranded)
+                return all(state == "PUBLISHED" for state, _ in current.values())
+
+            await wait_for(all_published, what="the stranded rows to be PUBLISHED")
+        finally:
+            for publisher in publishers:
+                publisher.shutdown()
+            await asyncio.gather(*tasks)
+        # Nothing publishes any more; draining runs the callbacks of everything already delivered.
+        await client.drain()
     finally:
-        for publisher in publishers:
-            publisher.shutdown()
-        await asyncio.gather(*tasks)
-        await client.close()
+        if not client.is_closed:
+            await client.close()
+    stored = await read_stream(
+        outbox.js, outbox.bus.event_stream, execution_events_filter(EXECUTION_ID), at_least=len(stranded)
+    )
 
     expected_ids = [str(base + i) for i in range(20)]
     assert sorted(m.msg_id or "" for m in stored) == sorted(expected_ids)

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh
+from tests.helpers.waiting import wait_for
 
 EXECUTION_ID = 612400000000000001
 
@@ -40,8 +41,15 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter.shutdown()
 
 
-def server_spans(exporter: InMemorySpanExporter, method: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER and s.name == method]
+async def server_span(exporter: InMemorySpanExporter, method: str) -> ReadableSpan:
+    """The one finished server span of `method` (the server may end it just after answering)."""
+
+    async def finished() -> list[ReadableSpan] | None:
+        found = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER and s.name == method]
+        return found or None
+
+    (span,) = await wait_for(finished, what=f"a server span of {method}")
+    return span
 
 
 def requests_total(service: str, method: str, code: str) -> float:
@@ -62,7 +70,7 @@ async def test_a_server_span_carries_the_execution_id_of_the_request(
     spans.clear()
     await mesh.events.ListEvents(events_pb2.ListEventsRequest(execution_id=EXECUTION_ID), timeout=10)
 
-    (span,) = server_spans(spans, "/noetl.v1.EventService/ListEvents")
+    span = await server_span(spans, "/noetl.v1.EventService/ListEvents")
     assert span.attributes is not None
     assert span.attributes.get("execution_id") == str(EXECUTION_ID)
 
@@ -74,7 +82,7 @@ async def test_a_streaming_server_span_carries_the_execution_id_too(
     call = mesh.events.Subscribe(events_pb2.SubscribeRequest(execution_id=EXECUTION_ID), timeout=10)
     await failure_of(call.read())  # unknown execution: the span still ends, with the id on it
 
-    (span,) = server_spans(spans, "/noetl.v1.EventService/Subscribe")
+    span = await server_span(spans, "/noetl.v1.EventService/Subscribe")
     assert span.attributes is not None
     assert span.attributes.get("execution_id") == str(EXECUTION_ID)
 
