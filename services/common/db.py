@@ -24,10 +24,17 @@ T = TypeVar("T")
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """The mesh keeps no session state (locks are transaction-scoped, no LISTEN, no SET), so the
+    default reset query on every release — a round trip per pooled query — buys nothing."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """Raises Unavailable when the database cannot be reached."""
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, command_timeout=60, reset=_no_session_reset
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         raise Unavailable(f"cannot connect to Postgres: {exc}") from exc
     assert pool is not None  # create_pool only returns None when given no init loop

@@ -17,14 +17,24 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 
 def setup_tracing(service_name: str) -> None:
-    """Installs a tracer provider once per process (the API itself refuses a second one)."""
+    """Installs a tracer provider once per process (the API itself refuses a second one).
+
+    With no exporter configured, spans are not sampled unless `OTEL_TRACES_SAMPLER` says
+    otherwise: the instrumentation still propagates trace context through every call, but
+    nobody pays for recording spans that would be thrown away.
+    """
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": f"noetl-{service_name}"}))
-    if os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() == "console":
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    sampler = None if exporter != "none" or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"noetl-{service_name}"}), sampler=sampler
+    )
+    if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
 

@@ -14,6 +14,7 @@ from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake, default_machine_id
 from services.events.api import EventApi
+from services.events.batcher import AppendBatcher
 from services.events.clients import ExecutionAdvancer, OutboxClient
 from services.events.relay import Relay
 from services.events.service import EventLog, EventLogSettings
@@ -32,9 +33,12 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     outbox_channel = open_channel(settings.outbox_addr)
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
+    store = EventStore(pool)
+    batcher = AppendBatcher(store, Snowflake(default_machine_id()).next_id)
+    await batcher.start()
     log = EventLog(
-        store=EventStore(pool),
-        ids=Snowflake(default_machine_id()),
+        store=store,
+        batcher=batcher,
         relay=relay,
         advancer=ExecutionAdvancer(execution),
         wakeups=Wakeups(nc),
@@ -50,6 +54,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     try:
         yield [register]
     finally:
+        await batcher.shutdown()
         await relay.shutdown()
         await execution.close()
         await outbox_channel.close()

@@ -47,7 +47,11 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             else None,
             require_open=request.require_open,
         )
-        return events_pb2.AppendResponse(event_ids=outcome.event_ids, duplicates=outcome.duplicates)
+        return events_pb2.AppendResponse(
+            event_ids=outcome.event_ids,
+            duplicates=outcome.duplicates,
+            stored=[event_message(event) for event in outcome.stored],
+        )
 
     async def Emit(
         self, request: events_pb2.EmitRequest, context: grpc.aio.ServicerContext

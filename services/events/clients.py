@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from noetl.v1 import execution_pb2, execution_pb2_grpc, outbox_pb2, outbox_pb2_grpc
 
 from services.common.grpc_client import Sharded
+from services.events.chain import StoredEvent
 from services.events.messages import event_message
-from services.events.store import StoredEvent
 
 
 class ExecutionAdvancer:

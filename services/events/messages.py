@@ -8,7 +8,7 @@ from noetl.v1 import common_pb2, events_pb2
 from services.common import jsonutil
 from services.common.errors import InvalidArgument
 from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
-from services.events.store import Draft, Notify, StoredEvent
+from services.events.chain import Draft, Notify, StoredEvent
 
 
 def event_message(event: StoredEvent) -> common_pb2.Event:

@@ -16,7 +16,7 @@ from typing import Protocol
 from nats.js import JetStreamContext
 
 from services.common.bus import message_id
-from services.events.store import OutboxEntry
+from services.events.chain import OutboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class OutboxMarker(Protocol):
 
 
 class Relay:
-    def __init__(self, js: JetStreamContext, marker: OutboxMarker, *, mark_interval: float = 0.01) -> None:
+    def __init__(self, js: JetStreamContext, marker: OutboxMarker, *, mark_interval: float = 0.05) -> None:
         self._js = js
         self._marker = marker
         self._mark_interval = mark_interval

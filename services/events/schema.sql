@@ -78,7 +78,9 @@ CREATE TABLE IF NOT EXISTS noetl.event_2027_q4 PARTITION OF noetl.event
     FOR VALUES FROM (496108988006400000) TO (529448671641600000);
 CREATE TABLE IF NOT EXISTS noetl.event_default PARTITION OF noetl.event DEFAULT;
 
-CREATE INDEX IF NOT EXISTS idx_event_execution_id ON noetl.event (execution_id);
+-- (execution_id) alone is served by the primary key; a separate index made the planner scan a
+-- whole execution's log for `execution_id = $1 AND event_id > $2` reads.
+DROP INDEX IF EXISTS noetl.idx_event_execution_id;
 CREATE INDEX IF NOT EXISTS idx_event_catalog_id ON noetl.event (catalog_id);
 CREATE INDEX IF NOT EXISTS idx_event_type ON noetl.event (event_type);
 CREATE INDEX IF NOT EXISTS idx_event_status ON noetl.event (status);

@@ -13,11 +13,13 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from services.common.bus import event_subject
-from services.common.ids import Snowflake
+from services.common.event_types import EventType
 from services.common.metrics import INGEST_BUCKETS
+from services.events.batcher import AppendBatcher
+from services.events.chain import AppendJob, AppendOutcome, Draft, StoredEvent
 from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
 from services.events.relay import Relay
-from services.events.store import AppendOutcome, Draft, EventStore, StoredEvent
+from services.events.store import EventStore
 from services.events.wakeups import Wakeups
 
 KNOWN_TYPES = (
@@ -52,6 +54,16 @@ for _kind in (*KNOWN_TYPES, "other"):
 TERMINAL_DEDUP.labels("suppressed")
 
 PAGE = 500
+# Worker events the execution service acts on: command rows (status, lease) and, for the two
+# completions, an orchestration pass. Others (call.done, step.exit, ...) are folded later from the log.
+ADVANCE_TYPES = frozenset(
+    {
+        EventType.COMMAND_STARTED,
+        EventType.COMMAND_HEARTBEAT,
+        EventType.COMMAND_COMPLETED,
+        EventType.COMMAND_FAILED,
+    }
+)
 
 
 class Advancer(Protocol):
@@ -79,14 +91,14 @@ class EventLog:
         self,
         *,
         store: EventStore,
-        ids: Snowflake,
+        batcher: AppendBatcher,
         relay: Relay,
         advancer: Advancer,
         wakeups: Wakeups,
         settings: EventLogSettings,
     ) -> None:
         self._store = store
-        self._ids = ids
+        self._batcher = batcher
         self._relay = relay
         self._advancer = advancer
         self._wakeups = wakeups
@@ -103,14 +115,15 @@ class EventLog:
     ) -> AppendOutcome:
         """Raises NotFound for an unknown execution without catalog_id; FailedPrecondition when closed."""
         started = time.perf_counter()
-        outcome = await self._store.append(
-            execution_id,
-            drafts,
-            catalog_id=catalog_id,
-            parent_execution_id=parent_execution_id,
-            require_open=require_open,
-            mint=self._ids.next_id,
-            mirror_subject=self._mirror_subject(execution_id),
+        outcome = await self._batcher.append(
+            AppendJob(
+                execution_id=execution_id,
+                drafts=drafts,
+                catalog_id=catalog_id,
+                parent_execution_id=parent_execution_id,
+                require_open=require_open,
+                mirror_subject=self._mirror_subject(execution_id),
+            )
         )
         self._after_commit(outcome, started)
         return outcome
@@ -140,7 +153,8 @@ class EventLog:
         outcome = await self.append(
             execution_id, drafts, catalog_id=None, parent_execution_id=None, require_open=False
         )
-        generated = await self._advancer.advance(execution_id, outcome.stored) if outcome.stored else 0
+        lifecycle = [event for event in outcome.stored if event.event_type in ADVANCE_TYPES]
+        generated = await self._advancer.advance(execution_id, lifecycle) if lifecycle else 0
         return EmitOutcome(outcome.event_ids, outcome.duplicates, generated)
 
     async def page(

@@ -72,9 +72,6 @@ class Claims:
             if row.status in TERMINAL_COMMAND:
                 CLAIMS.labels("terminal").inc()
                 raise Conflict(_COMMAND_TERMINAL)
-            if await self._store.execution_status(row.execution_id) not in (None, "RUNNING"):
-                CLAIMS.labels("terminal").inc()
-                raise Conflict(_EXECUTION_TERMINAL)
             reclaim: dict[str, Any] = {}
             if row.status in ("CLAIMED", "RUNNING") and row.worker_id:
                 if row.worker_id == worker_id:
@@ -113,7 +110,7 @@ class Claims:
                 command_id=row.command_id,
             )
             try:
-                ids = await self._events.append(
+                appended = await self._events.append(
                     row.execution_id,
                     [claimed],
                     catalog_id=row.catalog_id,
@@ -124,6 +121,7 @@ class Claims:
             except FailedPrecondition:
                 CLAIMS.labels("terminal").inc()
                 raise Conflict(_EXECUTION_TERMINAL) from None
-            await self._store.mark_claimed(conn, row, worker_id, self._settings.lease_seconds, ids[0])
+            claim_event_id = appended.event_ids[0]
+            await self._store.mark_claimed(conn, row, worker_id, self._settings.lease_seconds, claim_event_id)
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
-        return Claimed(row, ids[0])
+        return Claimed(row, claim_event_id)

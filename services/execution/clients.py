@@ -11,7 +11,7 @@ from services.common import jsonutil
 from services.common.grpc_client import Sharded
 from services.common.timeutil import as_utc
 from services.execution.engine.records import EventRecord, NewEvent
-from services.execution.ports import Notification, PlaybookEntry
+from services.execution.ports import Appended, Notification, PlaybookEntry
 
 
 def record_from_message(event: common_pb2.Event) -> EventRecord:
@@ -92,7 +92,7 @@ class EventsClient:
         parent_execution_id: int | None,
         notifications: Mapping[int, Notification],
         require_open: bool,
-    ) -> list[int]:
+    ) -> Appended:
         request = events_pb2.AppendRequest(
             execution_id=execution_id,
             catalog_id=catalog_id,
@@ -102,7 +102,12 @@ class EventsClient:
         if parent_execution_id is not None:
             request.parent_execution_id = parent_execution_id
         response = await self._events.for_execution(execution_id).Append(request, timeout=30)
-        return list(response.event_ids)
+        stored = list(response.stored)
+        return Appended(
+            event_ids=list(response.event_ids),
+            stored=[record_from_message(e) for e in stored],
+            linked_to=stored[0].prev_event_id if stored and stored[0].HasField("prev_event_id") else None,
+        )
 
     async def since(self, execution_id: int, after_event_id: int | None) -> list[EventRecord]:
         request = events_pb2.ListEventsRequest(execution_id=execution_id)

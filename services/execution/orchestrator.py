@@ -146,14 +146,19 @@ class Orchestrator:
         return execution_id, issued
 
     async def advance(self, execution_id: int, trigger_types: Sequence[str]) -> int:
-        """Folds what is new in the log and, for a command completion, runs one pass."""
+        """For a command completion: folds what is new in the log and runs one pass.
+
+        Other lifecycle events change only command rows, so they cost no read of the log.
+        """
+        if not any(kind in TRIGGERS for kind in trigger_types):
+            return 0
         tracked = await self._load(execution_id)
         if tracked is None:
             return 0
         async with tracked.lock:
             await self._sync(tracked)
             state = tracked.state
-            if state is None or tracked.finished or not any(kind in TRIGGERS for kind in trigger_types):
+            if state is None or tracked.finished:
                 return 0
             try:
                 decision = evaluate.advance(
@@ -198,7 +203,7 @@ class Orchestrator:
             for command in decision.commands
         }
         try:
-            ids = await self._events.append(
+            appended = await self._events.append(
                 tracked.execution_id,
                 decision.events,
                 catalog_id=tracked.entry.catalog_id,
@@ -211,6 +216,7 @@ class Orchestrator:
             DRIVES.labels("closed").inc()
             await self._sync(tracked)
             return 0
+        ids = appended.event_ids
         rows = [
             NewCommandRow(
                 command_id=command.command_id,
@@ -232,7 +238,11 @@ class Orchestrator:
             await self._store.finish(
                 tracked.execution_id, decision.terminal, last.error, ids[-1], last.event_type
             )
-        await self._sync(tracked)
+        if tracked.state is not None and appended.stored and appended.linked_to == tracked.last_event_id:
+            for record in appended.stored:
+                tracked.state.apply(record)
+        else:
+            await self._sync(tracked)
         return len(rows)
 
     async def _sync(self, tracked: Tracked) -> None:

@@ -27,6 +27,17 @@ class Notification:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What an append wrote: ids of every requested event, and the rows actually stored."""
+
+    event_ids: list[int]
+    stored: list[EventRecord]
+    # The chain head the first stored event was linked to: equal to the caller's last folded id
+    # when nobody else wrote in between, so `stored` can be folded without reading the log.
+    linked_to: int | None
+
+
 class CatalogPort(Protocol):
     async def resolve(
         self, *, path: str | None, catalog_id: int | None, version: int | None
@@ -45,8 +56,8 @@ class EventsPort(Protocol):
         parent_execution_id: int | None,
         notifications: Mapping[int, Notification],
         require_open: bool,
-    ) -> list[int]:
-        """Event ids in order. Raises FailedPrecondition when `require_open` and the run is closed."""
+    ) -> Appended:
+        """Raises FailedPrecondition when `require_open` and the execution is closed."""
         ...
 
     async def since(self, execution_id: int, after_event_id: int | None) -> list[EventRecord]:

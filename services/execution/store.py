@@ -155,12 +155,6 @@ class ExecutionStore:
         )
         return int(value) if value is not None else None
 
-    async def execution_status(self, execution_id: int) -> str | None:
-        value = await self.pool.fetchval(
-            "SELECT status FROM noetl.execution WHERE execution_id = $1", execution_id
-        )
-        return str(value) if value is not None else None
-
     async def command_by_event(self, event_id: int, execution_id: int | None = None) -> CommandRow | None:
         if execution_id is not None:
             row = await self.pool.fetchrow(
