@@ -15,14 +15,14 @@ from services.catalog.settings import Settings
 from services.catalog.store import CatalogStore
 from services.common import db, runner
 from services.common.grpc_server import Registrar
-from services.common.ids import Snowflake, default_machine_id
+from services.common.ids import Snowflake
 
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn)
     try:
-        api = CatalogApi(Catalog(CatalogStore(pool), Snowflake(default_machine_id())))
+        api = CatalogApi(Catalog(CatalogStore(pool), Snowflake(settings.basics.machine_id)))
 
         def register(server: grpc.aio.Server) -> None:
             catalog_pb2_grpc.add_CatalogServiceServicer_to_server(api, server)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 
@@ -56,9 +55,13 @@ async def ensure_streams(js: JetStreamContext, settings: BusSettings) -> None:
         ),
     )
     for config in streams:
-        # Already exists with a different config: keep the operator's settings.
-        with contextlib.suppress(BadRequestError):
+        try:
             await js.add_stream(config)
+        except BadRequestError:
+            # An existing stream of that name keeps the operator's settings; anything else (its
+            # subjects overlap another stream, say) would silently misroute messages.
+            assert config.name is not None
+            await js.stream_info(config.name)
 
 
 def pool_for(path: str, requested: str | None) -> str:

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common.ids import default_machine_id
+
 
 class ConfigError(Exception):
     """Every missing or invalid setting, one per line."""
@@ -87,6 +89,14 @@ class EnvReader:
                 self._problems.append(f"{name}: {item!r} is not host:port")
         return items
 
+    def machine_id(self) -> int:
+        """`NOETL_SERVER_MACHINE_ID` (0..1023), else a hash of `$HOSTNAME` (data-model.md §2.1)."""
+        try:
+            return default_machine_id(self._env)
+        except ValueError as exc:
+            self._problems.append(str(exc))
+            return 0
+
     def problem(self, message: str) -> None:
         """Records a problem no single reader sees, such as two variables that must go together."""
         self._problems.append(message)
@@ -104,7 +114,7 @@ class ServiceBasics:
     listen: str
     metrics_port: int
     pg_dsn: str
-    machine_id_env: str
+    machine_id: int  # snowflake machine id: distinct per process (data-model.md §2.1)
 
     @classmethod
     def read(cls, env: EnvReader, default_listen: str) -> ServiceBasics:
@@ -112,5 +122,5 @@ class ServiceBasics:
             listen=env.text("NOETL_GRPC_LISTEN", default_listen),
             metrics_port=env.integer("NOETL_METRICS_PORT", 0, minimum=0, maximum=65535),
             pg_dsn=env.text("NOETL_PG_DSN", required=True),
-            machine_id_env=env.text("NOETL_SERVER_MACHINE_ID", ""),
+            machine_id=env.machine_id(),
         )

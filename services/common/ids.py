@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 EPOCH_MS = 1704067200000
@@ -26,7 +26,7 @@ def fnv1a_64(data: bytes) -> int:
     return value
 
 
-def default_machine_id(environ: dict[str, str] | None = None) -> int:
+def default_machine_id(environ: Mapping[str, str] | None = None) -> int:
     """`NOETL_SERVER_MACHINE_ID`, else FNV-1a-64 of `$HOSTNAME` masked to 10 bits.
 
     Raises:
@@ -35,6 +35,8 @@ def default_machine_id(environ: dict[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     raw = env.get("NOETL_SERVER_MACHINE_ID", "").strip()
     if raw:
+        if not raw.isdigit():
+            raise ValueError(f"NOETL_SERVER_MACHINE_ID must be an integer in 0..{MAX_MACHINE_ID}, got {raw!r}")
         machine_id = int(raw)
         if not 0 <= machine_id <= MAX_MACHINE_ID:
             raise ValueError(f"NOETL_SERVER_MACHINE_ID must be in 0..{MAX_MACHINE_ID}, got {machine_id}")

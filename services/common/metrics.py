@@ -7,7 +7,7 @@ its own at `GET /metrics`. Labels are low-cardinality enums only.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -43,7 +43,7 @@ def precreate_grpc_series(service_name: str, methods: Iterable[str]) -> None:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times unary and server-streaming handlers by method and status code."""
+    """Counts and times handlers by method and status code (a stream is timed to its end)."""
 
     async def intercept_service(
         self,
@@ -74,6 +74,20 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return run
 
+        def timed_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException:
+                    code = context.code()
+                    record(started, code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN")
+                    raise
+                record(started, "OK")
+
+            return run
+
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 timed(handler.unary_unary), handler.request_deserializer, handler.response_serializer
@@ -81,5 +95,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 timed(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                timed_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
             )
         return handler

@@ -12,7 +12,7 @@ from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc
 from services.common import bus, db, runner
 from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
-from services.common.ids import Snowflake, default_machine_id
+from services.common.ids import Snowflake
 from services.events.api import EventApi
 from services.events.batcher import AppendBatcher
 from services.events.clients import ExecutionAdvancer, OutboxClient
@@ -34,7 +34,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
     store = EventStore(pool)
-    batcher = AppendBatcher(store, Snowflake(default_machine_id()).next_id)
+    batcher = AppendBatcher(store, Snowflake(settings.basics.machine_id).next_id)
     await batcher.start()
     log = EventLog(
         store=store,

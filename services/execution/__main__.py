@@ -12,7 +12,7 @@ from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, execution_pb2_grpc
 from services.common import db, runner
 from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
-from services.common.ids import Snowflake, default_machine_id
+from services.common.ids import Snowflake
 from services.execution.api import CommandApi, ExecutionApi
 from services.execution.claims import Claims, ClaimSettings
 from services.execution.clients import CatalogClient, EventsClient
@@ -34,7 +34,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         store=store,
         events=events_port,
         catalog=catalog_port,
-        ids=Snowflake(default_machine_id()),
+        ids=Snowflake(settings.basics.machine_id),
         settings=OrchestratorSettings(server_url=settings.server_url),
     )
     claims = Claims(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import Counter
@@ -124,4 +124,4 @@ class Claims:
             claim_event_id = appended.event_ids[0]
             await self._store.mark_claimed(conn, row, worker_id, self._settings.lease_seconds, claim_event_id)
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
-        return Claimed(row, claim_event_id)
+        return Claimed(replace(row, status="CLAIMED", worker_id=worker_id), claim_event_id)

@@ -58,8 +58,12 @@ class Mesh:
     outbox: outbox_pb2_grpc.OutboxServiceStub
 
 
+_machine_ids = iter(range(100, 1024))
+
+
 def basics(dsn: str, listen: str = f"{LOCALHOST}:0") -> ServiceBasics:
-    return ServiceBasics(listen=listen, metrics_port=0, pg_dsn=dsn, machine_id_env="")
+    """Each in-process service gets a machine id of its own, as separate processes would."""
+    return ServiceBasics(listen=listen, metrics_port=0, pg_dsn=dsn, machine_id=next(_machine_ids))
 
 
 class _HeldPort:
