@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from noetl.v1 import catalog_pb2, catalog_pb2_grpc
 
 from services.catalog.service import Catalog, Lookup
 from services.catalog.store import Entry
 from services.common.errors import MeshError
-
-
-def _ts(entry: Entry) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(entry.created_at)
-    return stamp
+from services.common.wire import timestamp
 
 
 def entry_message(entry: Entry) -> catalog_pb2.CatalogEntry:
@@ -27,7 +21,7 @@ def entry_message(entry: Entry) -> catalog_pb2.CatalogEntry:
         layout_json=(entry.layout or "").encode(),
         payload_json=(entry.payload or "").encode(),
         meta_json=(entry.meta or "").encode(),
-        created_at=_ts(entry),
+        created_at=timestamp(entry.created_at),
         archived=entry.archived,
     )
 

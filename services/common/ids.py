@@ -36,7 +36,9 @@ def default_machine_id(environ: Mapping[str, str] | None = None) -> int:
     raw = env.get("NOETL_SERVER_MACHINE_ID", "").strip()
     if raw:
         if not raw.isdigit():
-            raise ValueError(f"NOETL_SERVER_MACHINE_ID must be an integer in 0..{MAX_MACHINE_ID}, got {raw!r}")
+            raise ValueError(
+                f"NOETL_SERVER_MACHINE_ID must be an integer in 0..{MAX_MACHINE_ID}, got {raw!r}"
+            )
         machine_id = int(raw)
         if not 0 <= machine_id <= MAX_MACHINE_ID:
             raise ValueError(f"NOETL_SERVER_MACHINE_ID must be in 0..{MAX_MACHINE_ID}, got {machine_id}")

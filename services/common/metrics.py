@@ -13,6 +13,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from services.common.handlers import rewrap
+
 BUILD_VERSION = "0.1.0"
 INGEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -88,16 +90,4 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return run
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                timed(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                timed(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                timed_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return rewrap(handler, single=timed, streaming=timed_stream)

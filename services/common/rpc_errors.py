@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from services.common import errors
+from services.common.handlers import rewrap
 
 log = logging.getLogger(__name__)
 
@@ -118,24 +119,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(handler.unary_stream),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            await continuation(handler_call_details), single=_wrap_unary, streaming=_wrap_stream_response
+        )
 
 
 class ClientErrorInterceptor(grpc.aio.UnaryUnaryClientInterceptor):

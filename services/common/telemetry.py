@@ -19,6 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+from services.common.handlers import Behavior, rewrap
+
 
 def setup_tracing(service_name: str) -> None:
     """Installs a tracer provider once per process (the API itself refuses a second one).
@@ -46,31 +48,22 @@ def tag_execution(execution_id: int) -> None:
 
 
 class ExecutionIdInterceptor(grpc.aio.ServerInterceptor):
-    """Copies `execution_id` from unary requests onto the RPC's span."""
+    """Copies `execution_id` from single-message requests onto the RPC's span."""
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
-            return handler
-
-        def tagged(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def tagged(behavior: Behavior) -> Behavior:
             def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                # Client-streaming requests are iterators: those handlers tag per message.
                 tag_execution(getattr(request, "execution_id", 0))
                 return behavior(request, context)
 
             return run
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                tagged(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        return grpc.unary_stream_rpc_method_handler(
-            tagged(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-        )
+        return rewrap(await continuation(handler_call_details), single=tagged, streaming=tagged)
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from noetl.v1 import common_pb2, events_pb2
 
 from services.common import jsonutil
 from services.common.errors import InvalidArgument
 from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
+from services.common.wire import timestamp
 from services.events.chain import Draft, Notify, StoredEvent
 
 
 def event_message(event: StoredEvent) -> common_pb2.Event:
-    created = Timestamp()
-    created.FromDatetime(event.created_at)
     message = common_pb2.Event(
         event_id=event.event_id,
         execution_id=event.execution_id,
@@ -23,7 +21,7 @@ def event_message(event: StoredEvent) -> common_pb2.Event:
         node_name=event.node_name or "",
         node_type=event.node_type or "",
         status=event.status or "",
-        created_at=created,
+        created_at=timestamp(event.created_at),
         context_json=(event.context or "").encode(),
         result_json=(event.result or "").encode(),
         meta_json=(event.meta or "").encode(),

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from noetl.v1 import common_pb2, execution_pb2, execution_pb2_grpc
 
 from services.common import jsonutil
 from services.common.errors import InvalidArgument
+from services.common.wire import timestamp
 from services.execution.claims import Claims
 from services.execution.lifecycle import LifecycleEvent, updates_for
 from services.execution.orchestrator import Orchestrator, StartInput
 from services.execution.queries import Queries
 from services.execution.store import CommandRow, ExecutionStore
-
-
-def _ts(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _json_object(raw: bytes, field: str) -> dict[str, Any] | None:
@@ -89,10 +82,10 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             path=summary.path,
             version=summary.version,
             status=summary.status,
-            start_time=_ts(summary.start_time),
+            start_time=timestamp(summary.start_time),
         )
         if summary.end_time is not None:
-            message.end_time.CopyFrom(_ts(summary.end_time))
+            message.end_time.CopyFrom(timestamp(summary.end_time))
         if summary.error is not None:
             message.error = summary.error
         if summary.parent_execution_id is not None:
@@ -110,12 +103,12 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             completed=view.completed,
             completion_inferred=view.completion_inferred,
             variables_json=jsonutil.dumps(view.variables),
-            start_time=_ts(view.start_time),
+            start_time=timestamp(view.start_time),
         )
         if view.current_step is not None:
             message.current_step = view.current_step
         if view.end_time is not None:
-            message.end_time.CopyFrom(_ts(view.end_time))
+            message.end_time.CopyFrom(timestamp(view.end_time))
         if view.error is not None:
             message.error = view.error
         return message
