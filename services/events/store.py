@@ -43,30 +43,42 @@ CROSS JOIN LATERAL (
     SELECT event_id, catalog_id, parent_execution_id FROM noetl.event
     WHERE execution_id = x.id ORDER BY event_id DESC LIMIT 1) h
 """
+# One index probe per (execution, terminal type): a single probe filtering on several types
+# walks the execution's whole log when it has no terminal event yet.
 _TERMINALS = """
-SELECT x.id, t.event_id
+SELECT x.id, min(t.event_id)
 FROM unnest($1::bigint[]) AS x(id)
+CROSS JOIN unnest($2::text[]) AS ty(name)
 CROSS JOIN LATERAL (
     SELECT event_id FROM noetl.event
-    WHERE execution_id = x.id AND event_type = ANY($2::text[]) ORDER BY event_id LIMIT 1) t
+    WHERE execution_id = x.id AND event_type = ty.name ORDER BY event_id LIMIT 1) t
+GROUP BY x.id
 """
+# Identity look-ups go key by key through LATERAL so each one is an index probe; a plain join
+# against unnest() lets the planner hash-join the whole event table once it grows. An identity
+# is stored at most once (the lock guarantees it), so no ORDER BY: with one, the planner walks
+# the (execution_id, event_type, event_id) index through every event of that type instead.
 _KNOWN_IDS = """
-SELECT e.execution_id, e.event_id FROM noetl.event e
-JOIN unnest($1::bigint[], $2::bigint[]) AS k(execution_id, event_id)
-  ON e.execution_id = k.execution_id AND e.event_id = k.event_id
+SELECT k.execution_id, k.event_id
+FROM unnest($1::bigint[], $2::bigint[]) AS k(execution_id, event_id)
+WHERE EXISTS (SELECT 1 FROM noetl.event e WHERE e.execution_id = k.execution_id AND e.event_id = k.event_id)
 """
 _KNOWN_KEYS = """
-SELECT e.execution_id, e.idempotency_key, min(e.event_id) FROM noetl.event e
-JOIN unnest($1::bigint[], $2::text[]) AS k(execution_id, idempotency_key)
-  ON e.execution_id = k.execution_id AND e.idempotency_key = k.idempotency_key
-GROUP BY 1, 2
+SELECT k.execution_id, k.idempotency_key, f.event_id
+FROM unnest($1::bigint[], $2::text[]) AS k(execution_id, idempotency_key)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM noetl.event e
+    WHERE e.execution_id = k.execution_id AND e.idempotency_key = k.idempotency_key
+    LIMIT 1) f
 """
 _KNOWN_WORKER = """
-SELECT e.execution_id, e.event_type, e.node_name, e.command_id, min(e.event_id) FROM noetl.event e
-JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k(execution_id, event_type, node_name, command_id)
-  ON e.execution_id = k.execution_id AND e.event_type = k.event_type
- AND e.node_name = k.node_name AND e.command_id = k.command_id
-GROUP BY 1, 2, 3, 4
+SELECT k.execution_id, k.event_type, k.node_name, k.command_id, f.event_id
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k(execution_id, event_type, node_name, command_id)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM noetl.event e
+    WHERE e.execution_id = k.execution_id AND e.event_type = k.event_type
+      AND e.node_name = k.node_name AND e.command_id = k.command_id
+    LIMIT 1) f
 """
 _INSERT_EVENTS = """
 INSERT INTO noetl.event (execution_id, event_id, catalog_id, parent_event_id, parent_execution_id, prev_event_id,
