@@ -17,10 +17,8 @@ from services.common.runner import configure_logging
 from worker.consumer import Consumer
 from worker.executor import Executor
 from worker.settings import Settings
-from worker.tools.base import Tool
-from worker.tools.noop import NoopTool
-from worker.tools.python import PythonTool
 from worker.tools.python_runner import PythonRunner
+from worker.tools.registry import build_tools
 
 
 async def serve(settings: Settings) -> int:
@@ -30,12 +28,11 @@ async def serve(settings: Settings) -> int:
     commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
     async with PythonRunner(processes=settings.python_processes) as runner:
-        tools: dict[str, Tool] = {"noop": NoopTool(), "python": PythonTool(runner)}
         executor = Executor(
             worker_id=settings.worker_id,
             commands=commands,
             events=events,
-            tools=tools,
+            tools=build_tools(runner),
             default_timeout=settings.default_timeout,
             heartbeat_seconds=settings.heartbeat_seconds,
             server_url=settings.server_url,
