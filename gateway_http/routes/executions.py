@@ -1,4 +1,4 @@
-"""Execution routes → ExecutionService and EventService (http-api.md §4.1, §4.4, §4.5)."""
+"""Execution routes → ExecutionService and EventService (http-api.md §4.1, §4.4, §4.5, §4.8 to §4.11)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ class ExecutionRoutes:
             Endpoint("/execute", self.execute, ("POST",)),
             Endpoint("/executions/{execution_id}", self.detail, ("GET",)),
             Endpoint("/executions/{execution_id}/status", self.status, ("GET",)),
+            Endpoint("/executions/{execution_id}/cancel", self.cancel, ("POST",)),
+            Endpoint("/executions/{execution_id}/cancellation-check", self.cancellation_check, ("GET",)),
+            Endpoint("/executions/{execution_id}/finalize", self.finalize, ("POST",)),
+            Endpoint("/executions/{execution_id}/rerun", self.rerun, ("POST",)),
         ]
 
     async def execute(self, request: Request) -> Response:
@@ -122,3 +126,81 @@ class ExecutionRoutes:
             execution_pb2.StatusRequest(execution_id=execution_id, full=full), timeout=self._timeout
         )
         return json_response(status_body(status, utcnow()))
+
+    async def cancel(self, request: Request) -> Response:
+        """§4.8 → `Cancel`. An execution that already ended answers 200 `already_completed`
+        (the CLI treats any HTTP error as a failed cancel)."""
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        fields = problems.body(await read_json(request, required=False))
+        reason = fields.text("reason") or "User requested cancellation"
+        cascade = fields.flag("cascade", True)
+        problems.check()
+        outcome = await self._execution.for_execution(execution_id).executions.Cancel(
+            execution_pb2.CancelRequest(execution_id=execution_id, reason=reason, cascade=cascade),
+            timeout=self._timeout,
+        )
+        return json_response(
+            {
+                "status": outcome.status,
+                "execution_id": str(execution_id),
+                "cancelled_executions": [str(i) for i in outcome.cancelled_executions],
+                "message": outcome.message,
+            }
+        )
+
+    async def cancellation_check(self, request: Request) -> Response:
+        """§4.9 → `CancellationCheck` (workers poll it during long tools)."""
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        problems.check()
+        view = await self._execution.for_execution(execution_id).executions.CancellationCheck(
+            execution_pb2.CancellationCheckRequest(execution_id=execution_id), timeout=self._timeout
+        )
+        return json_response(
+            {
+                "execution_id": str(execution_id),
+                "status": view.status,
+                "event_type": view.event_type,
+                "cancelled": view.cancelled,
+                "completed": view.completed,
+                "failed": view.failed,
+            }
+        )
+
+    async def finalize(self, request: Request) -> Response:
+        """§4.10 → `Finalize`; always 200, the outcome is in `status`."""
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        fields = problems.body(await read_json(request, required=False))
+        reason = fields.text("reason") or "Abandoned or timed out"
+        problems.check()
+        outcome = await self._execution.for_execution(execution_id).executions.Finalize(
+            execution_pb2.FinalizeRequest(execution_id=execution_id, reason=reason), timeout=self._timeout
+        )
+        return json_response(
+            {"status": outcome.status, "execution_id": str(execution_id), "message": outcome.message}
+        )
+
+    async def rerun(self, request: Request) -> Response:
+        """§4.11 → `Rerun`: a new execution of the same catalog entry; the answer has §4.1's shape."""
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        fields = problems.body(await read_json(request, required=False))
+        workload = fields.mapping("workload", "payload")
+        resource_kind = fields.text("resource_kind")
+        problems.check()
+        rerun = execution_pb2.RerunRequest(
+            execution_id=execution_id, workload_json=dumps({} if workload is None else workload)
+        )
+        set_present(rerun, resource_kind=resource_kind or None)
+        started = await self._execution.for_execution(execution_id).executions.Rerun(
+            rerun, timeout=self._timeout
+        )
+        return json_response(
+            {
+                "execution_id": str(started.execution_id),
+                "status": "started",
+                "commands_generated": started.commands_generated,
+            }
+        )

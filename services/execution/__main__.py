@@ -16,6 +16,7 @@ from services.common.ids import Snowflake
 from services.execution.api import CommandApi, ExecutionApi
 from services.execution.claims import Claims, ClaimSettings
 from services.execution.clients import CatalogClient, EventsClient
+from services.execution.control import Control
 from services.execution.orchestrator import Orchestrator, OrchestratorSettings
 from services.execution.queries import Queries
 from services.execution.settings import Settings
@@ -44,7 +45,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         ClaimSettings(lease_seconds=settings.lease_seconds, retry_after_seconds=settings.retry_after_seconds),
     )
     queries = Queries(store, events_port, catalog_port, orchestrator)
-    execution_api = ExecutionApi(orchestrator, queries, store, settings.lease_seconds)
+    control = Control(orchestrator, events_port, store)
+    execution_api = ExecutionApi(orchestrator, queries, control, store, settings.lease_seconds)
     command_api = CommandApi(claims)
 
     def register(server: grpc.aio.Server) -> None:

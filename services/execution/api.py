@@ -11,6 +11,7 @@ from services.common import jsonutil
 from services.common.errors import InvalidArgument
 from services.common.wire import timestamp
 from services.execution.claims import Claims
+from services.execution.control import Control
 from services.execution.lifecycle import LifecycleEvent, updates_for
 from services.execution.orchestrator import Orchestrator, StartInput
 from services.execution.queries import Queries
@@ -47,10 +48,16 @@ def command_message(row: CommandRow) -> common_pb2.Command:
 
 class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
     def __init__(
-        self, orchestrator: Orchestrator, queries: Queries, store: ExecutionStore, lease: float
+        self,
+        orchestrator: Orchestrator,
+        queries: Queries,
+        control: Control,
+        store: ExecutionStore,
+        lease: float,
     ) -> None:
         self._orchestrator = orchestrator
         self._queries = queries
+        self._control = control
         self._store = store
         self._lease = float(lease)
 
@@ -131,6 +138,46 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             request.execution_id, [e.event_type for e in request.events]
         )
         return execution_pb2.AdvanceResponse(commands_generated=issued)
+
+    async def Cancel(
+        self, request: execution_pb2.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.CancelResponse:
+        outcome = await self._control.cancel(
+            request.execution_id, request.reason or "User requested cancellation", request.cascade
+        )
+        return execution_pb2.CancelResponse(
+            status=outcome.status, cancelled_executions=outcome.cancelled, message=outcome.message
+        )
+
+    async def CancellationCheck(
+        self, request: execution_pb2.CancellationCheckRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.CancellationCheckResponse:
+        view = await self._control.cancellation_check(request.execution_id)
+        return execution_pb2.CancellationCheckResponse(
+            status=view.status,
+            event_type=view.event_type,
+            cancelled=view.cancelled,
+            completed=view.completed,
+            failed=view.failed,
+        )
+
+    async def Finalize(
+        self, request: execution_pb2.FinalizeRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.FinalizeResponse:
+        outcome = await self._control.finalize(
+            request.execution_id, request.reason or "Abandoned or timed out"
+        )
+        return execution_pb2.FinalizeResponse(status=outcome.status, message=outcome.message)
+
+    async def Rerun(
+        self, request: execution_pb2.RerunRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.RerunResponse:
+        execution_id, issued = await self._control.rerun(
+            request.execution_id,
+            _json_object(request.workload_json, "workload_json") or {},
+            request.resource_kind if request.HasField("resource_kind") else None,
+        )
+        return execution_pb2.RerunResponse(execution_id=execution_id, commands_generated=issued)
 
 
 class CommandApi(execution_pb2_grpc.CommandServiceServicer):

@@ -22,7 +22,7 @@ from services.common.ids import Snowflake
 from services.execution.engine import evaluate
 from services.execution.engine.dsl import parse_playbook
 from services.execution.engine.model import Playbook
-from services.execution.engine.records import Decision, EventRecord, EventType
+from services.execution.engine.records import Decision, EventRecord, EventType, NewEvent
 from services.execution.engine.state import ExecutionState
 from services.execution.ports import CatalogPort, EventsPort, Notification, PlaybookEntry
 from services.execution.store import ExecutionStore, NewCommandRow
@@ -178,6 +178,36 @@ class Orchestrator:
                     tracked.state, tracked.playbook, trigger=None, new_id=self._ids.next_id
                 )
             return issued
+
+    async def close(self, execution_id: int, event: NewEvent, status: str) -> bool:
+        """Appends a terminal event decided outside a pass (cancel, finalize), under the pass lock.
+
+        Returns False when the execution had already ended (nothing is written).
+
+        Raises:
+            NotFound: the execution has no events.
+        """
+        tracked = await self._load(execution_id)
+        if tracked is None:
+            raise NotFound(f"Execution {execution_id} not found")
+        async with tracked.lock:
+            try:
+                appended = await self._events.append(
+                    execution_id,
+                    [event],
+                    catalog_id=tracked.entry.catalog_id,
+                    parent_execution_id=tracked.parent_execution_id,
+                    notifications={},
+                    require_open=True,
+                )
+            except FailedPrecondition:
+                await self._sync(tracked)
+                return False
+            await self._store.finish(
+                execution_id, status, event.error, appended.event_ids[0], event.event_type
+            )
+            await self._sync(tracked)
+        return True
 
     async def barrier(self, execution_id: int) -> None:
         """Waits for a pass of the execution that is persisting right now (claims use it)."""

@@ -149,6 +149,23 @@ class ExecutionStore:
             last_event_type,
         )
 
+    async def running_descendants(self, execution_id: int) -> list[int]:
+        """Every RUNNING execution below this one, through `parent_execution_id`, nearest first."""
+        rows = await self.pool.fetch(
+            """
+            WITH RECURSIVE tree(execution_id, depth) AS (
+                SELECT execution_id, 1 FROM noetl.execution WHERE parent_execution_id = $1
+                UNION ALL
+                SELECT e.execution_id, t.depth + 1 FROM noetl.execution e
+                JOIN tree t ON e.parent_execution_id = t.execution_id WHERE t.depth < 64
+            )
+            SELECT t.execution_id FROM tree t JOIN noetl.execution e USING (execution_id)
+            WHERE e.status = 'RUNNING' ORDER BY t.depth, t.execution_id
+            """,
+            execution_id,
+        )
+        return [row[0] for row in rows]
+
     async def parent_of(self, execution_id: int) -> int | None:
         value = await self.pool.fetchval(
             "SELECT parent_execution_id FROM noetl.execution WHERE execution_id = $1", execution_id
