@@ -1,9 +1,10 @@
-"""`python -m bench [ingest|chain|all]`: start a mesh (or use a running one), benchmark it, print figures.
+"""`python -m bench [ingest|chain|outbox|all]`: start a mesh (or use a running one), benchmark it, print figures.
 
 Examples:
     .venv/bin/python -m bench                      # everything, on a mesh of its own (~1.5 min)
     .venv/bin/python -m bench ingest --duration 10 --clients 16
     .venv/bin/python -m bench chain --runs 10 --chains python
+    .venv/bin/python -m bench outbox --backlog 100000 --outbox-batch 1000
     .venv/bin/python -m bench all --gateway http://127.0.0.1:8082   # a mesh already running
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from bench import chain as chain_bench
 from bench import ingest as ingest_bench
+from bench import outbox as outbox_bench
 from bench.stats import table
 from bench.target import Target, external, own_mesh
 
@@ -37,7 +39,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", nargs="?", choices=("ingest", "chain", "all"), default="all")
+    parser.add_argument("benchmark", nargs="?", choices=("ingest", "chain", "outbox", "all"), default="all")
     parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
     parser.add_argument(
         "--run-dir", type=Path, help="run dir of the running mesh (Subscribe address, metrics, CPU)"
@@ -63,6 +65,20 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "/status every 5 ms (auto: the stream when the events address is known)",
     )
     parser.add_argument("--chains", default="noop,python", help="chain: kinds to run (default noop,python)")
+    parser.add_argument(
+        "--backlog", type=int, default=100_000, help="outbox: rows the publisher drains (default 100000)"
+    )
+    parser.add_argument(
+        "--relay-events",
+        type=int,
+        default=1000,
+        help="outbox: appends timed on the relay path (default 1000)",
+    )
+    parser.add_argument(
+        "--outbox-batch",
+        type=int,
+        help="outbox: the publisher's batch size on a mesh of its own (default: the service's, 100)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 512 or not 1 <= args.executions <= 1000:
@@ -71,6 +87,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
     if not 1 <= args.runs <= 1000 or not 0 <= args.warmup_runs <= 100:
         parser.error("--runs must be 1..1000 and --warmup-runs 0..100")
+    if not 1 <= args.backlog <= 1_000_000 or not 1 <= args.relay_events <= 100_000:
+        parser.error("--backlog must be 1..1000000 and --relay-events 1..100000")
+    if args.outbox_batch is not None and (args.gateway or not 1 <= args.outbox_batch <= 1000):
+        parser.error("--outbox-batch takes 1..1000 and applies only to a mesh of its own")
     args.chains = [c.strip() for c in args.chains.split(",") if c.strip()]
     if not set(args.chains) <= {"noop", "python"}:
         parser.error("--chains takes noop and/or python")
@@ -82,6 +102,9 @@ def _target(args: argparse.Namespace) -> Iterator[Target]:
     if args.gateway:
         yield external(args.gateway, args.run_dir)
     else:
+        if args.outbox_batch is not None:
+            # The mesh processes inherit this process's environment.
+            os.environ["NOETL_OUTBOX_PUBLISHER_BATCH_SIZE"] = str(args.outbox_batch)
         with own_mesh(args.verbose) as target:
             yield target
 
@@ -143,6 +166,13 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
                 ],
                 [name, "failed runs", str(len(c.failures)), ""],
             ]
+    if args.benchmark in ("outbox", "all"):
+        print(f"outbox: drain {args.backlog:,} rows ...", file=sys.stderr, flush=True)
+        drain = await outbox_bench.run_drain(target, backlog=args.backlog)
+        print(f"outbox: {args.relay_events} appends on the relay path ...", file=sys.stderr, flush=True)
+        relay = await outbox_bench.run_relay(target, events=args.relay_events)
+        rows += outbox_bench.drain_rows(drain) + outbox_bench.relay_rows(relay)
+        details += outbox_bench.describe(drain, relay)
     return rows, details
 
 

@@ -29,6 +29,7 @@ class Target:
     metrics: dict[str, str] = field(default_factory=dict)  # component → metrics URL
     cpu_roots: dict[str, int] = field(default_factory=dict)
     pg_dsn: str | None = None
+    nats_url: str | None = None
 
 
 def _from_info(info: StackInfo, description: str) -> Target:
@@ -46,6 +47,7 @@ def _from_info(info: StackInfo, description: str) -> Target:
         },
         cpu_roots=mesh_roots(info.run_dir, {proc.name: proc.pid for proc in info.processes}),
         pg_dsn=info.pg_dsn,
+        nats_url=info.nats_url,
     )
 
 

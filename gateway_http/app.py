@@ -14,12 +14,17 @@ from starlette.routing import BaseRoute, Route
 from gateway_http.clients import GatewayClients
 from gateway_http.cors import Cors
 from gateway_http.errors import exception_handlers
+from gateway_http.internal_gate import gated
 from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
 from gateway_http.routes import Endpoint, health
 from gateway_http.routes.catalog import CatalogRoutes
 from gateway_http.routes.commands import CommandRoutes
+from gateway_http.routes.credentials import CredentialRoutes
 from gateway_http.routes.events import EventRoutes
 from gateway_http.routes.executions import ExecutionRoutes
+from gateway_http.routes.internal import InternalRoutes
+from gateway_http.routes.keychain import KeychainRoutes
+from gateway_http.routes.wallet import WalletRoutes
 from gateway_http.settings import GatewaySettings
 
 PREFIXES = ("/api", "/noetl")
@@ -33,8 +38,12 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
         *EventRoutes(clients.events, timeout).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
+        *InternalRoutes(clients.outbox, clients.events, timeout).endpoints(),
+        *CredentialRoutes(clients.secrets, timeout).endpoints(),
+        *KeychainRoutes(clients.secrets, timeout).endpoints(),
+        *WalletRoutes(clients.secrets, timeout).endpoints(),
     ]
-    routes = _routes(endpoints)
+    routes = _routes(endpoints, settings.internal_api_token)
     middleware = [Middleware(Cors)]
     if settings.metrics_enabled:
         precreate_request_series(routes)
@@ -43,10 +52,11 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
 
 
-def _routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
+def _routes(endpoints: list[Endpoint], internal_token: str) -> list[BaseRoute]:
     """One route per prefix, so a route's template (the metrics label) is its full path."""
     routes: list[BaseRoute] = []
     for endpoint in endpoints:
+        handler = gated(endpoint.handler, internal_token) if endpoint.internal else endpoint.handler
         for prefix in ("",) if endpoint.root else PREFIXES:
-            routes.append(Route(prefix + endpoint.path, endpoint.handler, methods=list(endpoint.methods)))
+            routes.append(Route(prefix + endpoint.path, handler, methods=list(endpoint.methods)))
     return routes

@@ -16,6 +16,10 @@ class GatewaySettings:
     # Position = shard index, as everywhere in the mesh.
     execution_addrs: tuple[str, ...]
     events_addrs: tuple[str, ...]
+    outbox_addr: str
+    secrets_addr: str
+    # http-api.md §1.8: the bearer token of /api/internal/*; empty = those routes answer 503.
+    internal_api_token: str
     metrics_enabled: bool
     # Deadline of every call to a service; a missed deadline answers 503 with Retry-After.
     rpc_timeout_seconds: float
@@ -38,6 +42,10 @@ class GatewaySettings:
             catalog_addr=catalog[0] if catalog else "",
             execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
+            secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
+            # Surrounding whitespace (a mounted secret's trailing newline) is not part of it.
+            internal_api_token=env.text("NOETL_INTERNAL_API_TOKEN"),
             metrics_enabled=not env.flag("NOETL_DISABLE_METRICS", False),
             rpc_timeout_seconds=env.number("NOETL_GATEWAY_RPC_TIMEOUT", 60.0, minimum=0.1),
             request_timeout_seconds=env.number("NOETL_GATEWAY_REQUEST_TIMEOUT", 1799.0, minimum=1.0),

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 
 from gateway_http.errors import RequestInvalid
 from services.common.errors import InvalidArgument
+from services.common.timeutil import as_utc
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -31,6 +33,7 @@ _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 _NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
 _FRACTION = "Input should be a valid integer, got a number with a fractional part"
 _NOT_INTEGER_TEXT = "Input should be a valid integer, unable to parse string as an integer"
+_NOT_NUMBER_TEXT = "Input should be a valid number, unable to parse string as a number"
 
 
 class _Invalid(Exception):
@@ -78,6 +81,22 @@ def _parse_int(value: Any, minimum: int = INT64_MIN, maximum: int = INT64_MAX) -
     if number > maximum:
         raise _Invalid("less_than_equal", f"Input should be less than or equal to {maximum}", {"le": maximum})
     return number
+
+
+def _parse_float(value: Any) -> float:
+    """Pydantic's lax `float`: a JSON number or a numeric string.
+
+    Raises:
+        _Invalid: with the Pydantic error type and message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _Invalid("float_type", "Input should be a valid number")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise _Invalid("float_parsing", _NOT_NUMBER_TEXT) from None
+    return float(value)
 
 
 def parse_id(text: str) -> int | None:
@@ -145,12 +164,16 @@ class Fields:
     """Typed reads from one source (`body` or `query`); failures go to the shared `Problems`.
 
     Getters for required values return a placeholder after reporting, so callers stay typed;
-    `Problems.check()` must run before any value is used.
+    `Problems.check()` must run before any value is used. `path` locates a nested object
+    (`("events", 0)` for the first item of a list), as Pydantic's `loc` does.
     """
 
-    def __init__(self, source: Mapping[str, Any], where: str, problems: Problems) -> None:
+    def __init__(
+        self, source: Mapping[str, Any], where: str, problems: Problems, path: tuple[str | int, ...] = ()
+    ) -> None:
         self._source = source
         self._where = where
+        self._loc: list[str | int] = [where, *path]
         self._problems = problems
         self._reported_before = len(problems.items)
 
@@ -161,11 +184,11 @@ class Fields:
         return None
 
     def _report(self, bad: _Invalid, name: str | int, value: Any, *inner: str | int) -> None:
-        self._problems.add(bad.kind, [self._where, name, *inner], bad.msg, value, bad.ctx)
+        self._problems.add(bad.kind, [*self._loc, name, *inner], bad.msg, value, bad.ctx)
 
     def _missing(self, names: tuple[str, ...]) -> None:
         whole = dict(self._source) if self._where == "body" else None
-        self._problems.add("missing", [self._where, names[0]], "Field required", whole)
+        self._problems.add("missing", [*self._loc, names[0]], "Field required", whole)
 
     def text(self, *names: str) -> str | None:
         found = self._find(names)
@@ -260,7 +283,86 @@ class Fields:
         if len(self._problems.items) == self._reported_before:
             # Pydantic keeps the ValueError in ctx; FastAPI's encoder turns it into `{}`.
             whole = dict(self._source)
-            self._problems.add("value_error", [self._where], f"Value error, {message}", whole, {"error": {}})
+            self._problems.add(
+                "value_error", list(self._loc), f"Value error, {message}", whole, {"error": {}}
+            )
+
+    def has(self, name: str) -> bool:
+        return name in self._source
+
+    def non_blank_text(self, name: str) -> str:
+        """A required string with something besides whitespace (Pydantic's `min_length=1` report)."""
+        value = self.required_text(name)
+        if name in self._source and isinstance(self._source[name], str) and not value.strip():
+            ctx = {"min_length": 1}
+            self._report(
+                _Invalid("string_too_short", "String should have at least 1 character", ctx), name, value
+            )
+        return value
+
+    def real(self, name: str) -> float | None:
+        value = self._source.get(name)
+        if value is None:
+            return None
+        try:
+            return _parse_float(value)
+        except _Invalid as bad:
+            self._report(bad, name, value)
+            return None
+
+    def timestamp(self, name: str) -> datetime | None:
+        """An ISO 8601 / RFC 3339 string as UTC; an offset-less value is UTC already (§1.5)."""
+        text = self.text(name)
+        if text is None:
+            return None
+        try:
+            return as_utc(datetime.fromisoformat(text))
+        except ValueError:
+            msg = "Input should be a valid datetime, unable to parse string as a datetime"
+            self._report(_Invalid("datetime_parsing", msg), name, text)
+            return None
+
+    def ids(self, name: str) -> list[int]:
+        """A required, non-empty list of ids (`list[int] = Field(min_length=1)`)."""
+        items = self._list(name)
+        if items is None:
+            return []
+        ids: list[int] = []
+        for index, item in enumerate(items):
+            try:
+                ids.append(_parse_int(item))
+            except _Invalid as bad:
+                self._report(bad, name, item, index)
+        return ids
+
+    def objects(self, name: str) -> list[Fields]:
+        """A required, non-empty list of JSON objects, each read through its own `Fields`."""
+        items = self._list(name)
+        if items is None:
+            return []
+        found: list[Fields] = []
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                found.append(Fields(item, self._where, self._problems, (*self._loc[1:], name, index)))
+            else:
+                self._report(_Invalid("model_attributes_type", _NOT_AN_OBJECT), name, item, index)
+        return found
+
+    def _list(self, name: str) -> list[Any] | None:
+        """A required list with at least one item; None after reporting why not."""
+        if name not in self._source:
+            self._missing((name,))
+            return None
+        value = self._source[name]
+        if not isinstance(value, list):
+            self._report(_Invalid("list_type", "Input should be a valid list"), name, value)
+            return None
+        if not value:
+            ctx = {"field_type": "List", "min_length": 1, "actual_length": 0}
+            msg = "List should have at least 1 item after validation, not 0"
+            self._report(_Invalid("too_short", msg, ctx), name, value)
+            return None
+        return value
 
 
 async def read_json(request: Request, *, required: bool = True) -> Any:

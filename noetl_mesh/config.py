@@ -31,6 +31,7 @@ class Ports:
     execution: int = 50052
     events: int = 50053
     outbox: int = 50054
+    secrets: int = 50055
     gateway: int = 8082
     catalog_metrics: int = 9101
     execution_metrics: int = 9102
@@ -38,6 +39,7 @@ class Ports:
     outbox_metrics: int = 9104
     gateway_metrics: int = 9105
     worker_metrics: int = 9106
+    secrets_metrics: int = 9107
 
     @classmethod
     def ephemeral(cls) -> Ports:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ class ProcessSpec:
     readiness: Readiness
     address: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    # Gets the stack's key-encryption key (noetl_mesh/kek.py); no other process sees it.
+    holds_kek: bool = False
 
 
 def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSpec]:
@@ -38,6 +41,7 @@ def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSp
         service("events", ports.events, ports.events_metrics),
         service("execution", ports.execution, ports.execution_metrics),
         service("outbox", ports.outbox, ports.outbox_metrics),
+        dataclasses.replace(service("secrets", ports.secrets, ports.secrets_metrics), holds_kek=True),
         ProcessSpec(
             "gateway",
             (python, "-m", "gateway_http"),
@@ -64,6 +68,7 @@ def mesh_environment(ports: Ports, *, pg_dsn: str, nats_url: str, run_dir: Path)
         "NOETL_EXECUTION_ADDRS": f"{HOST}:{ports.execution}",
         "NOETL_EVENTS_ADDRS": f"{HOST}:{ports.events}",
         "NOETL_OUTBOX_ADDR": f"{HOST}:{ports.outbox}",
+        "NOETL_SECRETS_ADDR": f"{HOST}:{ports.secrets}",
         "NOETL_HOST": HOST,
         "NOETL_PORT": str(ports.gateway),
         "NOETL_PUBLIC_SERVER_URL": f"http://{HOST}:{ports.gateway}",

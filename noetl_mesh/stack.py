@@ -26,6 +26,7 @@ from noetl_mesh import procs, state
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
 from noetl_mesh.errors import StartError
+from noetl_mesh.kek import kek_environment
 from noetl_mesh.mesh import ProcessSpec, mesh_environment, mesh_processes
 from noetl_mesh.probes import ProbeFailed
 from noetl_mesh.state import InfraState, ProcessState, StackInfo
@@ -147,9 +148,12 @@ class Stack:
                 **self._config.base_env,
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
             }
+            kek = kek_environment(self.run_dir, self._config.base_env)
             for machine_id, spec in enumerate(self._processes(ports), start=1):
                 started = time.monotonic()
                 env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
+                if spec.holds_kek:
+                    env.update(kek)
                 process = self._launch(spec, env)
                 # Recorded before the wait, so an interrupted `up` leaves nothing `down` cannot find.
                 info = info.with_process(process)

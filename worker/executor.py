@@ -17,6 +17,7 @@ from services.common import jsonutil
 from services.common.errors import Conflict, MeshError, NotFound
 from services.common.grpc_client import Sharded
 from services.common.rpc_errors import from_rpc_error
+from worker.pipeline import ToolRunner, tool_config
 from worker.tools.base import Tool, ToolCall, ToolResult
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Executor:
         self._worker_id = worker_id
         self._commands = commands
         self._events = events
-        self._tools = tools
+        self._runner = ToolRunner(tools)
         self._default_timeout = default_timeout
         self._heartbeat = heartbeat_seconds
         self._server_url = server_url
@@ -60,8 +61,12 @@ class Executor:
     async def handle(self, note: Notification) -> str:
         try:
             claim = await self._commands.for_execution(note.execution_id).Claim(
+                # start=True: the claim also records command.started, saving a round trip.
                 execution_pb2.ClaimRequest(
-                    event_id=note.event_id, execution_id=note.execution_id, worker_id=self._worker_id
+                    event_id=note.event_id,
+                    execution_id=note.execution_id,
+                    worker_id=self._worker_id,
+                    start=True,
                 ),
                 timeout=30,
             )
@@ -81,14 +86,13 @@ class Executor:
             command_id=command.command_id,
             step=command.step,
             kind=command.tool_kind,
-            config=context.get("tool_config") or {},
+            config=tool_config(context.get("tool_config")),
             input=context.get("input") or {},
             render_context=context.get("render_context") or {},
             timeout=_timeout(context.get("spec"), context.get("tool_config"), self._default_timeout),
             server_url=self._server_url,
         )
         stream = _EventStream(self._events.for_execution(command.execution_id), call, self._worker_id)
-        await stream.send([("command.started", {"command_id": call.command_id})])
         beat = asyncio.create_task(self._heartbeats(stream))
         started = time.perf_counter()
         try:
@@ -102,15 +106,10 @@ class Executor:
         await stream.close()
 
     async def _execute(self, call: ToolCall) -> ToolResult:
-        tool = self._tools.get(call.kind)
-        if tool is None:
-            return ToolResult(
-                ok=False, data=None, error=f"tool kind '{call.kind}' is not supported by this worker"
-            )
         try:
-            return await tool.run(call)
+            return await self._runner.run(call)
         except Exception as exc:
-            log.exception("tool %s of step %s crashed", call.kind, call.step)
+            log.exception("command %s of step %s crashed", call.command_id, call.step)
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
 
     async def _heartbeats(self, stream: _EventStream) -> None:

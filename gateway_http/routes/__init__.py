@@ -14,12 +14,16 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One route; `path` is relative to the `/api` and `/noetl` prefixes unless `root`."""
+    """One route; `path` is relative to the `/api` and `/noetl` prefixes unless `root`.
+
+    `internal` puts it behind the internal token gate (http-api.md §1.8).
+    """
 
     path: str
     handler: Handler
     methods: tuple[str, ...]
     root: bool = False
+    internal: bool = False
 
 
 def set_present(message: Any, **values: Any) -> None:

@@ -16,7 +16,7 @@ import asyncpg
 
 from services.common.db import apply_schema
 
-CONTEXTS = ("catalog", "events", "outbox", "execution")
+CONTEXTS = ("catalog", "events", "outbox", "execution", "secrets")
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 
 

@@ -9,7 +9,7 @@ from noetl.v1 import events_pb2, events_pb2_grpc
 
 from services.common import jsonutil, telemetry
 from services.common.errors import InvalidArgument, NotFound, Unprocessable
-from services.events.messages import draft_from_message, event_message
+from services.events.messages import draft_from_message, envelope_from_message, event_message
 from services.events.normalize import WorkerEventDraft, normalize
 from services.events.service import EventLog
 
@@ -102,3 +102,9 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
         after = request.after_event_id if request.HasField("after_event_id") else None
         async for event in self._log.follow(request.execution_id, after):
             yield events_pb2.SubscribeResponse(event=event_message(event))
+
+    async def Project(
+        self, request: events_pb2.ProjectRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.ProjectResponse:
+        projected, duplicates = await self._log.project([envelope_from_message(e) for e in request.events])
+        return events_pb2.ProjectResponse(projected=projected, duplicates=duplicates)

@@ -7,8 +7,10 @@ from noetl.v1 import common_pb2, events_pb2
 from services.common import jsonutil
 from services.common.errors import InvalidArgument
 from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
+from services.common.timeutil import as_utc
 from services.common.wire import timestamp
 from services.events.chain import Draft, Notify, StoredEvent
+from services.events.projection import Envelope
 
 
 def event_message(event: StoredEvent) -> common_pb2.Event:
@@ -73,6 +75,30 @@ def draft_from_message(event: events_pb2.NewEvent) -> Draft:
         explicit_id=event.event_id if event.HasField("event_id") else None,
         worker_dedupe=kind in WORKER_IDEMPOTENT,
         notify=notify,
+    )
+
+
+def envelope_from_message(event: events_pb2.ProjectedEvent) -> Envelope:
+    """Raises InvalidArgument for malformed JSON."""
+    return Envelope(
+        event_id=event.event_id,
+        execution_id=event.execution_id,
+        catalog_id=event.catalog_id,
+        parent_event_id=event.parent_event_id if event.HasField("parent_event_id") else None,
+        prev_event_id=event.prev_event_id if event.HasField("prev_event_id") else None,
+        event_type=event.event_type if event.HasField("event_type") else None,
+        node_id=event.node_id if event.HasField("node_id") else None,
+        node_name=event.node_name if event.HasField("node_name") else None,
+        node_type=event.node_type if event.HasField("node_type") else None,
+        status=event.status if event.HasField("status") else None,
+        duration=event.duration if event.HasField("duration") else None,
+        created_at=as_utc(event.created_at.ToDatetime()) if event.HasField("created_at") else None,
+        context=_text(event.context_json, "context_json"),
+        result=_text(event.result_json, "result_json"),
+        meta=_text(event.meta_json, "meta_json"),
+        error=event.error if event.HasField("error") else None,
+        stack_trace=event.stack_trace if event.HasField("stack_trace") else None,
+        trace_component=_text(event.trace_component_json, "trace_component_json"),
     )
 
 

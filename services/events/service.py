@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 
 from services.common.bus import event_subject
+from services.common.errors import Internal, InvalidArgument
 from services.common.event_types import EventType
 from services.common.metrics import INGEST_BUCKETS
 from services.events.batcher import AppendBatcher
 from services.events.chain import AppendJob, AppendOutcome, Draft, StoredEvent
 from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
+from services.events.projection import Envelope
 from services.events.relay import Relay
 from services.events.store import EventStore
 from services.events.wakeups import Wakeups
@@ -153,9 +156,24 @@ class EventLog:
         outcome = await self.append(
             execution_id, drafts, catalog_id=None, parent_execution_id=None, require_open=False
         )
-        lifecycle = [event for event in outcome.stored if event.event_type in ADVANCE_TYPES]
-        generated = await self._advancer.advance(execution_id, lifecycle) if lifecycle else 0
+        # The whole batch goes along, so the orchestrator can fold it without reading it back.
+        acts = any(event.event_type in ADVANCE_TYPES for event in outcome.stored)
+        generated = await self._advancer.advance(execution_id, outcome.stored) if acts else 0
         return EmitOutcome(outcome.event_ids, outcome.duplicates, generated)
+
+    async def project(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
+        """(projected, duplicates) of a trusted batch; a replayed batch projects nothing.
+
+        Raises:
+            InvalidArgument: no envelopes.
+            Internal: the database refused the batch ("events/project failed: ..."); nothing was written.
+        """
+        if not envelopes:
+            raise InvalidArgument("events must not be empty")
+        try:
+            return await self._store.project(envelopes)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise Internal(f"events/project failed: {exc}") from exc
 
     async def page(
         self,

@@ -29,6 +29,7 @@ from services.events.chain import (
     stream_payload,
 )
 from services.events.normalize import TERMINAL_TYPES
+from services.events.projection import Envelope, link
 
 _SELECT = (
     "SELECT event_id, execution_id, catalog_id, parent_event_id, prev_event_id, parent_execution_id, event_type, "
@@ -102,6 +103,23 @@ SELECT o.execution_id, o.event_id, o.subject, o.payload::jsonb, 'json', 'IN_FLIG
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS o(execution_id, event_id, subject, payload)
 ON CONFLICT (execution_id, event_id, subject) DO NOTHING
 RETURNING outbox_id, execution_id, event_id, subject, payload::text
+"""
+
+# Projection: a trusted producer's envelopes as they are (§4.4), no outbox rows (they came from
+# the stream). ON CONFLICT stays as the last guard; `link` has already dropped known events.
+_INSERT_PROJECTED = """
+INSERT INTO noetl.event (execution_id, event_id, catalog_id, parent_event_id, prev_event_id, created_at, event_type,
+    node_id, node_name, node_type, status, duration, context, result, meta, error, stack_trace, trace_component)
+SELECT e.execution_id, e.event_id, e.catalog_id, e.parent_event_id, e.prev_event_id,
+    COALESCE(e.created_at, now() AT TIME ZONE 'utc'), e.event_type, e.node_id, e.node_name, e.node_type, e.status,
+    e.duration, e.context::jsonb, e.result::jsonb, e.meta::jsonb, e.error, e.stack_trace, e.trace_component::jsonb
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamp[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::float8[], $13::text[], $14::text[], $15::text[],
+    $16::text[], $17::text[], $18::text[])
+    AS e(execution_id, event_id, catalog_id, parent_event_id, prev_event_id, created_at, event_type, node_id,
+         node_name, node_type, status, duration, context, result, meta, error, stack_trace, trace_component)
+ON CONFLICT (execution_id, event_id) DO NOTHING
+RETURNING event_id
 """
 
 
@@ -264,6 +282,24 @@ class EventStore:
         result = await conn.fetch(_INSERT_OUTBOX, *_columns(rows, 4))
         return [OutboxEntry(row[0], row[2], row[1], row[3], row[4]) for row in result]
 
+    async def project(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
+        """Inserts the envelopes not stored yet, in one transaction under their executions' locks.
+
+        Returns (projected, duplicates): rows inserted and envelopes skipped as already stored.
+
+        Raises:
+            asyncpg.PostgresError: the batch broke a constraint (nothing was written).
+        """
+        executions = sorted({e.execution_id for e in envelopes})
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK, executions)
+            heads = {row[0]: row[1] for row in await conn.fetch(_HEADS, executions)}
+            pairs = [(e.execution_id, e.event_id) for e in envelopes]
+            existing = {(row[0], row[1]) for row in await conn.fetch(_KNOWN_IDS, *_columns(pairs, 2))}
+            new = link(envelopes, heads, existing).new
+            inserted = await conn.fetch(_INSERT_PROJECTED, *_projected_columns(new)) if new else []
+        return len(inserted), len(envelopes) - len(inserted)
+
     async def list(
         self,
         execution_id: int,
@@ -301,6 +337,29 @@ def _filters(execution_id: int, after_event_id: int | None, event_type: str | No
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [[row[i] for row in rows] for i in range(width)]
+
+
+def _projected_columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
+    return [
+        [e.execution_id for e in envelopes],
+        [e.event_id for e in envelopes],
+        [e.catalog_id for e in envelopes],
+        [e.parent_event_id for e in envelopes],
+        [e.prev_event_id for e in envelopes],
+        [None if e.created_at is None else as_utc(e.created_at).replace(tzinfo=None) for e in envelopes],
+        [e.event_type for e in envelopes],
+        [e.node_id for e in envelopes],
+        [e.node_name for e in envelopes],
+        [e.node_type for e in envelopes],
+        [e.status for e in envelopes],
+        [e.duration for e in envelopes],
+        [e.context for e in envelopes],
+        [e.result for e in envelopes],
+        [e.meta for e in envelopes],
+        [e.error for e in envelopes],
+        [e.stack_trace for e in envelopes],
+        [e.trace_component for e in envelopes],
+    ]
 
 
 def _remember(known: Known, job: AppendJob, outcome: AppendOutcome) -> None:

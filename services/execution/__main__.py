@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,16 +10,17 @@ from contextlib import asynccontextmanager
 import grpc
 from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, execution_pb2_grpc
 
-from services.common import db, runner
+from services.common import bus, db, runner
 from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.execution.api import CommandApi, ExecutionApi
 from services.execution.claims import Claims, ClaimSettings
-from services.execution.clients import CatalogClient, EventsClient
+from services.execution.clients import BusPublisher, CatalogClient, EventsClient
 from services.execution.control import Control
 from services.execution.orchestrator import Orchestrator, OrchestratorSettings
 from services.execution.queries import Queries
+from services.execution.reaper import Reaper
 from services.execution.settings import Settings
 from services.execution.store import ExecutionStore
 
@@ -45,6 +47,11 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         ClaimSettings(lease_seconds=settings.lease_seconds, retry_after_seconds=settings.retry_after_seconds),
     )
     queries = Queries(store, events_port, catalog_port, orchestrator)
+    nc = await bus.connect(settings.bus, "noetl-execution")
+    js = nc.jetstream()
+    await bus.ensure_streams(js, settings.bus)
+    reaper = Reaper(store, events_port, orchestrator, BusPublisher(js), settings.reaper)
+    reaping = asyncio.create_task(reaper.run(), name="command-reaper")
     control = Control(orchestrator, events_port, store)
     execution_api = ExecutionApi(orchestrator, queries, control, store, settings.lease_seconds)
     command_api = CommandApi(claims)
@@ -56,6 +63,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     try:
         yield [register]
     finally:
+        reaper.shutdown()
+        await reaping
+        await nc.drain()
         await events.close()
         await catalog_channel.close()
         await pool.close()

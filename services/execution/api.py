@@ -11,9 +11,11 @@ from services.common import jsonutil
 from services.common.errors import InvalidArgument
 from services.common.wire import timestamp
 from services.execution.claims import Claims
+from services.execution.clients import record_from_message
 from services.execution.control import Control
 from services.execution.lifecycle import LifecycleEvent, updates_for
 from services.execution.orchestrator import Orchestrator, StartInput
+from services.execution.ports import Appended
 from services.execution.queries import Queries
 from services.execution.store import CommandRow, ExecutionStore
 
@@ -134,8 +136,14 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             for e in request.events
         ]
         await self._store.apply_lifecycle(request.execution_id, updates_for(events), self._lease)
+        first = request.events[0] if request.events else None
+        committed = Appended(
+            event_ids=[e.event_id for e in request.events],
+            stored=[record_from_message(e) for e in request.events],
+            linked_to=first.prev_event_id if first is not None and first.HasField("prev_event_id") else None,
+        )
         issued = await self._orchestrator.advance(
-            request.execution_id, [e.event_type for e in request.events]
+            request.execution_id, [e.event_type for e in request.events], committed
         )
         return execution_pb2.AdvanceResponse(commands_generated=issued)
 
@@ -198,7 +206,11 @@ class CommandApi(execution_pb2_grpc.CommandServiceServicer):
             raise InvalidArgument("worker_id is required")
         execution_id = request.execution_id if request.HasField("execution_id") else None
         claimed = await self._claims.claim(
-            request.event_id, execution_id, request.worker_id.strip(), jsonutil.loads(request.locality_json)
+            request.event_id,
+            execution_id,
+            request.worker_id.strip(),
+            jsonutil.loads(request.locality_json),
+            start=request.start,
         )
         return execution_pb2.ClaimResponse(
             command=command_message(claimed.command), claim_event_id=claimed.claim_event_id

@@ -54,8 +54,15 @@ class Claims:
             raise NotFound(f"command not found: {event_id}")
         return row
 
-    async def claim(self, event_id: int, execution_id: int | None, worker_id: str, locality: Any) -> Claimed:
-        """Raises NotFound, or Conflict (`active_claim` / `already_terminal`) with Retry-After."""
+    async def claim(
+        self, event_id: int, execution_id: int | None, worker_id: str, locality: Any, *, start: bool = False
+    ) -> Claimed:
+        """Claims a command; with `start`, also records its `command.started` in the same append.
+
+        Raises:
+            NotFound: unknown command event id.
+            Conflict: `active_claim` (with Retry-After) or `already_terminal`.
+        """
         try:
             found = await self.find(event_id, execution_id)
         except NotFound:
@@ -109,10 +116,29 @@ class Claims:
                 meta=meta,
                 command_id=row.command_id,
             )
+            events = [claimed]
+            if start:
+                payload = {"command_id": row.command_id}
+                events.append(
+                    NewEvent(
+                        event_type=EventType.COMMAND_STARTED,
+                        node_name=row.step,
+                        status="RUNNING",
+                        context=payload,
+                        result={"status": "RUNNING", "context": payload},
+                        meta={
+                            "command_id": row.command_id,
+                            "worker_id": worker_id,
+                            "actionable": True,
+                            "informative": True,
+                        },
+                        command_id=row.command_id,
+                    )
+                )
             try:
                 appended = await self._events.append(
                     row.execution_id,
-                    [claimed],
+                    events,
                     catalog_id=row.catalog_id,
                     parent_execution_id=None,
                     notifications={},
@@ -122,6 +148,11 @@ class Claims:
                 CLAIMS.labels("terminal").inc()
                 raise Conflict(_EXECUTION_TERMINAL) from None
             claim_event_id = appended.event_ids[0]
-            await self._store.mark_claimed(conn, row, worker_id, self._settings.lease_seconds, claim_event_id)
+            await self._store.mark_claimed(
+                conn, row, worker_id, self._settings.lease_seconds, appended.event_ids[-1], started=start
+            )
+        # The orchestrator's cached state continues from these events: no log read at the next pass.
+        await self._orchestrator.absorb(row.execution_id, appended)
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
-        return Claimed(replace(row, status="CLAIMED", worker_id=worker_id), claim_event_id)
+        status = "RUNNING" if start else "CLAIMED"
+        return Claimed(replace(row, status=status, worker_id=worker_id), claim_event_id)

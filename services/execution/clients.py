@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nats.js import JetStreamContext
 from noetl.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, events_pb2, events_pb2_grpc
 
 from services.common import jsonutil
@@ -115,3 +116,18 @@ class EventsClient:
             request.after_event_id = after_event_id
         response = await self._events.for_execution(execution_id).ListEvents(request, timeout=30)
         return [record_from_message(e) for e in response.events]
+
+
+class BusPublisher:
+    """Command notifications straight onto JetStream (the reaper's re-announcements)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def publish(self, notification: Notification, message_id: str) -> None:
+        await self._js.publish(
+            notification.subject,
+            jsonutil.dumps(notification.payload),
+            headers={"Nats-Msg-Id": message_id},
+            timeout=5.0,
+        )

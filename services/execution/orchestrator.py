@@ -24,7 +24,7 @@ from services.execution.engine.dsl import parse_playbook
 from services.execution.engine.model import Playbook
 from services.execution.engine.records import Decision, EventRecord, EventType, NewEvent
 from services.execution.engine.state import ExecutionState
-from services.execution.ports import CatalogPort, EventsPort, Notification, PlaybookEntry
+from services.execution.ports import Appended, CatalogPort, EventsPort, Notification, PlaybookEntry
 from services.execution.store import ExecutionStore, NewCommandRow
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,14 @@ class Orchestrator:
         DRIVES.labels("dispatched").inc()
         return execution_id, issued
 
-    async def advance(self, execution_id: int, trigger_types: Sequence[str]) -> int:
+    async def advance(
+        self, execution_id: int, trigger_types: Sequence[str], committed: Appended | None = None
+    ) -> int:
         """For a command completion: folds what is new in the log and runs one pass.
 
-        Other lifecycle events change only command rows, so they cost no read of the log.
+        `committed` are the events that caused the call; when they continue the cached chain they
+        are folded as they are, otherwise the log is read from the last folded event. Other
+        lifecycle events change only command rows, so they cost no read of the log.
         """
         if not any(kind in TRIGGERS for kind in trigger_types):
             return 0
@@ -156,7 +160,8 @@ class Orchestrator:
         if tracked is None:
             return 0
         async with tracked.lock:
-            await self._sync(tracked)
+            if committed is None or not self._continue(tracked, committed):
+                await self._sync(tracked)
             state = tracked.state
             if state is None or tracked.finished:
                 return 0
@@ -208,6 +213,17 @@ class Orchestrator:
             )
             await self._sync(tracked)
         return True
+
+    async def notification(
+        self, execution_id: int, command_id: int, step: str, event_id: int
+    ) -> Notification | None:
+        """The bus message that announces a command (for re-announcing it); None for an unknown run."""
+        tracked = await self._load(execution_id)
+        if tracked is None:
+            return None
+        payload = self._notification(tracked, command_id, step)
+        payload["event_id"] = event_id
+        return Notification(subject=command_subject(tracked.pool, execution_id), payload=payload)
 
     async def barrier(self, execution_id: int) -> None:
         """Waits for a pass of the execution that is persisting right now (claims use it)."""
@@ -268,15 +284,30 @@ class Orchestrator:
             await self._store.finish(
                 tracked.execution_id, decision.terminal, last.error, ids[-1], last.event_type
             )
-        if tracked.state is not None and appended.stored and appended.linked_to == tracked.last_event_id:
-            for record in appended.stored:
-                tracked.state.apply(record)
-        else:
+        if not self._continue(tracked, appended):
             await self._sync(tracked)
         return len(rows)
 
+    async def absorb(self, execution_id: int, appended: Appended) -> None:
+        """Folds events written outside a pass (a claim) into a cached state they continue."""
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None:
+            async with tracked.lock:
+                self._continue(tracked, appended)
+
     async def _sync(self, tracked: Tracked) -> None:
-        for record in await self._events.since(tracked.execution_id, tracked.last_event_id):
+        self._fold(tracked, await self._events.since(tracked.execution_id, tracked.last_event_id))
+
+    def _continue(self, tracked: Tracked, appended: Appended) -> bool:
+        """Folds `appended` when it links to the last folded event; False when there is a gap."""
+        if tracked.state is None or not appended.stored or appended.linked_to != tracked.last_event_id:
+            return False
+        self._fold(tracked, appended.stored)
+        return True
+
+    @staticmethod
+    def _fold(tracked: Tracked, records: Sequence[EventRecord]) -> None:
+        for record in records:
             if tracked.state is None:
                 tracked.state = ExecutionState.from_root(record)
             else:
@@ -315,11 +346,7 @@ class Orchestrator:
             pool=pool_for(entry.path, meta.get("execution_pool")),
             trace=meta.get("trace"),
         )
-        tracked.state = ExecutionState.from_root(root[0])
-        for record in root[1:]:
-            tracked.state.apply(record)
-            if record.event_type in TRIGGERS:
-                tracked.last_trigger = record
+        self._fold(tracked, root)
         DRIVES.labels("cold_rebuild").inc()
         self._remember(tracked)
         return tracked

@@ -4,7 +4,9 @@ import re
 import socket
 from dataclasses import dataclass
 
+from services.common.bus import BusSettings, read_bus_settings
 from services.common.config import EnvReader, ServiceBasics
+from services.execution.reaper import ReaperSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +19,8 @@ class Settings:
     retry_after_seconds: int
     shard_index: int
     shard_count: int
+    bus: BusSettings
+    reaper: ReaperSettings
 
     @classmethod
     def load(cls) -> Settings:
@@ -41,6 +45,17 @@ class Settings:
             retry_after_seconds=env.integer("NOETL_COMMAND_CLAIM_RETRY_AFTER_SECONDS", 2, minimum=1),
             shard_index=shard_index,
             shard_count=shard_count,
+            bus=read_bus_settings(env),
+            reaper=ReaperSettings(
+                enabled=env.flag("NOETL_COMMAND_REAPER_ENABLED", True),
+                interval_seconds=env.number("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 60.0, minimum=0.05),
+                max_per_run=env.integer("NOETL_COMMAND_REAPER_MAX_PER_RUN", 100, minimum=1),
+                pending_retry_seconds=env.number(
+                    "NOETL_COMMAND_REAPER_PENDING_RETRY_SECONDS", 60.0, minimum=0.0
+                ),
+                lease_seconds=env.integer("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1),
+                reconcile_seconds=env.number("NOETL_RECONCILE_INTERVAL_SECONDS", 8.0, minimum=0.05),
+            ),
         )
         env.finish()
         return settings

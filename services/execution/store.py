@@ -149,6 +149,45 @@ class ExecutionStore:
             last_event_type,
         )
 
+    async def overdue(self, *, pending_after: float, lease_seconds: float, limit: int) -> list[Overdue]:
+        """Commands whose notification may be lost, whose holder stopped heartbeating, or that ran
+        past their step timeout plus one lease; only of running executions."""
+        rows = await self.pool.fetch(_OVERDUE, pending_after, lease_seconds, limit)
+        seen: set[int] = set()
+        found = []
+        for row in rows:
+            command = _command(row)
+            if command.command_id not in seen:  # a timed-out command is also stale: report it once
+                seen.add(command.command_id)
+                found.append(Overdue(command, row[13]))
+        return found
+
+    async def touch(self, execution_id: int, command_id: int) -> None:
+        """Marks a PENDING command as just re-announced, so the next reaper run leaves it alone."""
+        await self.pool.execute(
+            "UPDATE noetl.command SET updated_at = now() WHERE execution_id = $1 AND command_id = $2",
+            execution_id,
+            command_id,
+        )
+
+    async def next_attempt(self, execution_id: int, command_id: int) -> int:
+        """Counts one more attempt of a command whose worker died (row and meta, which claims return)."""
+        value = await self.pool.fetchval(
+            "UPDATE noetl.command SET attempt = attempt + 1, "
+            "meta = jsonb_set(COALESCE(meta, '{}'::jsonb), '{attempt}', to_jsonb(attempt + 1)), updated_at = now() "
+            "WHERE execution_id = $1 AND command_id = $2 RETURNING attempt",
+            execution_id,
+            command_id,
+        )
+        return int(value)
+
+    async def running_executions(self, limit: int) -> list[int]:
+        rows = await self.pool.fetch(
+            "SELECT execution_id FROM noetl.execution WHERE status = 'RUNNING' ORDER BY execution_id LIMIT $1",
+            limit,
+        )
+        return [row[0] for row in rows]
+
     async def running_descendants(self, execution_id: int) -> list[int]:
         """Every RUNNING execution below this one, through `parent_execution_id`, nearest first."""
         rows = await self.pool.fetch(
@@ -198,17 +237,25 @@ class ExecutionStore:
 
     @staticmethod
     async def mark_claimed(
-        conn: Connection, row: CommandRow, worker_id: str, lease_seconds: float, claim_event_id: int
+        conn: Connection,
+        row: CommandRow,
+        worker_id: str,
+        lease_seconds: float,
+        latest_event_id: int,
+        *,
+        started: bool,
     ) -> None:
         await conn.execute(
-            "UPDATE noetl.command SET status = 'CLAIMED', worker_id = $3, claimed_at = now(), "
+            "UPDATE noetl.command SET status = CASE WHEN $6 THEN 'RUNNING' ELSE 'CLAIMED' END, worker_id = $3, "
+            "claimed_at = now(), started_at = CASE WHEN $6 THEN now() ELSE started_at END, "
             "lease_until = now() + make_interval(secs => $4), latest_event_id = $5, updated_at = now() "
             "WHERE execution_id = $1 AND command_id = $2",
             row.execution_id,
             row.command_id,
             worker_id,
             lease_seconds,
-            claim_event_id,
+            latest_event_id,
+            started,
         )
 
     async def apply_lifecycle(
@@ -251,6 +298,35 @@ class ExecutionStore:
             execution_id,
         )
         return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A command the reaper must look at (data-model.md §6.4)."""
+
+    row: CommandRow
+    case: str  # "pending" | "stale" | "timeout"
+
+
+_OVERDUE = f"""
+SELECT {", ".join("o." + column.strip() for column in _COMMAND_COLUMNS.split(","))}, o.case_name FROM (
+    SELECT c.*, 'pending' AS case_name FROM noetl.command c
+     WHERE c.status = 'PENDING' AND c.created_at < now() - make_interval(secs => $1)
+       AND COALESCE(c.updated_at, c.created_at) < now() - make_interval(secs => $1)
+    UNION ALL
+    SELECT c.*, 'timeout' FROM noetl.command c
+     WHERE c.status = 'RUNNING' AND jsonb_typeof(c.context -> 'spec' -> 'timeout') = 'number'
+       AND c.started_at + make_interval(secs => (c.context -> 'spec' ->> 'timeout')::float8 + $2) < now()
+    UNION ALL
+    SELECT c.*, 'stale' FROM noetl.command c
+     WHERE c.status IN ('CLAIMED', 'RUNNING') AND c.lease_until < now()
+       -- a command just re-announced gets one lease period for another worker to reclaim it
+       AND c.updated_at < now() - make_interval(secs => $2)
+) o
+JOIN noetl.execution e ON e.execution_id = o.execution_id AND e.status = 'RUNNING'
+ORDER BY o.created_at
+LIMIT $3
+"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,39 +1,64 @@
-"""`python -m services.outbox`: the outbox gRPC service and its publisher."""
+"""`python -m services.outbox`: the outbox gRPC service, its publisher and its row gauges."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import asyncpg
 import grpc
+from nats.aio.client import Client as NatsClient
 from noetl.v1 import outbox_pb2_grpc
 
 from services.common import bus, db, runner
 from services.common.grpc_server import Registrar
 from services.outbox.api import OutboxApi
-from services.outbox.publisher import Publisher
+from services.outbox.metrics import GaugeRefresher
+from services.outbox.publisher import Publisher, check_duplicate_windows
+from services.outbox.service import Outbox
 from services.outbox.settings import Settings
 from services.outbox.store import OutboxStore
 
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
-    pool = await db.create_pool(settings.basics.pg_dsn)
-    nc = await bus.connect(settings.bus, "noetl-outbox")
+    async with AsyncExitStack() as stack:
+        pool = await db.create_pool(settings.basics.pg_dsn)
+        stack.push_async_callback(pool.close)
+        nc = await bus.connect(settings.bus, "noetl-outbox")
+        stack.push_async_callback(nc.drain)
+        async with _running(settings, pool, nc) as registrars:
+            yield registrars
+
+
+@asynccontextmanager
+async def _running(settings: Settings, pool: asyncpg.Pool, nc: NatsClient) -> AsyncIterator[list[Registrar]]:
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    store = OutboxStore(pool, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
-    publisher = Publisher(
-        store,
+    await check_duplicate_windows(
         js,
+        (settings.bus.command_stream, settings.bus.event_stream),
+        lease_seconds=settings.lease_seconds,
+        publish_timeout=settings.publish_timeout,
+    )
+    store = OutboxStore(pool, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
+    outbox = Outbox(store)
+    publisher = Publisher(
+        outbox,
+        nc,
         batch_size=settings.batch_size,
         idle_sleep=settings.idle_sleep,
         error_sleep=settings.error_sleep,
+        publish_timeout=settings.publish_timeout,
     )
-    task = asyncio.create_task(publisher.run(), name="outbox-publisher")
-    api = OutboxApi(store)
+    gauges = GaugeRefresher(store)
+    tasks = [
+        asyncio.create_task(publisher.run(), name="outbox-publisher"),
+        asyncio.create_task(gauges.run(), name="outbox-gauges"),
+    ]
+    api = OutboxApi(outbox)
 
     def register(server: grpc.aio.Server) -> None:
         outbox_pb2_grpc.add_OutboxServiceServicer_to_server(api, server)
@@ -42,9 +67,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         yield [register]
     finally:
         publisher.shutdown()
-        await task
-        await nc.drain()
-        await pool.close()
+        gauges.shutdown()
+        await asyncio.gather(*tasks)
 
 
 def main() -> int:

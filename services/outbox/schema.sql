@@ -23,5 +23,8 @@ CREATE TABLE IF NOT EXISTS noetl.outbox (
 );
 CREATE INDEX IF NOT EXISTS idx_outbox_ready ON noetl.outbox (status, available_at, outbox_id)
     WHERE status IN ('PENDING', 'FAILED');
+-- The claim walks due rows in outbox_id order (store.py `_CLAIM`).
+CREATE INDEX IF NOT EXISTS idx_outbox_claim ON noetl.outbox (outbox_id) WHERE status IN ('PENDING', 'FAILED');
 CREATE INDEX IF NOT EXISTS idx_outbox_in_flight ON noetl.outbox (status, locked_at) WHERE status = 'IN_FLIGHT';
 CREATE INDEX IF NOT EXISTS idx_outbox_execution_event ON noetl.outbox (execution_id, event_id);
+CREATE INDEX IF NOT EXISTS idx_outbox_dead ON noetl.outbox (outbox_id) WHERE status = 'DEAD';

@@ -15,6 +15,7 @@ class Settings:
     batch_size: int
     idle_sleep: float
     error_sleep: float
+    publish_timeout: float = 5.0
 
     @classmethod
     def load(cls) -> Settings:
@@ -24,12 +25,15 @@ class Settings:
             basics=ServiceBasics.read(env, "127.0.0.1:50054"),
             bus=read_bus_settings(env),
             max_attempts=env.integer("NOETL_OUTBOX_MAX_ATTEMPTS", 10, minimum=1),
-            # Below the stream's 120 s duplicate window, so a re-send after an expired lease
-            # is still recognised as a duplicate.
+            # Lease plus publish timeout must stay below the streams' duplicate window (120 s),
+            # so a re-send after an expired lease is still recognised as a duplicate; the service
+            # checks the live streams at start (publisher.check_duplicate_windows).
             lease_seconds=env.integer("NOETL_OUTBOX_LEASE_SECONDS", 60, minimum=5),
             batch_size=env.integer("NOETL_OUTBOX_PUBLISHER_BATCH_SIZE", 100, minimum=1, maximum=1000),
             idle_sleep=env.number("NOETL_OUTBOX_PUBLISHER_IDLE_SLEEP_SECONDS", 1.0, minimum=0.01),
             error_sleep=env.number("NOETL_OUTBOX_PUBLISHER_ERROR_SLEEP_SECONDS", 5.0, minimum=0.01),
+            # An unacknowledged publish counts as failed after this long.
+            publish_timeout=env.number("NOETL_OUTBOX_PUBLISH_TIMEOUT_SECONDS", 5.0, minimum=0.1),
         )
         env.finish()
         return settings

@@ -28,6 +28,7 @@ from services.common.migrate import migrate
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from services.execution.__main__ import assemble as assemble_execution
+from services.execution.reaper import ReaperSettings
 from services.execution.settings import Settings as ExecutionSettings
 from services.outbox.__main__ import assemble as assemble_outbox
 from services.outbox.settings import Settings as OutboxSettings
@@ -106,10 +107,13 @@ async def _serve(
 
 
 @asynccontextmanager
-async def running_mesh(dsn: str, bus: BusSettings) -> AsyncIterator[Mesh]:
+async def running_mesh(
+    dsn: str, bus: BusSettings, reaper: ReaperSettings | None = None
+) -> AsyncIterator[Mesh]:
     """Migrates `dsn`, starts catalog, outbox, execution and events, yields stubs, stops them all.
 
-    The streams named in `bus` are created by the services and deleted on exit.
+    The streams named in `bus` are created by the services and deleted on exit. The execution
+    service's reaper and reconciler are off unless `reaper` says otherwise.
     """
     await migrate(dsn)
     async with AsyncExitStack() as stack:
@@ -147,6 +151,8 @@ async def running_mesh(dsn: str, bus: BusSettings) -> AsyncIterator[Mesh]:
                 retry_after_seconds=CLAIM_RETRY_AFTER_SECONDS,
                 shard_index=0,
                 shard_count=1,
+                bus=bus,
+                reaper=reaper or ReaperSettings(enabled=False),
             ),
             listen=f"{LOCALHOST}:0",
         )

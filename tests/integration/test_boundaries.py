@@ -21,6 +21,7 @@ OWNED: dict[str, dict[str, str]] = {
     "events": {"event": "*", "event_log": "*", "outbox": "INSERT"},
     "execution": {"execution": "*", "command": "*"},
     "outbox": {"outbox": "*"},
+    "secrets": {"credential": "*", "keychain": "*", "secret_audit": "*"},
 }
 
 _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|JOIN|INTO|TRUNCATE|MERGE)\b", re.IGNORECASE)

@@ -7,7 +7,7 @@ import pytest
 from services.common.config import ConfigError
 from services.execution.settings import Settings, hostname_ordinal
 
-BASE = {"NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl"}
+BASE = {"NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl", "NOETL_NATS_URL": "nats://127.0.0.1:4222"}
 
 
 def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
@@ -63,6 +63,7 @@ def test_impossible_ownership_refuses_to_start(monkeypatch: pytest.MonkeyPatch, 
 
 def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOETL_PG_DSN", raising=False)
+    monkeypatch.setenv("NOETL_NATS_URL", "nats://127.0.0.1:4222")
     monkeypatch.setenv("NOETL_SHARD_COUNT", "zero")
     monkeypatch.setenv("NOETL_COMMAND_CLAIM_LEASE_SECONDS", "-1")
     with pytest.raises(ConfigError) as caught:

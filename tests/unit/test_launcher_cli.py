@@ -35,12 +35,22 @@ def test_home_comes_from_the_environment_when_not_given(tmp_path: Path) -> None:
 
 def test_mesh_processes_start_in_dependency_order_on_the_default_ports() -> None:
     specs = mesh_processes(Ports(), python="py")
-    assert [s.name for s in specs] == ["catalog", "events", "execution", "outbox", "gateway", "worker"]
+    assert [s.name for s in specs] == [
+        "catalog",
+        "events",
+        "execution",
+        "outbox",
+        "secrets",
+        "gateway",
+        "worker",
+    ]
     assert specs[0].argv == ("py", "-m", "services.catalog")
     assert specs[0].readiness == GrpcHealth("127.0.0.1:50051")
     assert specs[0].env == {"NOETL_GRPC_LISTEN": "127.0.0.1:50051", "NOETL_METRICS_PORT": "9101"}
-    assert specs[4].readiness == HttpHealth("http://127.0.0.1:8082/health")
-    assert isinstance(specs[5].readiness, Settled)
+    assert specs[4].readiness == GrpcHealth("127.0.0.1:50055")
+    assert [s.name for s in specs if s.holds_kek] == ["secrets"]
+    assert specs[5].readiness == HttpHealth("http://127.0.0.1:8082/health")
+    assert isinstance(specs[6].readiness, Settled)
     metrics = {s.env["NOETL_METRICS_PORT"] for s in specs}
     assert len(metrics) == len(specs)
 
@@ -58,5 +68,7 @@ def test_mesh_environment_names_every_address() -> None:
     assert env["NOETL_EXECUTION_ADDRS"] == "127.0.0.1:50052"
     assert env["NOETL_EVENTS_ADDRS"] == "127.0.0.1:50053"
     assert env["NOETL_OUTBOX_ADDR"] == "127.0.0.1:50054"
+    assert env["NOETL_SECRETS_ADDR"] == "127.0.0.1:50055"
+    assert "NOETL_ENCRYPTION_KEY" not in env  # only the secrets process gets the key
     assert env["NOETL_PORT"] == "8082"
     assert env["NOETL_PUBLIC_SERVER_URL"] == "http://127.0.0.1:8082"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.execution.engine.templating import Renderer, TemplateError
+from services.common.templating import Renderer, TemplateError
 
 R = Renderer()
 CTX: dict[str, Any] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -17,6 +17,9 @@ class ToolCall:
     render_context: dict[str, Any]
     timeout: float | None
     server_url: str
+    # Worker-side values a tool may expose to user code: inside a pipeline, the earlier tasks'
+    # results by label, `_prev` and the tasks' `set` values (python's `variables`, dsl.md §9.3).
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

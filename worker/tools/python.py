@@ -19,7 +19,7 @@ class PythonTool:
             return ToolResult(ok=False, data=None, error="python tool needs 'code' or 'code_b64'")
         context = {
             "args": call.input,
-            "variables": {},
+            "variables": call.variables,
             "execution_id": str(call.execution_id),
             "step": call.step,
             "server_url": call.server_url,
@@ -28,7 +28,7 @@ class PythonTool:
             code,
             call.input,
             context=context,
-            variables={},
+            variables=call.variables,
             libs=_libs(call.config.get("libs")),
             timeout=call.timeout,
         )

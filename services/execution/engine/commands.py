@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.templating import Renderer
 from services.execution.engine.model import Pipeline, Step, Tool
-from services.execution.engine.templating import Renderer
 
 DEFAULT_MAX_ATTEMPTS = 3
 _WORKER_RENDERED = frozenset({"spec", "eval"})
@@ -110,15 +110,25 @@ def max_attempts(step: Step) -> int:
     """`attempts` of the tool's first `do: retry` policy rule, else the default (§17.7)."""
     if not isinstance(step.tool, Tool):
         return DEFAULT_MAX_ATTEMPTS
-    spec = step.tool.config.get("spec")
+    return retry_attempts(step.tool.config) or DEFAULT_MAX_ATTEMPTS
+
+
+def retry_attempts(tool_config: Mapping[str, Any]) -> int | None:
+    """Total attempts the first `do: retry` policy rule of a tool allows; None without such a rule.
+
+    The reaper reads it from a command's stored `tool_config` to decide between re-running a
+    command whose worker died and failing it (dsl.md §17.7).
+    """
+    spec = tool_config.get("spec")
     policy = spec.get("policy") if isinstance(spec, Mapping) else None
     rules = policy.get("rules") if isinstance(policy, Mapping) else None
     for rule in rules if isinstance(rules, list) else ():
         then = _then(rule)
-        attempts = then.get("attempts")
-        if then.get("do") == "retry" and isinstance(attempts, int) and not isinstance(attempts, bool):
-            return attempts
-    return DEFAULT_MAX_ATTEMPTS
+        if then.get("do") == "retry":
+            attempts = then.get("attempts")
+            valid = isinstance(attempts, int) and not isinstance(attempts, bool) and attempts > 0
+            return attempts if valid else DEFAULT_MAX_ATTEMPTS
+    return None
 
 
 def _then(rule: Any) -> Mapping[str, Any]:

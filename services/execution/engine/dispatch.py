@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from services.common.errors import Unprocessable
+from services.common.templating import Renderer, TemplateError, scoped_key
 from services.execution.engine.commands import (
     CommandIdentity,
     Iteration,
@@ -20,9 +21,7 @@ from services.execution.engine.context import Contexts
 from services.execution.engine.loops import NotIterable, coerce_items
 from services.execution.engine.model import END_STEP, START_STEP, Arc, Loop, LoopMode, Playbook, Step
 from services.execution.engine.records import Decision, EventType, NewCommand, NewEvent
-from services.execution.engine.results import scoped_key
 from services.execution.engine.state import ExecutionState, StepState, StepStatus
-from services.execution.engine.templating import Renderer, TemplateError
 
 _RENDERER = Renderer()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from services.common.templating import scoped_key
+
 _ERROR_STATUSES = frozenset({"error", "failed"})
 
 
@@ -63,14 +65,6 @@ def context_updates(data: Any) -> dict[str, Any]:
     if not isinstance(updates, Mapping):
         return {}
     return {scoped_key(str(key)): value for key, value in updates.items()}
-
-
-def scoped_key(key: str) -> str:
-    """Where a `set` key is written in the flat context (§6.1)."""
-    for prefix in ("ctx.", "iter.", "step."):
-        if key.startswith(prefix):
-            return key[len(prefix) :]
-    return key
 
 
 def call_result_is_error(payload: Any) -> bool:

@@ -15,6 +15,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: "{{ .Release.Name }}-events:{{ .Values.grpcPort }}"
 - name: NOETL_OUTBOX_ADDR
   value: "{{ .Release.Name }}-outbox:{{ .Values.grpcPort }}"
+- name: NOETL_SECRETS_ADDR
+  value: "{{ .Release.Name }}-secrets:{{ .Values.grpcPort }}"
 - name: NOETL_EXECUTION_ADDRS
   value: "{{- range $i, $e := until (int .Values.execution.shards) }}{{ if $i }},{{ end }}{{ $.Release.Name }}-execution-{{ $i }}.{{ $.Release.Name }}-execution:{{ $.Values.grpcPort }}{{- end }}"
 - name: NOETL_GRPC_LISTEN
@@ -49,6 +51,9 @@ spec:
           args: ["services.{{ $name }}"]
           env:
             {{- include "noetl.wiring" $root | nindent 12 }}
+            {{- with $cfg.env }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           ports:
             - {name: grpc, containerPort: {{ $root.Values.grpcPort }}}
             - {name: metrics, containerPort: {{ $root.Values.metricsPort }}}

@@ -48,6 +48,14 @@ def has_template_syntax(text: str) -> bool:
     return ("{{" in text and "}}" in text) or ("{%" in text and "%}" in text)
 
 
+def scoped_key(key: str) -> str:
+    """Where a `set` key is written in the flat context (dsl.md §6.1)."""
+    for prefix in ("ctx.", "iter.", "step."):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
 def typed(text: str) -> Any:
     """The JSON value of a rendered text, rules 2-5 of dsl.md §8.3 (rule 1 needs the template)."""
     trimmed = text.strip()

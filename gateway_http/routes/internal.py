@@ -1,0 +1,214 @@
+"""The internal API (http-api.md §12.1 to §12.5, plus the dead letters) → OutboxService and EventService.
+
+Every route here is `internal`: the app puts it behind the token gate (`gateway_http/internal_gate.py`).
+
+Dead letters (a project addition; the references have no DEAD state):
+- `GET /api/internal/outbox/dead?limit=100&after=<outbox_id>`: DEAD rows in `outbox_id` order
+  after the cursor, `{"rows": [...], "dead": <all dead rows>, "next_after": <cursor or null>}`;
+- `POST /api/internal/outbox/dead/requeue` with `{"outbox_ids": [...]}` or `{"all": true}`:
+  those rows back to PENDING with attempts 0, `{"requeued": n}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from noetl.v1 import events_pb2, events_pb2_grpc, outbox_pb2, outbox_pb2_grpc
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway_http.encoding import dumps, json_response
+from gateway_http.formatting import timestamp
+from gateway_http.routes import Endpoint, set_present
+from gateway_http.validation import INT32_MAX, Fields, Problems, read_json
+from services.common.grpc_client import Sharded
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _clamp(limit: int) -> int:
+    return max(1, min(MAX_LIMIT, limit))
+
+
+def _outbox_row(row: outbox_pb2.OutboxRow) -> dict[str, Any]:
+    return {
+        "outbox_id": row.outbox_id,
+        "event_id": row.event_id,
+        "execution_id": row.execution_id,
+        "subject": row.subject,
+        "payload": json.loads(row.payload_json) if row.payload_json else None,
+        "payload_codec": row.payload_codec,
+        "attempts": row.attempts,
+    }
+
+
+def _dead_row(row: outbox_pb2.DeadRow) -> dict[str, Any]:
+    return {
+        "outbox_id": row.outbox_id,
+        "event_id": row.event_id,
+        "execution_id": row.execution_id,
+        "subject": row.subject,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "created_at": timestamp(row.created_at) if row.HasField("created_at") else None,
+        "dead_at": timestamp(row.dead_at) if row.HasField("dead_at") else None,
+    }
+
+
+class InternalRoutes:
+    def __init__(
+        self,
+        outbox: outbox_pb2_grpc.OutboxServiceStub,
+        events: Sharded[events_pb2_grpc.EventServiceStub],
+        rpc_timeout: float,
+    ) -> None:
+        self._outbox = outbox
+        self._events = events
+        self._timeout = rpc_timeout
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("/internal/outbox/claim", self.claim, ("POST",), internal=True),
+            Endpoint("/internal/outbox/mark-published", self.mark_published, ("POST",), internal=True),
+            Endpoint("/internal/outbox/mark-failed", self.mark_failed, ("POST",), internal=True),
+            Endpoint("/internal/outbox/pending-count", self.pending_count, ("GET",), internal=True),
+            Endpoint("/internal/outbox/dead", self.list_dead, ("GET",), internal=True),
+            Endpoint("/internal/outbox/dead/requeue", self.requeue, ("POST",), internal=True),
+            Endpoint("/internal/events/project", self.project, ("POST",), internal=True),
+        ]
+
+    async def claim(self, request: Request) -> Response:
+        """§12.1 → `ClaimRows`. `limit` is a body field (a query parameter is ignored), clamped to
+        1..1000 rather than refused; an empty body claims the default 100."""
+        problems = Problems()
+        fields = problems.body(await read_json(request, required=False))
+        limit = fields.number("limit", DEFAULT_LIMIT, minimum=-(2**63))
+        problems.check()
+        claimed = await self._outbox.ClaimRows(
+            outbox_pb2.ClaimRowsRequest(limit=_clamp(limit)), timeout=self._timeout
+        )
+        rows = [_outbox_row(row) for row in claimed.rows]
+        return json_response({"rows": rows, "claimed": len(rows)})
+
+    async def mark_published(self, request: Request) -> Response:
+        """§12.2 → `MarkPublished`; an empty `outbox_ids` is 422."""
+        problems = Problems()
+        outbox_ids = problems.body(await read_json(request)).ids("outbox_ids")
+        problems.check()
+        marked = await self._outbox.MarkPublished(
+            outbox_pb2.MarkPublishedRequest(outbox_ids=outbox_ids), timeout=self._timeout
+        )
+        return json_response({"marked": marked.marked})
+
+    async def mark_failed(self, request: Request) -> Response:
+        """§12.3 → `MarkFailed`: the backoff in seconds, 0 when the row is now DEAD."""
+        problems = Problems()
+        fields = problems.body(await read_json(request))
+        outbox_id = fields.required_identifier("outbox_id")
+        error = fields.non_blank_text("error")
+        attempts = fields.number("attempts", 1, minimum=1, maximum=INT32_MAX)
+        max_delay = fields.number("max_delay_seconds", 300, minimum=1, maximum=INT32_MAX)
+        problems.check()
+        failed = await self._outbox.MarkFailed(
+            outbox_pb2.MarkFailedRequest(
+                outbox_id=outbox_id, error=error, attempts=attempts, max_delay_seconds=max_delay
+            ),
+            timeout=self._timeout,
+        )
+        return json_response({"marked": failed.marked, "available_at_in": failed.available_at_in})
+
+    async def pending_count(self, request: Request) -> Response:
+        """§12.4 → `PendingCount`."""
+        counted = await self._outbox.PendingCount(outbox_pb2.PendingCountRequest(), timeout=self._timeout)
+        return json_response({"pending": counted.pending})
+
+    async def list_dead(self, request: Request) -> Response:
+        """→ `ListDead`: one page of dead letters; `limit` clamped to 1..1000, `after` a cursor."""
+        problems = Problems()
+        query = problems.query(request)
+        limit = query.number("limit", DEFAULT_LIMIT, minimum=-(2**63))
+        after = query.number("after", 0, minimum=0)
+        problems.check()
+        page = await self._outbox.ListDead(
+            outbox_pb2.ListDeadRequest(limit=_clamp(limit), after_outbox_id=after), timeout=self._timeout
+        )
+        return json_response(
+            {
+                "rows": [_dead_row(row) for row in page.rows],
+                "dead": page.dead,
+                "next_after": page.next_after if page.HasField("next_after") else None,
+            }
+        )
+
+    async def requeue(self, request: Request) -> Response:
+        """→ `Requeue`: exactly one of a non-empty `outbox_ids` or `"all": true`."""
+        problems = Problems()
+        fields = problems.body(await read_json(request))
+        every = fields.flag("all", False)
+        outbox_ids = fields.ids("outbox_ids") if fields.has("outbox_ids") or not every else []
+        if every and outbox_ids:
+            fields.value_error("Give either 'outbox_ids' or 'all', not both")
+        problems.check()
+        requeued = await self._outbox.Requeue(
+            outbox_pb2.RequeueRequest(outbox_ids=outbox_ids, all=every), timeout=self._timeout
+        )
+        return json_response({"requeued": requeued.requeued})
+
+    async def project(self, request: Request) -> Response:
+        """§12.5 → `Project` on each owning events shard; duplicates are envelopes already stored.
+
+        `context` wins over `payload` (the reference stores only `context`); `created_at` is
+        `timestamp`, else `created_at`, else the insert time. A timestamp that does not parse is
+        422 here (the reference fails it with 500 in the database).
+        """
+        problems = Problems()
+        items = problems.body(await read_json(request)).objects("events")
+        envelopes = [_envelope(item) for item in items]
+        problems.check()
+        by_shard: dict[int, tuple[events_pb2_grpc.EventServiceStub, list[events_pb2.ProjectedEvent]]] = {}
+        for envelope in envelopes:
+            stub = self._events.for_execution(envelope.execution_id)
+            by_shard.setdefault(id(stub), (stub, []))[1].append(envelope)
+        projected = duplicates = 0
+        for stub, batch in by_shard.values():
+            answer = await stub.Project(events_pb2.ProjectRequest(events=batch), timeout=self._timeout)
+            projected += answer.projected
+            duplicates += answer.duplicates
+        return json_response({"projected": projected, "duplicates": duplicates})
+
+
+def _envelope(item: Fields) -> events_pb2.ProjectedEvent:
+    event = events_pb2.ProjectedEvent(
+        event_id=item.required_identifier("event_id"),
+        execution_id=item.identifier("execution_id") or 0,
+        catalog_id=item.identifier("catalog_id") or 0,
+    )
+    context = item.mapping("context")
+    payload = item.mapping("payload")
+    result = item.mapping("result")
+    meta = item.mapping("meta")
+    trace_component = item.text("trace_component")
+    created_at = item.timestamp("timestamp") or item.timestamp("created_at")
+    set_present(
+        event,
+        parent_event_id=item.identifier("parent_event_id"),
+        prev_event_id=item.identifier("prev_event_id"),
+        event_type=item.text("event_type"),
+        node_id=item.text("node_id"),
+        node_name=item.text("node_name"),
+        node_type=item.text("node_type"),
+        status=item.text("status"),
+        duration=item.real("duration"),
+        error=item.text("error"),
+        stack_trace=item.text("stack_trace"),
+    )
+    if created_at is not None:
+        event.created_at.FromDatetime(created_at)
+    body = context if context is not None else payload
+    event.context_json = b"" if body is None else dumps(body)
+    event.result_json = b"" if result is None else dumps(result)
+    event.meta_json = b"" if meta is None else dumps(meta)
+    event.trace_component_json = b"" if trace_component is None else dumps(trace_component)
+    return event

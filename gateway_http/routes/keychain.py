@@ -1,0 +1,115 @@
+"""Keychain routes → SecretsService (http-api.md §9.5; data-model.md §9.8).
+
+`/keychain/catalog/{catalog_id}` is declared before `/keychain/{catalog_id}/{keychain_name}`,
+which would otherwise take `catalog` for a catalog id.
+"""
+
+from __future__ import annotations
+
+from noetl.v1 import secrets_pb2, secrets_pb2_grpc
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway_http import wallet_views
+from gateway_http.encoding import json_response
+from gateway_http.routes import Endpoint, set_present
+from gateway_http.routes.credentials import HTTP_CALLER, required_object
+from gateway_http.validation import Problems, read_json
+from services.common import jsonutil
+
+
+class KeychainRoutes:
+    def __init__(self, secrets: secrets_pb2_grpc.SecretsServiceStub, rpc_timeout: float) -> None:
+        self._secrets = secrets
+        self._timeout = rpc_timeout
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("/keychain/catalog/{catalog_id}", self.list_entries, ("GET",)),
+            Endpoint("/keychain/{catalog_id}/{keychain_name}", self.get, ("GET",)),
+            Endpoint("/keychain/{catalog_id}/{keychain_name}", self.set, ("POST",)),
+            Endpoint("/keychain/{catalog_id}/{keychain_name}", self.delete, ("DELETE",)),
+        ]
+
+    async def set(self, request: Request) -> Response:
+        """POST → `SetKeychain`: `ttl_seconds` wins over `expires_at`; neither = the scope's default."""
+        problems = Problems()
+        catalog_id = problems.path_id(request, "catalog_id")
+        name = request.path_params["keychain_name"]
+        raw = await read_json(request)
+        fields = problems.body(raw)
+        token_data = required_object(raw, "token_data", problems)
+        credential_type = fields.required_text("credential_type")
+        cache_type = fields.text("cache_type") or "token"
+        scope_type = fields.text("scope_type") or "global"
+        execution_id = fields.identifier("execution_id")
+        parent_execution_id = fields.identifier("parent_execution_id")
+        ttl_seconds = fields.identifier("ttl_seconds")
+        expires_at = fields.timestamp("expires_at")
+        auto_renew = fields.flag("auto_renew", False)
+        renew_config = fields.mapping("renew_config")
+        problems.check()
+        message = secrets_pb2.SetKeychainRequest(
+            catalog_id=catalog_id,
+            keychain_name=name,
+            data_json=jsonutil.dumps(token_data),
+            credential_type=credential_type,
+            cache_type=cache_type,
+            scope_type=scope_type,
+            auto_renew=auto_renew,
+            renew_config_json=jsonutil.dumps(renew_config),
+        )
+        set_present(
+            message,
+            execution_id=execution_id,
+            parent_execution_id=parent_execution_id,
+            ttl_seconds=ttl_seconds,
+        )
+        if expires_at is not None:
+            message.expires_at.FromDatetime(expires_at)
+        cached = await self._secrets.SetKeychain(message, timeout=self._timeout)
+        return json_response(wallet_views.keychain_cached(name, catalog_id, cached))
+
+    async def get(self, request: Request) -> Response:
+        """GET → `GetKeychain`; a successful read bumps `access_count` and is audited."""
+        problems = Problems()
+        catalog_id = problems.path_id(request, "catalog_id")
+        name = request.path_params["keychain_name"]
+        query = problems.query(request)
+        execution_id = query.identifier("execution_id")
+        scope_type = query.text("scope_type") or "global"
+        problems.check()
+        message = secrets_pb2.GetKeychainRequest(
+            catalog_id=catalog_id,
+            keychain_name=name,
+            scope_type=scope_type,
+            accessor=secrets_pb2.Accessor(caller=HTTP_CALLER),
+        )
+        set_present(message, execution_id=execution_id)
+        set_present(message.accessor, execution_id=execution_id, catalog_id=catalog_id)
+        read = await self._secrets.GetKeychain(message, timeout=self._timeout)
+        return json_response(wallet_views.keychain_read(name, catalog_id, read))
+
+    async def delete(self, request: Request) -> Response:
+        problems = Problems()
+        catalog_id = problems.path_id(request, "catalog_id")
+        name = request.path_params["keychain_name"]
+        query = problems.query(request)
+        execution_id = query.identifier("execution_id")
+        scope_type = query.text("scope_type") or "global"
+        problems.check()
+        message = secrets_pb2.DeleteKeychainRequest(
+            catalog_id=catalog_id, keychain_name=name, scope_type=scope_type
+        )
+        set_present(message, execution_id=execution_id)
+        deleted = await self._secrets.DeleteKeychain(message, timeout=self._timeout)
+        return json_response(wallet_views.keychain_deleted(name, catalog_id, deleted.deleted))
+
+    async def list_entries(self, request: Request) -> Response:
+        problems = Problems()
+        catalog_id = problems.path_id(request, "catalog_id")
+        problems.check()
+        listed = await self._secrets.ListKeychain(
+            secrets_pb2.ListKeychainRequest(catalog_id=catalog_id), timeout=self._timeout
+        )
+        return json_response(wallet_views.keychain_list(catalog_id, list(listed.entries)))

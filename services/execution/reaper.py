@@ -1,0 +1,181 @@
+"""Nothing waits forever: the command reaper and the reconciler (data-model.md §6.4, dsl.md §17.7).
+
+The reaper re-announces commands whose notification may have been lost, re-runs or fails
+commands whose worker stopped heartbeating, and fails commands that ran past their step timeout
+plus one lease. The reconciler re-drives every running execution now and then, so a trigger lost
+between "events appended" and "pass run" is repaired. One replica at a time does each run: the
+run holds a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+
+from services.common import jsonutil
+from services.common.errors import FailedPrecondition, MeshError
+from services.execution.engine.commands import retry_attempts
+from services.execution.engine.records import EventType, NewEvent
+from services.execution.orchestrator import Orchestrator
+from services.execution.ports import EventsPort, Notification
+from services.execution.store import CommandRow, ExecutionStore, LifecycleUpdate, Overdue
+
+log = logging.getLogger(__name__)
+
+REAPER_LOCK_KEY = 0x7265617065  # "reape"
+ACTIONS = Counter("noetl_command_reaper_total", "Reaper actions", ["action"])
+for _action in ("republished", "retried", "failed_lease", "failed_timeout"):
+    ACTIONS.labels(_action)
+
+
+class Publisher(Protocol):
+    """Publishes one command notification on the bus, de-duplicated by `message_id`."""
+
+    async def publish(self, notification: Notification, message_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReaperSettings:
+    enabled: bool = True
+    interval_seconds: float = 60.0
+    max_per_run: int = 100
+    pending_retry_seconds: float = 60.0
+    lease_seconds: float = 120.0
+    reconcile_seconds: float = 8.0
+
+
+class Reaper:
+    """Lifecycle: `run()` until `shutdown()`."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        events: EventsPort,
+        orchestrator: Orchestrator,
+        publisher: Publisher,
+        settings: ReaperSettings,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._orchestrator = orchestrator
+        self._publisher = publisher
+        self._settings = settings
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        if not self._settings.enabled:
+            return
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every(self._settings.interval_seconds, self.reap_once, "reaper"))
+            group.create_task(
+                self._every(self._settings.reconcile_seconds, self.reconcile_once, "reconciler")
+            )
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[int]], name: str) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+            if self._stop.is_set():
+                return
+            try:
+                await action()
+            except Exception:
+                log.exception("%s run failed; trying again in %.0fs", name, seconds)
+
+    async def reap_once(self) -> int:
+        """One reaper run; returns how many commands it acted on (0 when another replica runs)."""
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REAPER_LOCK_KEY):
+                return 0
+            overdue = await self._store.overdue(
+                pending_after=self._settings.pending_retry_seconds,
+                lease_seconds=self._settings.lease_seconds,
+                limit=self._settings.max_per_run,
+            )
+            for item in overdue:
+                try:
+                    await self._handle(item)
+                except MeshError as exc:
+                    log.warning("reaper could not handle command %s: %s", item.row.command_id, exc.detail)
+        return len(overdue)
+
+    async def reconcile_once(self) -> int:
+        """Re-drives every running execution with one pass (a no-op where nothing is due)."""
+        issued = 0
+        for execution_id in await self._store.running_executions(limit=10_000):
+            issued += await self._orchestrator.advance(execution_id, [EventType.COMMAND_COMPLETED])
+        return issued
+
+    async def _handle(self, item: Overdue) -> None:
+        row = item.row
+        if item.case == "pending":
+            await self._announce(row, f"reaper-{row.command_id}-{row.attempt}-pending")
+            await self._store.touch(row.execution_id, row.command_id)
+            ACTIONS.labels("republished").inc()
+        elif item.case == "timeout":
+            spec = _context(row).get("spec")
+            timeout = spec.get("timeout") if isinstance(spec, dict) else None
+            await self._fail(row, f"timeout: step '{row.step}' exceeded {timeout}s", "timeout")
+            ACTIONS.labels("failed_timeout").inc()
+        else:
+            allowed = retry_attempts(_context(row).get("tool_config") or {})
+            if allowed is not None and row.attempt < allowed:
+                attempt = await self._store.next_attempt(row.execution_id, row.command_id)
+                await self._announce(row, f"reaper-{row.command_id}-{attempt}")
+                ACTIONS.labels("retried").inc()
+            else:
+                await self._fail(
+                    row, f"lease_expired: worker {row.worker_id} stopped heartbeating", "lease_expired"
+                )
+                ACTIONS.labels("failed_lease").inc()
+
+    async def _announce(self, row: CommandRow, message_id: str) -> None:
+        notification = await self._orchestrator.notification(
+            row.execution_id, row.command_id, row.step, row.event_id
+        )
+        if notification is not None:
+            await self._publisher.publish(notification, message_id)
+
+    async def _fail(self, row: CommandRow, error: str, reason: str) -> None:
+        payload = {"command_id": row.command_id, "error": error}
+        event = NewEvent(
+            event_type=EventType.COMMAND_FAILED,
+            node_name=row.step,
+            status="FAILED",
+            context=payload,
+            result={"status": "FAILED", "context": payload},
+            meta={"command_id": row.command_id, "reason": reason, "actionable": True, "emitted_by": "reaper"},
+            error=error,
+            command_id=row.command_id,
+        )
+        try:
+            appended = await self._events.append(
+                row.execution_id,
+                [event],
+                catalog_id=row.catalog_id,
+                parent_execution_id=None,
+                notifications={},
+                require_open=True,
+            )
+        except FailedPrecondition:
+            return  # the execution ended meanwhile
+        await self._store.apply_lifecycle(
+            row.execution_id,
+            [LifecycleUpdate(row.command_id, appended.event_ids[0], "FAILED", False, False, None, error)],
+            self._settings.lease_seconds,
+        )
+        await self._orchestrator.advance(row.execution_id, [EventType.COMMAND_FAILED])
+
+
+def _context(row: CommandRow) -> dict[str, Any]:
+    value = jsonutil.loads(row.context)
+    return value if isinstance(value, dict) else {}

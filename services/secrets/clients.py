@@ -1,0 +1,55 @@
+"""gRPC adapters for the wallet's ports: the event log and the catalog, never their tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from noetl.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc
+
+from services.common import jsonutil
+from services.common.errors import NotFound
+from services.common.grpc_client import Sharded
+from services.secrets.ports import ExecutionOrigin
+
+ROOT_EVENT = "playbook.initialized"
+RPC_TIMEOUT_SECONDS = 30
+
+
+class EventsClient:
+    def __init__(self, events: Sharded[events_pb2_grpc.EventServiceStub]) -> None:
+        self._events = events
+
+    async def origin(self, execution_id: int) -> ExecutionOrigin | None:
+        request = events_pb2.ListEventsRequest(
+            execution_id=execution_id, event_type=ROOT_EVENT, page=1, page_size=1
+        )
+        answer = await self._events.for_execution(execution_id).ListEvents(
+            request, timeout=RPC_TIMEOUT_SECONDS
+        )
+        if not answer.events:
+            return None
+        root = answer.events[0]
+        context = jsonutil.loads(root.context_json)
+        workload = context.get("workload") if isinstance(context, dict) else None
+        return ExecutionOrigin(
+            catalog_id=root.catalog_id, workload=workload if isinstance(workload, dict) else {}
+        )
+
+
+class CatalogClient:
+    def __init__(self, stub: catalog_pb2_grpc.CatalogServiceStub) -> None:
+        self._stub = stub
+
+    async def keychain(self, catalog_id: int) -> list[Mapping[str, Any]]:
+        try:
+            answer = await self._stub.GetResource(
+                catalog_pb2.GetResourceRequest(catalog_id=catalog_id), timeout=RPC_TIMEOUT_SECONDS
+            )
+        except NotFound:
+            return []
+        payload = jsonutil.loads(answer.entry.payload_json)
+        definitions = payload.get("keychain") if isinstance(payload, dict) else None
+        if not isinstance(definitions, list):
+            return []
+        return [item for item in definitions if isinstance(item, dict)]

@@ -1,0 +1,185 @@
+"""Outbox fault tests: a publisher process SIGKILLed mid-batch, and NATS stopped and restarted mid-run.
+
+Both drain a real backlog and then read the stream back: every row must be there exactly once
+(one message per `Nats-Msg-Id`), whatever was sent twice on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from noetl_mesh.embedded import EmbeddedNats
+from services.common import bus
+from services.common.bus import BusSettings, event_subject, execution_events_filter
+from services.outbox.publisher import Publisher
+from tests.helpers.infra import NatsServer
+from tests.helpers.outbox import OutboxHarness, insert_backlog, outbox_harness, status_counts, stream_ids
+from tests.helpers.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+async def outbox(module_dsn: str, nats_server: NatsServer) -> AsyncIterator[OutboxHarness]:
+    async with outbox_harness(module_dsn, nats_server.url, "faults", lease_seconds=LEASE_SECONDS) as harness:
+        yield harness
+
+
+@pytest.fixture(autouse=True)
+async def empty_outbox(outbox: OutboxHarness) -> None:
+    await outbox.db.execute("DELETE FROM noetl.outbox")
+
+
+async def published(db: asyncpg.Connection) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM noetl.outbox WHERE status = 'PUBLISHED'"))
+
+
+def service_env(dsn: str, settings: BusSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NOETL_PG_DSN": dsn,
+        "NOETL_NATS_URL": settings.url,
+        "NATS_STREAM": settings.command_stream,
+        "NOETL_EVENT_NATS_STREAM": settings.event_stream,
+        "NOETL_GRPC_LISTEN": "127.0.0.1:0",
+        "NOETL_METRICS_PORT": "0",
+        "NOETL_SERVER_MACHINE_ID": "900",
+        "NOETL_OUTBOX_LEASE_SECONDS": str(LEASE_SECONDS),
+        "NOETL_OUTBOX_PUBLISHER_BATCH_SIZE": "1000",
+        "NOETL_OUTBOX_PUBLISHER_IDLE_SLEEP_SECONDS": "0.05",
+        "NOETL_LOG_LEVEL": "WARNING",
+    }
+
+
+async def start_service(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.outbox", env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+            stdout=out, stderr=out,
+        )  # fmt: skip
+
+
+async def test_a_publisher_killed_mid_batch_loses_nothing_and_duplicates_nothing(
+    outbox: OutboxHarness, tmp_path: Path
+) -> None:
+    total = 30_000
+    execution_id = 340000000000000001
+    await insert_backlog(outbox.db, execution_id, event_subject(execution_id, 1), 600000000000000000, total)
+    env = service_env(outbox.dsn, outbox.bus)
+    first = await start_service(env, tmp_path / "first.log")
+    try:
+
+        async def mid_batch() -> bool:
+            # Some batches published and one claimed but not marked yet. A 1000-row batch takes
+            # tens of milliseconds from claim to mark; this check reads two partial indexes and
+            # the kill follows it within a millisecond or two.
+            row = await outbox.db.fetchrow(
+                "SELECT (SELECT count(*) FROM noetl.outbox WHERE status = 'IN_FLIGHT'), "
+                "(SELECT count(*) FROM noetl.outbox WHERE status IN ('PENDING', 'FAILED'))"
+            )
+            assert row is not None
+            in_flight, waiting = int(row[0]), int(row[1])
+            return in_flight > 0 and total - in_flight - waiting >= 3000
+
+        await wait_for(mid_batch, what="the first publisher to be in the middle of a batch", within=60.0)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    at_kill = await status_counts(outbox.db)
+    assert at_kill["IN_FLIGHT"] > 0, f"the kill should leave claimed rows behind: {at_kill}"
+    assert at_kill["PUBLISHED"] < total
+
+    second = await start_service(env, tmp_path / "second.log")
+    try:
+
+        async def drained() -> bool:
+            return await published(outbox.db) == total
+
+        # The second publisher drains the rest, then takes over the dead one's rows after their lease.
+        await wait_for(drained, what="every row PUBLISHED", within=90.0)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = await second.wait()
+    assert code == 0, (tmp_path / "second.log").read_text()
+
+    recovered = await outbox.db.fetchval("SELECT count(*) FROM noetl.outbox WHERE attempts = 2")
+    assert recovered == at_kill["IN_FLIGHT"]
+    ids = await stream_ids(
+        outbox.js, outbox.bus.event_stream, execution_events_filter(execution_id), at_least=total
+    )
+    assert len(ids) == total
+    assert set(ids.values()) == {1}, "a row reached the stream twice"
+    assert set(ids) == {str(600000000000000000 + i) for i in range(total)}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_nats_stopped_and_restarted_mid_run_loses_no_row(outbox: OutboxHarness, tmp_path: Path) -> None:
+    total = 20_000
+    execution_id = 340000000000000002
+    # A NATS of this test's own on a fixed port, so clients reconnect to the same address.
+    server = EmbeddedNats(tmp_path / "nats", port=free_port(), monitor_port=0)
+    url = await asyncio.to_thread(server.start)
+    try:
+        settings = BusSettings(url=url, command_stream="FAULT_COMMANDS", event_stream="FAULT_EVENTS")
+        nc = await bus.connect(settings, "outbox-fault-test")
+        try:
+            js = nc.jetstream()
+            await bus.ensure_streams(js, settings)
+            await insert_backlog(
+                outbox.db, execution_id, event_subject(execution_id, 1), 610000000000000000, total
+            )
+            publisher = Publisher(
+                outbox.outbox, nc, batch_size=500, idle_sleep=0.05, error_sleep=0.2, publish_timeout=1.0
+            )
+            task = asyncio.create_task(publisher.run())
+            try:
+
+                async def some_published() -> bool:
+                    return await published(outbox.db) >= 2000
+
+                await wait_for(some_published, what="a few batches published", within=60.0)
+                await asyncio.to_thread(server.stop)
+
+                async def disconnected() -> bool:
+                    return not nc.is_connected
+
+                await wait_for(disconnected, what="the publisher's client to notice the outage")
+                await asyncio.sleep(2.0)  # an outage several publish timeouts long
+                during = await status_counts(outbox.db)
+                assert during["DEAD"] == 0
+                # Nothing is claimed while the bus is away: attempts are not burnt by the outage.
+                assert await outbox.db.fetchval("SELECT max(attempts) FROM noetl.outbox") <= 2
+                assert await asyncio.to_thread(server.start) == url
+
+                async def drained() -> bool:
+                    return await published(outbox.db) == total
+
+                await wait_for(drained, what="the backlog drained after NATS came back", within=90.0)
+            finally:
+                publisher.shutdown()
+                await task
+            ids = await stream_ids(
+                js, settings.event_stream, execution_events_filter(execution_id), at_least=total
+            )
+        finally:
+            await nc.close()
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert len(ids) == total
+    assert set(ids.values()) == {1}, "a row reached the stream twice"
+    assert (await status_counts(outbox.db))["PUBLISHED"] == total
