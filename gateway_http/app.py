@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from gateway_http.clients import GatewayClients
 from gateway_http.cors import Cors
 from gateway_http.errors import exception_handlers
+from gateway_http.event_feeds import EventFeeds
 from gateway_http.internal_gate import gated
 from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
 from gateway_http.routes import Endpoint, health
@@ -24,6 +25,7 @@ from gateway_http.routes.events import EventRoutes
 from gateway_http.routes.executions import ExecutionRoutes
 from gateway_http.routes.internal import InternalRoutes
 from gateway_http.routes.keychain import KeychainRoutes
+from gateway_http.routes.stream import StreamRoutes
 from gateway_http.routes.wallet import WalletRoutes
 from gateway_http.settings import GatewaySettings
 
@@ -36,6 +38,7 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *health.endpoints(metrics_enabled=settings.metrics_enabled),
         *CatalogRoutes(clients.catalog, timeout).endpoints(),
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
+        *StreamRoutes(EventFeeds(clients.events), timeout).endpoints(),
         *EventRoutes(clients.events, timeout).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
         *InternalRoutes(clients.outbox, clients.events, timeout).endpoints(),

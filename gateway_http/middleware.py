@@ -70,13 +70,17 @@ class RequestTimeout:
             return
         started = False
 
+        deadline = asyncio.timeout(self.seconds)
+
         async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # Only the wait for an answer is bounded: a stream (SSE) may then run for as
+                # long as its execution does (§1.1 exempts streaming routes).
+                deadline.reschedule(None)
             await send(message)
 
-        deadline = asyncio.timeout(self.seconds)
         try:
             async with deadline:
                 await self.app(scope, receive, tracking_send)

@@ -1,0 +1,62 @@
+"""`GET /api/executions/{id}/events/stream`: Server-Sent Events of an execution (http-api.md §4.7)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway_http.encoding import dumps
+from gateway_http.event_feeds import EventFeeds, follow
+from gateway_http.routes import Endpoint
+from gateway_http.validation import Problems, parse_id
+from gateway_http.views import event_object
+
+KEEPALIVE_SECONDS = 15.0
+
+
+class StreamRoutes:
+    def __init__(self, feeds: EventFeeds, rpc_timeout: float, keepalive: float = KEEPALIVE_SECONDS) -> None:
+        self._feeds = feeds
+        self._timeout = rpc_timeout
+        self._keepalive = keepalive
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint("/executions/{execution_id}/events/stream", self.stream, ("GET",))]
+
+    async def stream(self, request: Request) -> Response:
+        """Replays the log, then pushes new events live; `Last-Event-ID` resumes after that id.
+
+        The stream closes after the terminal event. An unknown execution answers a plain 404
+        before any stream starts, so the first event (or the failure) is awaited up front.
+        """
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        problems.check()
+        after = parse_id(request.headers.get("last-event-id", "").strip())
+        feed = self._feeds.join(execution_id)
+        try:
+            await feed.wait_beyond(0, self._timeout)
+            if feed.error is not None:
+                raise feed.error
+        except BaseException:
+            await self._feeds.leave(execution_id, feed)
+            raise
+
+        async def messages() -> AsyncIterator[bytes]:
+            try:
+                async for event in follow(feed, after, self._keepalive):
+                    if event is None:
+                        yield b": keep-alive\n\n"
+                        continue
+                    head = f"id: {event.event_id}\nevent: {event.event_type}\ndata: ".encode()
+                    yield head + dumps(event_object(event)) + b"\n\n"
+            finally:
+                await self._feeds.leave(execution_id, feed)
+
+        return StreamingResponse(
+            messages(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
