@@ -126,6 +126,28 @@ def event_object(event: common_pb2.Event) -> dict[str, Any]:
     }
 
 
+def raw_event_row(event: common_pb2.Event) -> dict[str, Any]:
+    """§4.6: the raw columns with ids as numbers, then `execution_id` (string) and `timestamp`."""
+    row = event_object(event)
+    return {
+        "event_id": event.event_id,
+        "event_type": row["event_type"],
+        "node_id": row["node_id"],
+        "node_name": row["node_name"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "context": row["context"],
+        "result": row["result"],
+        "error": row["error"],
+        "catalog_id": event.catalog_id,
+        "parent_execution_id": event.parent_execution_id if event.HasField("parent_execution_id") else None,
+        "parent_event_id": event.parent_event_id if event.HasField("parent_event_id") else None,
+        "duration": row["duration"],
+        "execution_id": row["execution_id"],
+        "timestamp": row["timestamp"],
+    }
+
+
 def pagination(page: int, page_size: int, total: int) -> dict[str, Any]:
     """§4.4: an empty result still has one page."""
     total_pages = (total + page_size - 1) // page_size if total > 0 else 1

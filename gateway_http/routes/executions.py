@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2
@@ -12,10 +13,12 @@ from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, parse_id, read_json
-from gateway_http.views import event_object, execution_entry, pagination, status_body
-from services.common.errors import NotFound
+from gateway_http.views import event_object, execution_entry, pagination, raw_event_row, status_body
+from services.common.errors import NotFound, Unprocessable
 from services.common.grpc_client import Sharded
 from services.common.timeutil import utcnow
+
+MAX_LIST_OFFSET = 5000
 
 
 class ExecutionRoutes:
@@ -32,6 +35,8 @@ class ExecutionRoutes:
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("/execute", self.execute, ("POST",)),
+            Endpoint("/executions", self.listing, ("GET",)),
+            Endpoint("/executions/{execution_id}/events", self.raw_events, ("GET",)),
             Endpoint("/executions/{execution_id}", self.detail, ("GET",)),
             Endpoint("/executions/{execution_id}/status", self.status, ("GET",)),
             Endpoint("/executions/{execution_id}/cancel", self.cancel, ("POST",)),
@@ -202,5 +207,58 @@ class ExecutionRoutes:
                 "execution_id": str(started.execution_id),
                 "status": "started",
                 "commands_generated": started.commands_generated,
+            }
+        )
+
+    async def listing(self, request: Request) -> Response:
+        """§4.3 → `ListExecutions` on every shard, merged newest start first; a bare JSON array."""
+        problems = Problems()
+        query = problems.query(request)
+        page = query.number("page", 1, minimum=1)
+        page_size = min(max(query.number("page_size", 100, minimum=-(2**31)), 1), 200)
+        problems.check()
+        offset = (page - 1) * page_size
+        if offset > MAX_LIST_OFFSET:
+            raise Unprocessable(f"Requested page is too deep. Max supported offset is {MAX_LIST_OFFSET}.")
+        wanted = execution_pb2.ListExecutionsRequest(limit=offset + page_size, offset=0)
+        shards = await asyncio.gather(
+            *(
+                shard.executions.ListExecutions(wanted, timeout=self._timeout)
+                for shard in self._execution.all()
+            )
+        )
+        summaries = sorted(
+            (summary for shard in shards for summary in shard.summaries),
+            key=lambda s: (s.start_time.seconds, s.start_time.nanos, s.execution_id),
+            reverse=True,
+        )
+        now = utcnow()
+        return json_response([execution_entry(s, now) for s in summaries[offset : offset + page_size]])
+
+    async def raw_events(self, request: Request) -> Response:
+        """§4.6: the raw event rows (ids as numbers, `execution_id` a string), newest first, paged."""
+        problems = Problems()
+        execution_id = problems.path_id(request, "execution_id")
+        query = problems.query(request)
+        page = query.number("page", 1, minimum=1)
+        page_size = query.number("page_size", 100, minimum=10, maximum=500)
+        since_event_id = query.identifier("since_event_id")
+        event_type = query.text("event_type")
+        problems.check()
+        found = await self._execution.for_execution(execution_id).executions.Get(
+            execution_pb2.GetRequest(execution_id=execution_id), timeout=self._timeout
+        )
+        listing = events_pb2.ListEventsRequest(
+            execution_id=execution_id, newest_first=True, page=page, page_size=page_size
+        )
+        set_present(listing, after_event_id=since_event_id, event_type=event_type or None)
+        listed = await self._events.for_execution(execution_id).ListEvents(listing, timeout=self._timeout)
+        return json_response(
+            {
+                "execution_id": str(execution_id),
+                "path": found.summary.path,
+                "status": found.summary.status,
+                "events": [raw_event_row(event) for event in listed.events],
+                "pagination": pagination(page, page_size, listed.total),
             }
         )

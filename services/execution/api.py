@@ -16,7 +16,7 @@ from services.execution.control import Control
 from services.execution.lifecycle import LifecycleEvent, updates_for
 from services.execution.orchestrator import Orchestrator, StartInput
 from services.execution.ports import Appended
-from services.execution.queries import Queries
+from services.execution.queries import Queries, Summary
 from services.execution.store import CommandRow, ExecutionStore
 
 
@@ -45,6 +45,24 @@ def command_message(row: CommandRow) -> common_pb2.Command:
     )
     if row.worker_id:
         message.worker_id = row.worker_id
+    return message
+
+
+def _summary(summary: Summary) -> execution_pb2.ExecutionSummary:
+    message = execution_pb2.ExecutionSummary(
+        execution_id=summary.execution_id,
+        catalog_id=summary.catalog_id,
+        path=summary.path,
+        version=summary.version,
+        status=summary.status,
+        start_time=timestamp(summary.start_time),
+    )
+    if summary.end_time is not None:
+        message.end_time.CopyFrom(timestamp(summary.end_time))
+    if summary.error is not None:
+        message.error = summary.error
+    if summary.parent_execution_id is not None:
+        message.parent_execution_id = summary.parent_execution_id
     return message
 
 
@@ -84,22 +102,13 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
     async def Get(
         self, request: execution_pb2.GetRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.GetResponse:
-        summary = await self._queries.summary(request.execution_id)
-        message = execution_pb2.ExecutionSummary(
-            execution_id=summary.execution_id,
-            catalog_id=summary.catalog_id,
-            path=summary.path,
-            version=summary.version,
-            status=summary.status,
-            start_time=timestamp(summary.start_time),
-        )
-        if summary.end_time is not None:
-            message.end_time.CopyFrom(timestamp(summary.end_time))
-        if summary.error is not None:
-            message.error = summary.error
-        if summary.parent_execution_id is not None:
-            message.parent_execution_id = summary.parent_execution_id
-        return execution_pb2.GetResponse(summary=message)
+        return execution_pb2.GetResponse(summary=_summary(await self._queries.summary(request.execution_id)))
+
+    async def ListExecutions(
+        self, request: execution_pb2.ListExecutionsRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.ListExecutionsResponse:
+        found = await self._queries.recent(max(1, min(request.limit or 100, 10_000)), max(0, request.offset))
+        return execution_pb2.ListExecutionsResponse(summaries=[_summary(s) for s in found])
 
     async def Status(
         self, request: execution_pb2.StatusRequest, context: grpc.aio.ServicerContext

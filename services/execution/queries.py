@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.common.errors import NotFound
@@ -83,6 +83,34 @@ class Queries:
             error=error,
             parent_execution_id=await self._store.parent_of(execution_id),
         )
+
+    async def recent(self, limit: int, offset: int) -> list[Summary]:
+        """Executions newest first, from the status projection (kept by the orchestrator, so a
+        failed command shows as FAILED only once the run ends; the detail route reads the log)."""
+        paths: dict[int, tuple[str, int]] = {}
+        summaries = []
+        for row in await self._store.recent(limit, offset):
+            if row.catalog_id not in paths:
+                try:
+                    entry = await self._catalog.resolve(path=None, catalog_id=row.catalog_id, version=None)
+                    paths[row.catalog_id] = (entry.path, entry.version)
+                except NotFound:
+                    paths[row.catalog_id] = ("unknown", 0)
+            path, version = paths[row.catalog_id]
+            summaries.append(
+                Summary(
+                    execution_id=row.execution_id,
+                    catalog_id=row.catalog_id,
+                    path=path,
+                    version=version,
+                    status=row.status,
+                    start_time=row.start_time or datetime.now(tz=UTC),
+                    end_time=row.end_time,
+                    error=row.error,
+                    parent_execution_id=row.parent_execution_id,
+                )
+            )
+        return summaries
 
     async def status(self, execution_id: int) -> StatusView:
         """Raises NotFound ("Execution not found") for an unknown execution."""

@@ -181,6 +181,28 @@ class ExecutionStore:
         )
         return int(value)
 
+    async def recent(self, limit: int, offset: int) -> list[ExecutionRow]:
+        """Newest start first (the projection's index serves the order)."""
+        rows = await self.pool.fetch(
+            "SELECT execution_id, catalog_id, parent_execution_id, status, start_time, end_time, error "
+            "FROM noetl.execution ORDER BY COALESCE(start_time, created_at) DESC NULLS LAST, execution_id DESC "
+            "LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+        )
+        return [
+            ExecutionRow(
+                execution_id=row[0],
+                catalog_id=row[1],
+                parent_execution_id=row[2],
+                status=row[3],
+                start_time=as_utc(row[4]) if row[4] else None,
+                end_time=as_utc(row[5]) if row[5] else None,
+                error=row[6],
+            )
+            for row in rows
+        ]
+
     async def running_executions(self, limit: int) -> list[int]:
         rows = await self.pool.fetch(
             "SELECT execution_id FROM noetl.execution WHERE status = 'RUNNING' ORDER BY execution_id LIMIT $1",
@@ -298,6 +320,17 @@ class ExecutionStore:
             execution_id,
         )
         return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    execution_id: int
+    catalog_id: int
+    parent_execution_id: int | None
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
