@@ -6,6 +6,8 @@ Examples:
     .venv/bin/python -m bench chain --runs 10 --chains python
     .venv/bin/python -m bench outbox --backlog 100000 --outbox-batch 1000
     .venv/bin/python -m bench all --gateway http://127.0.0.1:8082   # a mesh already running
+    .venv/bin/python -m bench tools                # the worker's tools, on meshes of its own
+    .venv/bin/python -m bench loops --loop-runs 5  # 200-iteration loop, 100-wide loop, 50-step chain
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from pathlib import Path
 
 from bench import chain as chain_bench
 from bench import ingest as ingest_bench
+from bench import loops as loops_bench
 from bench import outbox as outbox_bench
+from bench import passes as passes_bench
+from bench import tools as tools_bench
 from bench.stats import table
 from bench.target import Target, external, own_mesh
 
@@ -39,7 +44,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", nargs="?", choices=("ingest", "chain", "outbox", "all"), default="all")
+    parser.add_argument(
+        "benchmark", nargs="?", choices=("ingest", "chain", "outbox", "tools", "loops", "all"), default="all"
+    )
     parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
     parser.add_argument(
         "--run-dir", type=Path, help="run dir of the running mesh (Subscribe address, metrics, CPU)"
@@ -79,6 +86,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="outbox: the publisher's batch size on a mesh of its own (default: the service's, 100)",
     )
+    parser.add_argument(
+        "--loop-runs", type=int, default=3, help="loops: timed runs per playbook (default 3, 1 warm-up first)"
+    )
+    parser.add_argument(
+        "--loops", default="seq200,par100,chain50", help="loops: playbooks to run (default all three)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 512 or not 1 <= args.executions <= 1000:
@@ -92,6 +105,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     if args.outbox_batch is not None and (args.gateway or not 1 <= args.outbox_batch <= 1000):
         parser.error("--outbox-batch takes 1..1000 and applies only to a mesh of its own")
     args.chains = [c.strip() for c in args.chains.split(",") if c.strip()]
+    args.loops = [name.strip() for name in args.loops.split(",") if name.strip()]
+    if not set(args.loops) <= set(loops_bench.SCENARIOS) or not 1 <= args.loop_runs <= 100:
+        parser.error(f"--loops takes {', '.join(loops_bench.SCENARIOS)}; --loop-runs 1..100")
     if not set(args.chains) <= {"noop", "python"}:
         parser.error("--chains takes noop and/or python")
     return args
@@ -166,6 +182,12 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
                 ],
                 [name, "failed runs", str(len(c.failures)), ""],
             ]
+    if args.benchmark in ("loops", "all"):
+        print(f"loops: {', '.join(args.loops)}, 1 warm-up + {args.loop_runs} runs each ...", file=sys.stderr)
+        engine = await asyncio.to_thread(passes_bench.pass_times, loops_bench.SEQ_ITERATIONS, 5)
+        found = await loops_bench.run_loops(target, names=args.loops, runs=args.loop_runs, warmup=1)
+        rows += loops_bench.rows(found, engine)
+        details += loops_bench.describe(found, engine)
     if args.benchmark in ("outbox", "all"):
         print(f"outbox: drain {args.backlog:,} rows ...", file=sys.stderr, flush=True)
         drain = await outbox_bench.run_drain(target, backlog=args.backlog)
@@ -176,8 +198,24 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
     return rows, details
 
 
+def _tools(args: argparse.Namespace) -> int:
+    """`tools` starts meshes of its own (4 worker processes), so it does not take `--gateway`."""
+    if args.gateway:
+        raise SystemExit("tools starts a mesh of its own; --gateway does not apply")
+    result = tools_bench.run_tools(runs=min(args.runs, 10), verbose=args.verbose)
+    print()
+    print(f"noetl-mesh tools benchmark, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print()
+    print(table(["benchmark", "figure", "measured", "Python reference"], tools_bench.rows(result)))
+    print()
+    print("\n".join(tools_bench.describe(result)))
+    return 1 if result.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    if args.benchmark == "tools":
+        return _tools(args)
     try:
         import uvloop
 

@@ -33,6 +33,7 @@ import orjson
 from nats.js.api import DeliverPolicy
 from noetl.v1 import events_pb2, events_pb2_grpc
 
+from bench.cpu import CpuMeter, CpuReport
 from bench.stats import histogram_mean, percentile
 from bench.target import Snapshot, Target
 from services.common.bus import event_subject, execution_events_filter
@@ -63,6 +64,7 @@ class DrainResult:
     stream_messages: int = 0
     rows_per_batch: float | None = None
     batch_seconds: float | None = None
+    cpu: CpuReport | None = None
 
     @property
     def rate(self) -> float:
@@ -108,6 +110,8 @@ async def run_drain(target: Target, *, backlog: int) -> DrainResult:
                 backlog,
             )
         committed = await conn.fetchval("SELECT clock_timestamp()")
+        meter = CpuMeter(target.cpu_roots)
+        meter.start()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM noetl.outbox WHERE execution_id = $1 AND status <> 'PUBLISHED')",
@@ -116,6 +120,7 @@ async def run_drain(target: Target, *, backlog: int) -> DrainResult:
             if time.monotonic() > deadline:
                 raise BenchSetupError(f"the backlog did not drain within {DRAIN_TIMEOUT:.0f}s")
             await asyncio.sleep(0.5)
+        result.cpu = meter.stop()  # the window overshoots the drain by one poll interval at most
         last = await conn.fetchval(
             "SELECT max(published_at) FROM noetl.outbox WHERE execution_id = $1", execution_id
         )
@@ -194,11 +199,14 @@ async def run_relay(target: Target, *, events: int) -> RelayResult:
 
 def drain_rows(r: DrainResult) -> list[list[str]]:
     name = f"outbox drain ({r.rows:,} rows)"
-    return [
+    rows = [
         [name, "rows/s", f"{r.rate:,.0f}", ""],
         [name, "seconds", f"{r.seconds:.2f}", ""],
         [name, "stream messages", f"{r.stream_messages:,}", ""],
     ]
+    if r.cpu is not None:
+        rows.append([name, "other load (% of 1 core)", f"{r.cpu.pct(r.cpu.other):.0f}", ""])
+    return rows
 
 
 def relay_rows(r: RelayResult) -> list[list[str]]:
@@ -222,6 +230,8 @@ def describe(drain: DrainResult | None, relay: RelayResult | None) -> list[str]:
             f"outbox drain: {drain.rows_per_batch:.0f} rows per publisher batch on average, "
             f"{drain.batch_seconds * 1000:.1f} ms from a batch's first publish to its last acknowledgement"
         )
+    if drain is not None and drain.cpu is not None:
+        lines += ["outbox drain " + "\n".join(drain.cpu.lines())]
     if relay is not None and relay.after_answer_ms:
         lines.append(
             "relay path: 'answered' is the moment Append returned (just after the commit); "

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noetl_mesh.config import Ports
-from noetl_mesh.probes import GrpcHealth, HttpHealth, Readiness, Settled
+from noetl_mesh.probes import GrpcHealth, HttpHealth, LogLine, Readiness
 
 HOST = "127.0.0.1"
 
@@ -52,7 +52,9 @@ def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSp
         ProcessSpec(
             "worker",
             (python, "-m", "worker"),
-            Settled(1.0),
+            # The same text as worker.consumer.READY_MARKER; not imported, so the launcher
+            # does not load the worker's dependencies.
+            LogLine("worker ready: consuming pools"),
             env={"NOETL_METRICS_PORT": str(ports.worker_metrics)},
         ),
     ]

@@ -87,3 +87,22 @@ class Settled:
             if TRACEBACK in log.read_text(errors="replace"):
                 raise ProbeFailed("logged a traceback while starting")
         return time.monotonic() - started_at >= self.seconds
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """Ready once the process logged `marker` (and no traceback): for a process with nothing to
+    probe over the network that can still say when it is really ready (the worker)."""
+
+    marker: str
+
+    def describe(self) -> str:
+        return f"{self.marker!r} in its log"
+
+    def ready(self, started_at: float, log: Path) -> bool:
+        with contextlib.suppress(FileNotFoundError):
+            text = log.read_text(errors="replace")
+            if TRACEBACK in text:
+                raise ProbeFailed("logged a traceback while starting")
+            return self.marker in text
+        return False

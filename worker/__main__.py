@@ -8,17 +8,19 @@ import signal
 import sys
 
 import uvloop
-from noetl.v1 import events_pb2_grpc, execution_pb2_grpc
+from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, secrets_pb2_grpc
 
 from services.common import bus, telemetry
 from services.common.config import ConfigError
-from services.common.grpc_client import Sharded
+from services.common.grpc_client import Sharded, open_channel
 from services.common.runner import configure_logging
 from worker.consumer import Consumer
+from worker.credentials import SecretsClient
 from worker.executor import Executor
 from worker.settings import Settings
+from worker.tools.http import HttpTool
 from worker.tools.python_runner import PythonRunner
-from worker.tools.registry import build_tools
+from worker.tools.registry import Mesh, build_tools
 
 
 async def serve(settings: Settings) -> int:
@@ -27,15 +29,24 @@ async def serve(settings: Settings) -> int:
     await bus.ensure_streams(js, settings.bus)
     commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
+    secrets_channel = open_channel(settings.secrets_addr) if settings.secrets_addr else None
+    secrets = SecretsClient(
+        secrets_pb2_grpc.SecretsServiceStub(secrets_channel) if secrets_channel is not None else None,
+        settings.worker_id,
+    )
+    http = HttpTool()
     async with PythonRunner(processes=settings.python_processes) as runner:
         executor = Executor(
             worker_id=settings.worker_id,
             commands=commands,
             events=events,
-            tools=build_tools(runner),
+            tools=build_tools(runner, Mesh(executions, events), http),
             default_timeout=settings.default_timeout,
             heartbeat_seconds=settings.heartbeat_seconds,
             server_url=settings.server_url,
+            secrets=secrets,
+            max_result_bytes=settings.max_result_bytes,
         )
         consumer = Consumer(
             js,
@@ -45,16 +56,19 @@ async def serve(settings: Settings) -> int:
             pools=settings.pools,
             concurrency=settings.concurrency,
             ack_wait=max(300.0, settings.default_timeout + 30),
+            grace=settings.shutdown_grace_seconds,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.shutdown)
-        logging.getLogger("worker").info(
-            "worker %s consuming pools %s", settings.worker_id, ",".join(settings.pools)
-        )
+        logging.getLogger("worker").info("worker %s starting", settings.worker_id)
         await consumer.run()
+    await http.close()
     await commands.close()
     await events.close()
+    await executions.close()
+    if secrets_channel is not None:
+        await secrets_channel.close()
     await nc.drain()
     return 0
 

@@ -16,9 +16,16 @@ from worker.executor import Executor, Notification, Outcome
 
 log = logging.getLogger(__name__)
 
+# The launcher waits for this line in the worker's log (noetl_mesh/mesh.py).
+READY_MARKER = "worker ready: consuming pools"
+
 
 class Consumer:
-    """Lifecycle: `run()` until `shutdown()`; then in-flight commands finish before it returns."""
+    """Lifecycle: `run()` until `shutdown()`, which stops the intake at once; commands in flight
+    then get `grace` seconds to finish. Those still running after it are handed back: cancelled
+    without closing events, their notifications returned to the stream, and their claim lease left
+    to run out so that the server can give the command to another worker (dsl.md §17.7).
+    """
 
     def __init__(
         self,
@@ -30,6 +37,7 @@ class Consumer:
         pools: tuple[str, ...],
         concurrency: int,
         ack_wait: float,
+        grace: float = 30.0,
     ) -> None:
         self._js = js
         self._executor = executor
@@ -39,20 +47,33 @@ class Consumer:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._ack_wait = ack_wait
+        self._grace = grace
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
+        # Every durable consumer exists before the worker says it is ready: consumers deliver
+        # only messages published after their creation, so a launcher that waited less could
+        # issue commands nobody would ever see (until the reaper re-announced them).
+        subscriptions = [await self._subscribe(pool) for pool in self._pools]
+        log.info("%s %s", READY_MARKER, ",".join(self._pools))
         async with asyncio.TaskGroup() as group:
-            for pool in self._pools:
-                group.create_task(self._pull(pool))
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+            for durable, subscription in subscriptions:
+                group.create_task(self._pull(durable, subscription))
+        if not self._running:
+            return
+        log.info("intake stopped; waiting up to %gs for %d running commands", self._grace, len(self._running))
+        _done, pending = await asyncio.wait(set(self._running), timeout=self._grace)
+        if pending:
+            log.warning("handing back %d commands still running after %gs", len(pending), self._grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def shutdown(self) -> None:
         self._stop.set()
 
-    async def _pull(self, pool: str) -> None:
+    async def _subscribe(self, pool: str) -> tuple[str, JetStreamContext.PullSubscription]:
         durable = self._consumer if pool == "shared" else f"{self._consumer}_{pool}"
         subscription = await self._js.pull_subscribe(
             f"noetl.commands.{pool}.>",
@@ -66,8 +87,10 @@ class Consumer:
                 max_ack_pending=64,
             ),
         )
-        while not self._stop.is_set():
-            await self._slots.acquire()
+        return durable, subscription
+
+    async def _pull(self, durable: str, subscription: JetStreamContext.PullSubscription) -> None:
+        while await self._slot():
             try:
                 messages = await subscription.fetch(1, timeout=1.0)
             except NatsTimeout:
@@ -85,6 +108,24 @@ class Consumer:
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
 
+    async def _slot(self) -> bool:
+        """Wait for a free slot; False (and no slot held) once the consumer is stopping."""
+        if self._stop.is_set():
+            return False
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait((acquire, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+        if acquire.done() and not acquire.cancelled():
+            if not self._stop.is_set():
+                return True
+            self._slots.release()
+        return False
+
     async def _handle(self, message: Msg) -> None:
         try:
             note = _parse(message.data)
@@ -96,6 +137,11 @@ class Consumer:
                 await message.nak(delay=2)
             else:
                 await message.ack()
+        except asyncio.CancelledError:
+            # Handed back at shutdown: redelivered, and claimable once the lease has run out.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(message.nak(delay=2), timeout=2)
+            raise
         except Exception:
             log.exception("command notification failed")
             with contextlib.suppress(Exception):

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -17,10 +17,13 @@ from services.common import jsonutil
 from services.common.errors import Conflict, MeshError, NotFound
 from services.common.grpc_client import Sharded
 from services.common.rpc_errors import from_rpc_error
+from worker.credentials import CommandSecrets, SecretsClient
 from worker.pipeline import ToolRunner, tool_config
 from worker.tools.base import Tool, ToolCall, ToolResult
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 
 class Outcome:
@@ -49,6 +52,8 @@ class Executor:
         default_timeout: float,
         heartbeat_seconds: float,
         server_url: str,
+        secrets: SecretsClient | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self._worker_id = worker_id
         self._commands = commands
@@ -57,6 +62,8 @@ class Executor:
         self._default_timeout = default_timeout
         self._heartbeat = heartbeat_seconds
         self._server_url = server_url
+        self._secrets = secrets
+        self._max_result_bytes = max_result_bytes
 
     async def handle(self, note: Notification) -> str:
         try:
@@ -81,6 +88,7 @@ class Executor:
 
     async def _run(self, command: Any) -> None:
         context = jsonutil.loads(command.context_json) or {}
+        meta = jsonutil.loads(command.meta_json) if command.meta_json else None
         call = ToolCall(
             execution_id=command.execution_id,
             command_id=command.command_id,
@@ -91,18 +99,26 @@ class Executor:
             render_context=context.get("render_context") or {},
             timeout=_timeout(context.get("spec"), context.get("tool_config"), self._default_timeout),
             server_url=self._server_url,
+            secrets=CommandSecrets(self._secrets, command.execution_id),
+            trace=meta.get("trace") if isinstance(meta, dict) else None,
         )
         stream = _EventStream(self._events.for_execution(command.execution_id), call, self._worker_id)
         beat = asyncio.create_task(self._heartbeats(stream))
         started = time.perf_counter()
         try:
             result = await self._execute(call)
+        except asyncio.CancelledError:
+            # Handed back (worker shutdown): no closing events; the claim lease runs out instead.
+            stream.abort()
+            raise
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        await stream.send(_closing_events(call, result, duration_ms))
+        result = _bounded(result, self._max_result_bytes)
+        closing = _closing_events(call, result, duration_ms)
+        await stream.send([(kind, call.secrets.redact(payload)) for kind, payload in closing])
         await stream.close()
 
     async def _execute(self, call: ToolCall) -> ToolResult:
@@ -125,6 +141,28 @@ def _timeout(spec: Any, config: Any, default: float) -> float:
             if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
                 return float(value)
     return default
+
+
+def _bounded(result: ToolResult, limit: int) -> ToolResult:
+    """The result, or a failure saying it is too large to report (dsl.md §9.12)."""
+    if result.data is None:
+        return result
+    try:
+        size = len(jsonutil.dumps(result.data))
+    except TypeError as exc:
+        return replace(result, ok=False, data=None, error=f"result is not JSON-serialisable: {exc}")
+    if size <= limit:
+        return result
+    return ToolResult(
+        ok=False,
+        data=None,
+        error=(
+            f"result too large: the step's result data is {size} bytes, over this worker's limit "
+            f"of {limit} bytes (NOETL_WORKER_MAX_RESULT_BYTES)"
+        ),
+        stdout=result.stdout,
+        stderr=result.stderr,
+    )
 
 
 def _closing_events(
@@ -192,6 +230,10 @@ class _EventStream:
                 ]
             )
         )
+
+    def abort(self) -> None:
+        """Gives the stream up: what was already sent is stored, nothing more is."""
+        self._rpc.cancel()
 
     async def close(self) -> None:
         """Ends the stream and waits until every event is stored.

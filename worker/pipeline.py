@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.templating import Renderer, TemplateError, scoped_key
+from worker.credentials import SecretError
+from worker.keychain import resolve_keychain
 from worker.policy import Do, PolicyError, Rule, Verdict, attempt_output, decide, jump_index, parse_rules
 from worker.tools.base import Tool, ToolCall, ToolResult
 
@@ -201,9 +203,13 @@ class ToolRunner:
         backstop = None if call.timeout is None else call.timeout + _BACKSTOP_GRACE_S
         try:
             async with asyncio.timeout(backstop):
-                return await tool.run(call)
+                return await tool.run(await resolve_keychain(call))
+        except SecretError as exc:
+            return ToolResult(ok=False, data=None, error=str(exc))
+        except TemplateError as exc:
+            return ToolResult(ok=False, data=None, error=exc.message)
         except TimeoutError:
-            return ToolResult(ok=False, data=None, error=_timeout_message(call))
+            return ToolResult(ok=False, data=None, error=_timeout_message(call), error_kind="timeout")
         except Exception as exc:
             log.exception("tool %s of step %s crashed", call.kind, call.step)
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")

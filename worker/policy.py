@@ -3,10 +3,11 @@
 Pure: reading the rules, the `output` a rule sees, matching, rendering `then.set`, backoff delays
 and jump targets. Running attempts and sleeping between them is `pipeline.py`'s job.
 
-Tools report failures as text (`ToolResult.error`), so an error's `kind` is read from it here:
-a message starting with `timeout` is a timeout and one starting with `connection` a connection
-failure (tools word them so); an http result with status >= 400 is an `http` error; anything
-else is a `tool` error whose `code` is the exception name of a python `Name: message` error.
+An error's `kind` is the tool's own `ToolResult.error_kind` when it set one (`timeout`,
+`connection`); otherwise it is read from the message: one starting with `timeout` is a timeout and
+one starting with `connection` a connection failure (tools word them so); an http result with a
+`status_code` >= 400 in its data is an `http` error; anything else is a `tool` error whose `code`
+is the exception name of a python `Name: message` error.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def attempt_output(kind: str, result: ToolResult) -> dict[str, Any]:
     if http is not None:
         output["http"] = http
     if not result.ok:
-        output["error"] = _error(result.error or "tool failed", http)
+        output["error"] = _error(result.error or "tool failed", http, result.error_kind)
     return output
 
 
@@ -166,11 +167,11 @@ def _http(kind: str, data: Any) -> dict[str, Any] | None:
     return {"status": status, "headers": data.get("headers") or {}}
 
 
-def _error(message: str, http: Mapping[str, Any] | None) -> dict[str, Any]:
+def _error(message: str, http: Mapping[str, Any] | None, kind: str | None = None) -> dict[str, Any]:
     lowered = message.lower()
-    if lowered.startswith("timeout"):
+    if kind == "timeout" or (kind is None and lowered.startswith("timeout")):
         return {"kind": "timeout", "retryable": True, "code": "timeout", "message": message}
-    if lowered.startswith("connection"):
+    if kind == "connection" or (kind is None and lowered.startswith("connection")):
         return {"kind": "connection", "retryable": True, "code": "connection", "message": message}
     if http is not None and http["status"] >= 400:
         status = http["status"]

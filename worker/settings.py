@@ -21,6 +21,9 @@ class Settings:
     default_timeout: float
     heartbeat_seconds: float
     server_url: str
+    secrets_addr: str  # empty: no secrets service, so `auth` and `keychain` fail with a clear error
+    max_result_bytes: int
+    shutdown_grace_seconds: float
 
     @classmethod
     def load(cls) -> Settings:
@@ -41,6 +44,14 @@ class Settings:
             # A quarter of the 120 s claim lease (data-model.md §6.3).
             heartbeat_seconds=env.number("NOETL_WORKER_HEARTBEAT_SECONDS", 30.0, minimum=0.1),
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
+            secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
+            # A serialised result over this fails the command with a clear error (dsl.md §9.12).
+            max_result_bytes=env.integer(
+                "NOETL_WORKER_MAX_RESULT_BYTES", 16 * 1024 * 1024, minimum=1024, maximum=48 * 1024 * 1024
+            ),
+            # On SIGTERM: stop taking work, let running commands finish for this long, then hand
+            # them back (their claim lease lets another worker take them).
+            shutdown_grace_seconds=env.number("NOETL_WORKER_SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0.0),
         )
         env.finish()
         return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -144,15 +145,20 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             )
             for e in request.events
         ]
-        await self._store.apply_lifecycle(request.execution_id, updates_for(events), self._lease)
         first = request.events[0] if request.events else None
         committed = Appended(
             event_ids=[e.event_id for e in request.events],
             stored=[record_from_message(e) for e in request.events],
             linked_to=first.prev_event_id if first is not None and first.HasField("prev_event_id") else None,
         )
-        issued = await self._orchestrator.advance(
-            request.execution_id, [e.event_type for e in request.events], committed
+        # The command rows' projection and the pass do not depend on each other: the pass folds
+        # the events themselves, and a new command's claim reads only its own row. Side by side,
+        # the projection's round trip is off the path from a completion to the next command.
+        _, issued = await asyncio.gather(
+            self._store.apply_lifecycle(request.execution_id, updates_for(events), self._lease),
+            self._orchestrator.advance(
+                request.execution_id, [e.event_type for e in request.events], committed
+            ),
         )
         return execution_pb2.AdvanceResponse(commands_generated=issued)
 

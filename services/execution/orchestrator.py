@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.common.bus import command_subject, pool_for
 from services.common.errors import FailedPrecondition, NotFound, Unprocessable
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 DRIVES = Counter("noetl_orchestrate_drive_total", "Orchestrator passes", ["stage"])
 for _stage in ("dispatched", "applied", "drive_error", "cold_rebuild", "closed"):
     DRIVES.labels(_stage)
+
+# One pass for a trigger: `evaluate` is the pure decision (engine), `total` adds folding the new
+# events, persisting the decision and any follow-up pass. Neither may grow with the log's length.
+PASS_SECONDS = Histogram(
+    "noetl_orchestrate_pass_seconds",
+    "Orchestrator pass time",
+    ["part"],
+    buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024),
+)
+for _part in ("evaluate", "total"):
+    PASS_SECONDS.labels(_part)
 
 EXECUTABLE = frozenset({"playbook", "agent"})
 TRIGGERS = frozenset({EventType.COMMAND_COMPLETED, EventType.COMMAND_FAILED})
@@ -160,15 +172,14 @@ class Orchestrator:
         if tracked is None:
             return 0
         async with tracked.lock:
+            began = time.perf_counter()
             if committed is None or not self._continue(tracked, committed):
                 await self._sync(tracked)
             state = tracked.state
             if state is None or tracked.finished:
                 return 0
             try:
-                decision = evaluate.advance(
-                    state, tracked.playbook, trigger=tracked.last_trigger, new_id=self._ids.next_id
-                )
+                decision = self._evaluate(state, tracked, trigger=tracked.last_trigger)
             except Exception:
                 DRIVES.labels("drive_error").inc()
                 raise
@@ -179,10 +190,16 @@ class Orchestrator:
                 if tracked.state is None or not evaluate.needs_follow_up(decision):
                     break
                 # The pass completed a step itself (an empty loop): route on from it right away.
-                decision = evaluate.advance(
-                    tracked.state, tracked.playbook, trigger=None, new_id=self._ids.next_id
-                )
+                decision = self._evaluate(tracked.state, tracked, trigger=None)
+            PASS_SECONDS.labels("total").observe(time.perf_counter() - began)
             return issued
+
+    def _evaluate(self, state: ExecutionState, tracked: Tracked, *, trigger: EventRecord | None) -> Decision:
+        began = time.perf_counter()
+        try:
+            return evaluate.advance(state, tracked.playbook, trigger=trigger, new_id=self._ids.next_id)
+        finally:
+            PASS_SECONDS.labels("evaluate").observe(time.perf_counter() - began)
 
     async def close(self, execution_id: int, event: NewEvent, status: str) -> bool:
         """Appends a terminal event decided outside a pass (cancel, finalize), under the pass lock.

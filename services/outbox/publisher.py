@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 # How often a publisher waiting for NATS to come back looks at the connection.
 _RECONNECT_POLL_SECONDS = 0.2
 _MAX_ERROR_SLEEP_SECONDS = 60.0
-# While a backlog lasts: batches with acknowledgements outstanding at once, and rows in them
-# (JetStream's async publish admits 4000 unacknowledged messages per connection).
+# While a backlog lasts: batches with acknowledgements outstanding at once, and rows in them.
+# Rows must stay below the 4000 unacknowledged messages nats-py's async publish admits: past it
+# a publish would wait for an acknowledgement that only settling (which comes later) can give up on.
 _MAX_BATCHES_ON_WIRE = 4
-_MAX_ROWS_ON_WIRE = 2000
+_MAX_ROWS_ON_WIRE = 3000
 
 
 async def check_duplicate_windows(
@@ -85,7 +86,7 @@ class Sent:
 class Publisher:
     """Lifecycle: `run()` until `shutdown()` (batches already claimed are published and marked first).
 
-    While a backlog lasts, several batches are on the wire at once (up to 4, at most 2000 rows):
+    While a backlog lasts, several batches are on the wire at once (up to 4, at most 3000 rows):
     the next batch is claimed while earlier ones wait for their acknowledgements, and a batch is
     marked while later ones are out. Batches are sent one after the other, so messages leave in
     outbox_id order.

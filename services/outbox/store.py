@@ -1,4 +1,7 @@
-"""SQL of the outbox context: every state transition of noetl.outbox (data-model.md §8)."""
+"""SQL of the outbox context: every state transition of noetl.outbox (data-model.md §8).
+
+A lost database connection raises `Unavailable` naming the operation (`connection_errors`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.common.db import connection_errors
 from services.common.timeutil import as_utc
 
 ERROR_LIMIT = 2000
@@ -80,7 +84,7 @@ UPDATE noetl.outbox SET status = 'DEAD', last_error = 'lease expired after ' || 
 # data-model.md §8.3, split in two so each half walks an index in outbox_id order and stops at
 # the limit: one `WHERE a OR b ORDER BY outbox_id` reads every ready row (or every published row
 # before them) on each claim, which made draining a backlog quadratic. Rows a half locks but the
-# final LIMIT drops stay locked (and are skipped by other claimers) only until this commit.
+# final LIMIT drops stay locked (and are skipped by other claimers) only until the statement ends.
 # `was` = the status before the claim: IN_FLIGHT means a lease was recovered.
 _CLAIM = """
 WITH due AS (
@@ -157,16 +161,18 @@ class OutboxStore:
     async def claim(self, limit: int) -> Claimed:
         """Due rows in outbox_id order, now IN_FLIGHT with `attempts` incremented; limit clamped 1..1000."""
         limit = max(1, min(1000, limit))
-        async with self._pool.acquire() as conn:
+        async with connection_errors("outbox claim"), self._pool.acquire() as conn:
             dead = _affected(await conn.execute(_DEAD_EXPIRED, self._lease, self._max_attempts))
             records = await conn.fetch(_CLAIM, self._lease, limit, self._max_attempts)
         records = sorted(records, key=lambda r: r[0])
-        rows = [Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in records]
+        # execution_id and subject are nullable columns; a row without a subject fails its publish.
+        rows = [Row(r[0], r[1], r[2] or 0, r[3] or "", r[4], r[5], r[6]) for r in records]
         return Claimed(rows, recovered=sum(1 for r in records if r[7]), dead_lettered=dead)
 
     async def mark_published(self, outbox_ids: Sequence[int]) -> int:
         """Idempotent; returns the rows affected."""
-        return _affected(await self._pool.execute(_MARK_PUBLISHED, list(outbox_ids)))
+        async with connection_errors("outbox mark-published"):
+            return _affected(await self._pool.execute(_MARK_PUBLISHED, list(outbox_ids)))
 
     async def mark_failed(self, failures: Sequence[Failure], max_delay: int) -> Marked:
         """Backs each row off by its attempts, or dead-letters it at the attempt limit.
@@ -179,13 +185,14 @@ class OutboxStore:
             0 if dead else backoff_seconds(f.attempts, max_delay)
             for f, dead in zip(failures, dead_flags, strict=True)
         ]
-        records = await self._pool.fetch(
-            _MARK_FAILED,
-            [f.outbox_id for f in failures],
-            [f.error[:ERROR_LIMIT] for f in failures],
-            [float(d) for d in delays],
-            dead_flags,
-        )
+        async with connection_errors("outbox mark-failed"):
+            records = await self._pool.fetch(
+                _MARK_FAILED,
+                [f.outbox_id for f in failures],
+                [f.error[:ERROR_LIMIT] for f in failures],
+                [float(d) for d in delays],
+                dead_flags,
+            )
         return Marked(
             delays={
                 f.outbox_id: d for f, d, dead in zip(failures, delays, dead_flags, strict=True) if not dead
@@ -194,16 +201,18 @@ class OutboxStore:
         )
 
     async def pending(self) -> int:
-        return int(await self._pool.fetchval(_PENDING))
+        async with connection_errors("outbox pending-count"):
+            return int(await self._pool.fetchval(_PENDING))
 
     async def counts(self) -> Counts:
-        row = await self._pool.fetchrow(_COUNTS)
+        async with connection_errors("outbox counts"):
+            row = await self._pool.fetchrow(_COUNTS)
         assert row is not None  # an aggregate always answers one row
         return Counts(pending=int(row[0]), in_flight=int(row[1]), dead=int(row[2]))
 
     async def list_dead(self, *, after: int, limit: int) -> tuple[list[DeadRow], int]:
         """One page of DEAD rows after the cursor, and the number of DEAD rows in all."""
-        async with self._pool.acquire() as conn:
+        async with connection_errors("outbox dead letters"), self._pool.acquire() as conn:
             records = await conn.fetch(_LIST_DEAD, after, limit)
             total = int(await conn.fetchval(_COUNT_DEAD))
         rows = [
@@ -213,4 +222,7 @@ class OutboxStore:
 
     async def requeue(self, outbox_ids: Sequence[int] | None) -> int:
         """DEAD → PENDING with attempts reset; None requeues every dead row. Returns the rows moved."""
-        return _affected(await self._pool.execute(_REQUEUE, None if outbox_ids is None else list(outbox_ids)))
+        async with connection_errors("outbox requeue"):
+            return _affected(
+                await self._pool.execute(_REQUEUE, None if outbox_ids is None else list(outbox_ids))
+            )

@@ -15,11 +15,12 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from tests.helpers.mesh import TERMINAL_EVENTS, database, events, wait_terminal
+from tests.helpers.mesh import TERMINAL_EVENTS, database, events, execute, register, wait_terminal
 
 ROOT_EVENTS = frozenset({"playbook.initialized", "playbook_started", "playbook.started"})
 COMMAND_TERMINAL = frozenset({"command.completed", "command.failed"})
@@ -47,13 +48,36 @@ class FinishedRun:
 
 
 async def finish(
-    http: httpx.AsyncClient, pg_dsn: str, execution_id: str, *, seconds: float = 30.0
+    http: httpx.AsyncClient,
+    pg_dsn: str,
+    execution_id: str,
+    *,
+    seconds: float = 30.0,
+    handled_failures: bool = False,
 ) -> FinishedRun:
-    """Waits for the run to end, reads all its events and checks the invariants: every e2e run's end."""
+    """Waits for the run to end, reads all its events and checks the invariants: every e2e run's end.
+
+    `handled_failures`: the run may complete although a command failed (see `check_run`).
+    """
     detail = await wait_terminal(http, execution_id, seconds)
     found = await events(http, execution_id)
-    log = await check_run(pg_dsn, execution_id, found)
+    log = await check_run(pg_dsn, execution_id, found, handled_failures=handled_failures)
     return FinishedRun(execution_id, detail, found, log)
+
+
+async def run_playbook(
+    http: httpx.AsyncClient,
+    pg_dsn: str,
+    text: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    seconds: float = 30.0,
+    handled_failures: bool = False,
+) -> FinishedRun:
+    """Registers a playbook (YAML text), executes it with `payload` and `finish`es the run."""
+    path = (await register(http, text))["path"]
+    execution_id = await execute(http, path, payload)
+    return await finish(http, pg_dsn, execution_id, seconds=seconds, handled_failures=handled_failures)
 
 
 @dataclass(frozen=True)
@@ -66,14 +90,17 @@ class LoggedEvent:
     node_name: str | None
     command_id: int | None
     context: Any
+    meta: Any = None
+    error: str | None = None
+    created_at: datetime | None = None
 
 
 async def logged_events(pg_dsn: str, execution_id: str | int) -> list[LoggedEvent]:
     """The execution's stored events in `event_id` order."""
     async with database(pg_dsn) as conn:
         rows = await conn.fetch(
-            "SELECT event_id, prev_event_id, event_type, node_name, command_id, context"
-            " FROM noetl.event WHERE execution_id = $1 ORDER BY event_id",
+            "SELECT event_id, prev_event_id, event_type, node_name, command_id, context, meta, error,"
+            " created_at FROM noetl.event WHERE execution_id = $1 ORDER BY event_id",
             int(execution_id),
         )
     return [
@@ -84,6 +111,9 @@ async def logged_events(pg_dsn: str, execution_id: str | int) -> list[LoggedEven
             node_name=row["node_name"],
             command_id=row["command_id"],
             context=None if row["context"] is None else json.loads(row["context"]),
+            meta=None if row["meta"] is None else json.loads(row["meta"]),
+            error=row["error"],
+            created_at=row["created_at"],
         )
         for row in rows
     ]
@@ -139,6 +169,7 @@ def violations(
     problems += _chain(log)
     problems += _terminal(log, self_ended=self_ended, handled_failures=handled_failures)
     problems += _commands(log)
+    problems += _loops(log)
     return problems
 
 
@@ -176,7 +207,13 @@ def _terminal(log: Sequence[LoggedEvent], *, self_ended: bool, handled_failures:
     if terminal.event_type == "playbook.failed":
         context = terminal.context if isinstance(terminal.context, dict) else {}
         named = context.get("failed_steps")
-        if not isinstance(named, list) or not named:
+        if not failed_steps and named is None:
+            # Ended by the engine without a failed command (evaluate error, no_next_match, finalize).
+            if not isinstance(context.get("error"), str) or not context["error"]:
+                problems.append(
+                    f"playbook.failed without a failed command states no error: context {context}"
+                )
+        elif not isinstance(named, list) or not named:
             problems.append(f"playbook.failed does not name its failed steps: context {context}")
         elif not set(named) <= set(failed_steps):
             problems.append(f"playbook.failed names {named}, but only {failed_steps} have command.failed")
@@ -202,4 +239,33 @@ def _commands(log: Sequence[LoggedEvent]) -> list[str]:
             )
     for command_id in ends.keys() - issued_ids:
         problems.append(f"command {command_id} ended without a command.issued")
+    return problems
+
+
+def _loops(log: Sequence[LoggedEvent]) -> list[str]:
+    """A loop activation over N items issues at most N distinct commands and writes at most one
+    `loop.done`; in a completed run exactly N and exactly one (dsl.md §18)."""
+    completed = any(e.event_type == "playbook.completed" for e in log)
+    problems = []
+    enters = [e for e in log if e.event_type == "step.enter"]
+    for index, enter in enumerate(enters):
+        expected = enter.context.get("iterations_expected") if isinstance(enter.context, dict) else None
+        if not isinstance(expected, int):
+            continue
+        following = [e.event_id for e in enters[index + 1 :] if e.node_name == enter.node_name]
+        until = following[0] if following else None
+        activation = [
+            e
+            for e in log
+            if e.node_name == enter.node_name
+            and e.event_id > enter.event_id
+            and (until is None or e.event_id < until)
+        ]
+        commands = {e.command_id for e in activation if e.event_type == "command.issued"}
+        done = sum(1 for e in activation if e.event_type == "loop.done")
+        if len(commands) > expected or done > 1 or (completed and (len(commands), done) != (expected, 1)):
+            problems.append(
+                f"loop {enter.node_name} over {expected} items (step.enter {enter.event_id}) issued "
+                f"{len(commands)} distinct commands and wrote {done} loop.done"
+            )
     return problems

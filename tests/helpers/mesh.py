@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +69,22 @@ class ProcessMesh:
 
 
 @asynccontextmanager
-async def running_process_mesh(pg_server: PgServer, run_dir: Path) -> AsyncIterator[ProcessMesh]:
-    """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit."""
+async def running_process_mesh(
+    pg_server: PgServer, run_dir: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[ProcessMesh]:
+    """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit.
+
+    `env` is laid over this process's environment for every mesh process (e.g. short leases).
+    """
     dsn = await infra.fresh_database(pg_server, prefix="mesh_e2e")
-    stack = Stack(StackConfig(run_dir=run_dir, ports=Ports.ephemeral(), pg_dsn=dsn, nats_url=None))
+    config = StackConfig(
+        run_dir=run_dir,
+        ports=Ports.ephemeral(),
+        pg_dsn=dsn,
+        nats_url=None,
+        base_env={**os.environ, **(env or {})},
+    )
+    stack = Stack(config)
     try:
         info = await asyncio.to_thread(stack.up)
         yield ProcessMesh(info)
@@ -137,8 +149,12 @@ async def wait_terminal(http: httpx.AsyncClient, execution_id: str, seconds: flo
             return body
         return None
 
-    detail = await wait_for(ended, within=seconds, what=f"execution {execution_id} to end")
-    assert detail is not None  # wait_for returns only a truthy value
+    await wait_for(ended, within=seconds, what=f"execution {execution_id} to end")
+    # The route reads the status and the events separately: the status of the read that first
+    # showed the terminal event may predate it (FAILED from a handled `command.failed`). A read
+    # started after it was seen has both from after the end.
+    detail = await ended()
+    assert detail is not None
     return detail
 
 

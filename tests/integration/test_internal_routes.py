@@ -163,6 +163,26 @@ async def test_a_missing_or_wrong_token_is_403_before_the_body_is_read(
         assert (response.status_code, response.json()) == (403, {"detail": detail}), (method, path)
 
 
+VALID_REQUESTS: list[tuple[str, str, dict[str, object] | None]] = [
+    ("POST", "/internal/outbox/claim", {"limit": 1}),
+    ("POST", "/internal/outbox/mark-published", {"outbox_ids": [1]}),
+    ("POST", "/internal/outbox/mark-failed", {"outbox_id": 1, "error": "e"}),
+    ("GET", "/internal/outbox/pending-count", None),
+    ("GET", "/internal/outbox/dead", None),
+    ("POST", "/internal/outbox/dead/requeue", {"all": True}),
+    ("POST", "/internal/events/project", {"events": [{"event_id": 333000000000000900, "execution_id": 1}]}),
+]
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/noetl"])
+@pytest.mark.parametrize(("method", "path", "body"), VALID_REQUESTS)
+async def test_the_right_token_reaches_every_outbox_and_projection_route(
+    http: httpx.AsyncClient, prefix: str, method: str, path: str, body: dict[str, object] | None
+) -> None:
+    response = await http.request(method, prefix + path, headers=AUTH, json=body)
+    assert response.status_code == 200, response.text
+
+
 async def test_the_scheme_is_case_insensitive(http: httpx.AsyncClient) -> None:
     for scheme in ("bearer", "BEARER", "Bearer"):
         response = await http.get(

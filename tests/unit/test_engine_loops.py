@@ -123,12 +123,18 @@ def test_a_non_iterable_collection_fails_the_run() -> None:
     assert terminal.meta == {"reason": "evaluate_error"}
 
 
-def test_a_failed_iteration_fails_the_loop_step() -> None:
-    run = Run(loop_doc("parallel", [1, 2]))
+def test_a_failed_iteration_fails_the_loop_step_once_the_running_iterations_report() -> None:
+    run = Run(loop_doc("parallel", [1, 2, 3], max_in_flight=2))
     run.succeed(run.command("start"))
-    run.fail(run.open_commands()[0])
+    first, second = run.open_commands()
+    run.fail(first)
+    # The failed loop is not refilled, and the run waits for the iteration still out.
+    assert run.terminal is None and run.open_commands() == [second]
+    run.succeed(second, {"doubled": 4})
     terminal = run.terminal
     assert terminal is not None and terminal.context["failed_steps"] == ["each"]
+    assert len([c for c in run.commands if c.step == "each"]) == 2
+    assert not run.events_of("loop.done") and not [c for c in run.commands if c.step == "after"]
 
 
 def test_a_looping_start_gets_a_step_enter() -> None:

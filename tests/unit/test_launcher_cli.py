@@ -9,7 +9,8 @@ import pytest
 from noetl_mesh.cli import EXIT_DOWN, build_parser, main
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.mesh import mesh_environment, mesh_processes
-from noetl_mesh.probes import GrpcHealth, HttpHealth, Settled
+from noetl_mesh.probes import GrpcHealth, HttpHealth, LogLine
+from worker.consumer import READY_MARKER
 
 
 def test_status_of_a_stack_never_started_is_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,7 +51,8 @@ def test_mesh_processes_start_in_dependency_order_on_the_default_ports() -> None
     assert specs[4].readiness == GrpcHealth("127.0.0.1:50055")
     assert [s.name for s in specs if s.holds_kek] == ["secrets"]
     assert specs[5].readiness == HttpHealth("http://127.0.0.1:8082/health")
-    assert isinstance(specs[6].readiness, Settled)
+    # The worker is ready when its consumers exist, which it logs with this exact marker.
+    assert specs[6].readiness == LogLine(READY_MARKER)
     metrics = {s.env["NOETL_METRICS_PORT"] for s in specs}
     assert len(metrics) == len(specs)
 

@@ -85,3 +85,28 @@ def test_completing_despite_a_failed_command_needs_a_handler() -> None:
     log[8] = dataclasses.replace(log[8], event_type="command.failed")
     assert any("playbook.completed although ['end'] failed" in p for p in violations(log))
     assert violations(log, handled_failures=True) == []
+
+
+def loop_log(issued: int, done: int, expected: int = 2) -> list[LoggedEvent]:
+    """start → a loop step `each` over `expected` items with `issued` commands and `done` loop.done."""
+    rows: list[tuple[str, str | None, int | None, Any]] = [
+        ("playbook.initialized", "p", None, None),
+        ("workflow.initialized", "workflow", None, None),
+        ("step.enter", "each", None, {"iterations_expected": expected, "iterator_var": "x"}),
+    ]
+    for n in range(issued):
+        rows += [("command.issued", "each", 200 + n, None), ("command.completed", "each", 200 + n, None)]
+    rows += [("loop.done", "each", None, None)] * done
+    rows.append(("playbook.completed", "p", None, {"status": "COMPLETED", "final_step": "each"}))
+    return [
+        LoggedEvent(i, i - 1 if i > 1 else None, kind, node, command_id, context)
+        for i, (kind, node, command_id, context) in enumerate(rows, start=1)
+    ]
+
+
+def test_a_completed_loop_has_one_command_per_item_and_one_loop_done() -> None:
+    assert violations(loop_log(2, 1)) == []
+    assert any("issued 1 distinct commands and wrote 1 loop.done" in p for p in violations(loop_log(1, 1)))
+    assert any("issued 3 distinct commands" in p for p in violations(loop_log(3, 1)))
+    assert any("wrote 0 loop.done" in p for p in violations(loop_log(2, 0)))
+    assert violations(loop_log(0, 1, expected=0)) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from worker.credentials import CommandSecrets
+
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
@@ -20,6 +22,10 @@ class ToolCall:
     # Worker-side values a tool may expose to user code: inside a pipeline, the earlier tasks'
     # results by label, `_prev` and the tasks' `set` values (python's `variables`, dsl.md §9.3).
     variables: dict[str, Any] = field(default_factory=dict)
+    # The command's secrets: `auth` aliases resolve through it, and what it resolved is redacted.
+    secrets: CommandSecrets = field(default_factory=CommandSecrets)
+    # The execution's trace (command meta), handed on to child executions (dsl.md §14).
+    trace: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,9 @@ class ToolResult:
     error: str | None = None
     stdout: str | None = None
     stderr: str | None = None
+    # What kind of failure, when a tool knows it (`timeout`, `connection`): read by policy rules
+    # (dsl.md §9.11) in preference to the wording of `error`.
+    error_kind: str | None = None
 
 
 class Tool(Protocol):

@@ -93,7 +93,13 @@ class Dispatcher:
     # --- queries ---------------------------------------------------------------------------
 
     def anything_running(self) -> bool:
-        return bool(self._state.running) or bool(self.dispatched)
+        """A step runs, the pass dispatched one, or a command is still out.
+
+        Open commands matter on their own once a loop step has failed: its iterations still in
+        flight no longer keep the step running (it is not refilled), but the run ends only after
+        they report, so its terminal event is its last and every command has its end (§12.11, §18).
+        """
+        return bool(self._state.running) or bool(self.dispatched) or self._state.has_open_commands
 
     def _done(self, name: str) -> bool:
         return name in self.skipped or self._state.step(name).done

@@ -61,6 +61,9 @@ class LoopProgress:
     counted: set[int] = field(default_factory=set)  # command ids already counted
     failed: int = 0
     done_written: bool = False
+    # One past the highest iteration index issued: kept as iterations are issued, so a pass never
+    # scans what was issued before (its cost must not grow with the loop's progress).
+    next_index: int = 0
     _aggregate: list[Any] | None = field(default=None, repr=False)
 
     @property
@@ -71,16 +74,18 @@ class LoopProgress:
     def finished(self) -> bool:
         return self.completed >= self.expected
 
-    @property
-    def next_index(self) -> int:
-        return max(self.issued, default=-1) + 1
-
     def aggregate(self) -> list[Any]:
         """User data of every completed iteration, in iteration-index order (§12.7)."""
         # Every later pass reads a finished loop's aggregate; sort it once per new result.
         if self._aggregate is None:
             self._aggregate = [self.data[index] for index in sorted(self.data)]
         return self._aggregate
+
+    def issue(self, index: int, command_id: int) -> None:
+        """Iteration `index` was issued as command `command_id`."""
+        self.issued[index] = command_id
+        self.in_flight.add(command_id)
+        self.next_index = max(self.next_index, index + 1)
 
     def count(self, command_id: int, index: int, envelope: Any, call_data: Any, has_call_data: bool) -> None:
         self.in_flight.discard(command_id)

@@ -265,8 +265,7 @@ class ExecutionState:
         self.open_commands.add(command_id)
         step = self._own(record.node_name)
         if step.loop is not None and iteration is not None:
-            step.loop.issued[iteration] = command_id
-            step.loop.in_flight.add(command_id)
+            step.loop.issue(iteration, command_id)
         self._mark_handled(record)
         if not step.running:
             # A plain step dispatched without `step.enter` (the execute-time `start`).
