@@ -194,11 +194,6 @@ async def test_duckdb(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> 
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fixtures C6: `{{ start }}` of a one-task pipeline is a mapping here, not the row list; "
-    "an engine template-view convention (services/execution/engine/results.py), not a tool's",
-)
 async def test_duckdb_rows_handed_on_as_in_c6(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     run = await _run(gateway, process_mesh, "playbooks/duckdb_test.yaml", "test/duckdb")
 

@@ -181,3 +181,23 @@ def test_deferred_rendering_keeps_unresolved_paths() -> None:
         "b": "{{ later.value }}",
         "c": "{{ user.missing }}",
     }
+
+
+def test_a_query_result_is_handed_on_as_its_rows() -> None:
+    """Fixtures convention C6: `{{ step }}` of a SQL result set is its row list; its fields still answer."""
+    from services.common.templating import Renderer
+    from services.execution.engine.results import template_view
+
+    rows = [{"name": "Alice", "age": 30}, {"name": "Charlie", "age": 35}]
+    single = template_view({"columns": ["name", "age"], "rows": rows, "row_count": 2})
+    piped = template_view(
+        {"run_query": {"columns": ["name", "age"], "rows": rows, "row_count": 2}}, pipeline=True
+    )
+    renderer = Renderer()
+    for view in (single, piped):
+        assert renderer.render_value("{{ step }}", {"step": view}) == rows
+        assert renderer.render_value("{{ step.row_count }}", {"step": view}) == 2
+        assert renderer.render_value("{{ step.rows[1].name }}", {"step": view}) == "Charlie"
+    assert renderer.render_value("{{ step.run_query.row_count }}", {"step": piped}) == 2
+    two_tasks = template_view({"a": {"columns": [], "rows": []}, "b": {"x": 1}}, pipeline=True)
+    assert isinstance(two_tasks, dict)

@@ -35,12 +35,29 @@ class SequenceView(list[Any]):
         return list(self)
 
 
+class RowsView(list[Any]):
+    """A query result as later steps see it (fixtures convention C6): the row list itself, so
+    `{{ step }}` hands on the rows, while its fields still answer (`step.rows`, `step.columns`,
+    `step.row_count`, a pipeline task's label)."""
+
+    def __init__(self, rows: list[Any], fields: Mapping[str, Any]) -> None:
+        super().__init__(rows)
+        self._fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def template_view(data: Any, *, pipeline: bool = False) -> Any:
     """How templates see a step's user data (§11.2, §9.11).
 
     A pipeline result (label → task data) is flattened so that both `step.label.field` and
     `step.field` resolve; a map without its own `data` key gains a `data` alias to itself,
-    and so does a list (a loop step's aggregate).
+    and so does a list (a loop step's aggregate). A step whose only result is a SQL result set
+    (duckdb, postgres) is seen as its rows (C6), with its fields still reachable.
     """
     if isinstance(data, list):
         return SequenceView(data)
@@ -56,7 +73,27 @@ def template_view(data: Any, *, pipeline: bool = False) -> Any:
             view.update(data)
     if "data" not in view:
         view["data"] = data
+    query = _query_result(data, pipeline)
+    if query is not None:
+        return RowsView(query["rows"], view)
     return view
+
+
+def _query_result(data: Mapping[str, Any], pipeline: bool) -> Mapping[str, Any] | None:
+    """The SQL result set (`columns` + `rows`) a step produced alone, if that is what it produced."""
+    candidate: Any = data
+    if pipeline:
+        tasks = [v for k, v in data.items() if k != "_context_updates"]
+        if len(tasks) != 1:
+            return None
+        candidate = tasks[0]
+    if (
+        isinstance(candidate, Mapping)
+        and isinstance(candidate.get("rows"), list)
+        and isinstance(candidate.get("columns"), list)
+    ):
+        return candidate
+    return None
 
 
 def context_updates(data: Any) -> dict[str, Any]:
