@@ -88,9 +88,12 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-async def _follow(stub: events_pb2_grpc.EventServiceStub, execution_id: str) -> tuple[str, list[Event]]:
+async def follow_run(
+    stub: events_pb2_grpc.EventServiceStub, execution_id: str, *, within: float = RUN_TIMEOUT
+) -> tuple[str, list[Event]]:
+    """The run's events from the Subscribe stream until its terminal event (type, events)."""
     events: list[Event] = []
-    stream = stub.Subscribe(events_pb2.SubscribeRequest(execution_id=int(execution_id)), timeout=RUN_TIMEOUT)
+    stream = stub.Subscribe(events_pb2.SubscribeRequest(execution_id=int(execution_id)), timeout=within)
     async for message in stream:
         e = message.event
         events.append((e.event_type, e.node_name, e.created_at.seconds + e.created_at.nanos / 1e9))
@@ -100,19 +103,21 @@ async def _follow(stub: events_pb2_grpc.EventServiceStub, execution_id: str) -> 
     return "stream ended without a terminal event", events
 
 
-async def _poll(poster: Poster, execution_id: str) -> str:
-    deadline = time.perf_counter() + RUN_TIMEOUT
+async def poll_terminal(
+    poster: Poster, execution_id: str, *, within: float = RUN_TIMEOUT, every: float = POLL_SECONDS
+) -> str:
+    """The terminal event type as the status route reports it, polled every `every` seconds."""
+    deadline = time.perf_counter() + within
     while time.perf_counter() < deadline:
         status, raw = await poster.get(f"/api/executions/{execution_id}/status")
-        if status == 200:
-            body = raw.decode()
-            if '"failed":true' in body:
+        # Not an inferred completion: that is also reported, transiently, between a step's
+        # command.completed and the next command.issued (dsl.md §15.2).
+        if status == 200 and b'"completion_inferred":false' in raw:
+            if b'"failed":true' in raw:
                 return "playbook.failed"
-            # Not an inferred completion: that is also reported, transiently, between a step's
-            # command.completed and the next command.issued (dsl.md §15.2).
-            if '"completed":true' in body and '"completion_inferred":false' in body:
+            if b'"completed":true' in raw:
                 return "playbook.completed"
-        await asyncio.sleep(POLL_SECONDS)
+        await asyncio.sleep(every)
     return "timeout"
 
 
@@ -140,11 +145,11 @@ async def run_chain(target: Target, *, kind: str, runs: int, warmup: int, poll: 
             execution_id = await execute(poster, path)
             if stub is not None:
                 try:
-                    outcome, events = await _follow(stub, execution_id)
+                    outcome, events = await follow_run(stub, execution_id)
                 except grpc.aio.AioRpcError as exc:
                     outcome, events = f"Subscribe failed: {exc.code().name} {exc.details()}", []
             else:
-                outcome = await _poll(poster, execution_id)
+                outcome = await poll_terminal(poster, execution_id)
                 events = []
             wall = (time.perf_counter() - began) * 1000.0
             if n < warmup:

@@ -16,15 +16,14 @@ pass is timed in this process too (bench/passes.py). The execution service's
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
 import grpc
-from noetl.v1 import events_pb2, events_pb2_grpc
+from noetl.v1 import events_pb2_grpc
 
 from bench import passes
-from bench.chain import TERMINAL
+from bench.chain import TERMINAL, follow_run, poll_terminal
 from bench.http import RawPoster
 from bench.playbooks import call, execute, register
 from bench.stats import histogram_mean, percentile
@@ -134,31 +133,6 @@ def _last(events: list[Event], kind: str, node: str) -> float | None:
     return next((ts for k, n, ts in reversed(events) if k == kind and n == node), None)
 
 
-async def _follow(stub: events_pb2_grpc.EventServiceStub, execution_id: str) -> tuple[str, list[Event]]:
-    events: list[Event] = []
-    stream = stub.Subscribe(events_pb2.SubscribeRequest(execution_id=int(execution_id)), timeout=RUN_TIMEOUT)
-    async for message in stream:
-        e = message.event
-        events.append((e.event_type, e.node_name, e.created_at.seconds + e.created_at.nanos / 1e9))
-        if e.event_type in TERMINAL:
-            stream.cancel()
-            return e.event_type, events
-    return "stream ended without a terminal event", events
-
-
-async def _poll(poster: RawPoster, execution_id: str) -> tuple[str, list[Event]]:
-    deadline = time.perf_counter() + RUN_TIMEOUT
-    while time.perf_counter() < deadline:
-        status, raw = await poster.get(f"/api/executions/{execution_id}/status")
-        if status == 200 and b'"completion_inferred":false' in raw:
-            if b'"failed":true' in raw:
-                return "playbook.failed", []
-            if b'"completed":true' in raw:
-                return "playbook.completed", []
-        await asyncio.sleep(POLL_SECONDS)
-    return "timeout", []
-
-
 async def _all_events(poster: RawPoster, execution_id: str) -> list[Event]:
     from datetime import datetime
 
@@ -219,9 +193,12 @@ async def run_loops(target: Target, *, names: list[str], runs: int, warmup: int)
                 began = time.perf_counter()
                 execution_id = await execute(poster, scenario.path)
                 if stub is not None:
-                    outcome, events = await _follow(stub, execution_id)
+                    outcome, events = await follow_run(stub, execution_id, within=RUN_TIMEOUT)
                 else:
-                    outcome, events = await _poll(poster, execution_id)
+                    outcome, events = (
+                        await poll_terminal(poster, execution_id, within=RUN_TIMEOUT, every=POLL_SECONDS),
+                        [],
+                    )
                 wall = (time.perf_counter() - began) * 1000.0
                 if n < warmup:
                     continue

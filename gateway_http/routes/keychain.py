@@ -72,13 +72,7 @@ class KeychainRoutes:
 
     async def get(self, request: Request) -> Response:
         """GET → `GetKeychain`; a successful read bumps `access_count` and is audited."""
-        problems = Problems()
-        catalog_id = problems.path_id(request, "catalog_id")
-        name = request.path_params["keychain_name"]
-        query = problems.query(request)
-        execution_id = query.identifier("execution_id")
-        scope_type = query.text("scope_type") or "global"
-        problems.check()
+        catalog_id, name, execution_id, scope_type = _entry_address(request)
         message = secrets_pb2.GetKeychainRequest(
             catalog_id=catalog_id,
             keychain_name=name,
@@ -91,13 +85,7 @@ class KeychainRoutes:
         return json_response(wallet_views.keychain_read(name, catalog_id, read))
 
     async def delete(self, request: Request) -> Response:
-        problems = Problems()
-        catalog_id = problems.path_id(request, "catalog_id")
-        name = request.path_params["keychain_name"]
-        query = problems.query(request)
-        execution_id = query.identifier("execution_id")
-        scope_type = query.text("scope_type") or "global"
-        problems.check()
+        catalog_id, name, execution_id, scope_type = _entry_address(request)
         message = secrets_pb2.DeleteKeychainRequest(
             catalog_id=catalog_id, keychain_name=name, scope_type=scope_type
         )
@@ -113,3 +101,18 @@ class KeychainRoutes:
             secrets_pb2.ListKeychainRequest(catalog_id=catalog_id), timeout=self._timeout
         )
         return json_response(wallet_views.keychain_list(catalog_id, list(listed.entries)))
+
+
+def _entry_address(request: Request) -> tuple[int, str, int | None, str]:
+    """(catalog_id, keychain_name, execution_id, scope_type) of a GET or DELETE (§9.5).
+
+    Raises:
+        RequestInvalid: a non-numeric catalog id or execution id (422).
+    """
+    problems = Problems()
+    catalog_id = problems.path_id(request, "catalog_id")
+    query = problems.query(request)
+    execution_id = query.identifier("execution_id")
+    scope_type = query.text("scope_type") or "global"
+    problems.check()
+    return catalog_id, request.path_params["keychain_name"], execution_id, scope_type
