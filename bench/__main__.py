@@ -1,8 +1,9 @@
-"""`python -m bench [ingest|chain|outbox|all]`: start a mesh (or use a running one), benchmark it, print figures.
+"""`python -m bench [ingest|gateway|chain|outbox|loops|tools|all]`: start a mesh (or use a running one), benchmark it, print figures.
 
 Examples:
     .venv/bin/python -m bench                      # everything, on a mesh of its own (~1.5 min)
     .venv/bin/python -m bench ingest --duration 10 --clients 16
+    .venv/bin/python -m bench gateway --calls 2000    # HTTP vs direct gRPC for the same calls
     .venv/bin/python -m bench chain --runs 10 --chains python
     .venv/bin/python -m bench outbox --backlog 100000 --outbox-batch 1000
     .venv/bin/python -m bench all --gateway http://127.0.0.1:8082   # a mesh already running
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import chain as chain_bench
+from bench import gateway as gateway_bench
 from bench import ingest as ingest_bench
 from bench import loops as loops_bench
 from bench import outbox as outbox_bench
@@ -45,7 +47,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "benchmark", nargs="?", choices=("ingest", "chain", "outbox", "tools", "loops", "all"), default="all"
+        "benchmark",
+        nargs="?",
+        choices=("ingest", "gateway", "chain", "outbox", "tools", "loops", "all"),
+        default="all",
     )
     parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
     parser.add_argument(
@@ -55,7 +60,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="ingest: unmeasured seconds first (default 2)"
     )
-    parser.add_argument("--clients", type=int, default=32, help="ingest: concurrent clients (default 32)")
+    parser.add_argument("--clients", type=int, default=64, help="ingest: concurrent clients (default 64)")
+    parser.add_argument(
+        "--calls", type=int, default=1000, help="gateway: timed calls per side and call (default 1000)"
+    )
     parser.add_argument(
         "--executions", type=int, default=8, help="ingest: executions posted into (default 8)"
     )
@@ -98,6 +106,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--clients must be 1..512 and --executions 1..1000")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
+    if not 10 <= args.calls <= 100_000:
+        parser.error("--calls must be 10..100000")
     if not 1 <= args.runs <= 1000 or not 0 <= args.warmup_runs <= 100:
         parser.error("--runs must be 1..1000 and --warmup-runs 0..100")
     if not 1 <= args.backlog <= 1_000_000 or not 1 <= args.relay_events <= 100_000:
@@ -155,6 +165,11 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
                     "",
                 ]
             )
+    if args.benchmark in ("gateway", "all"):
+        print(f"gateway: {args.calls} calls per side, 3 calls ...", file=sys.stderr, flush=True)
+        compared = await gateway_bench.run_gateway(target, calls=args.calls, warmup=100)
+        rows += gateway_bench.rows(compared)
+        details += gateway_bench.describe(compared)
     if args.benchmark in ("chain", "all"):
         for kind in args.chains:
             print(

@@ -26,6 +26,8 @@ class Target:
     description: str
     # Known only when the mesh's run dir is: the events service (for Subscribe), metrics, CPU roots.
     events_addr: str | None = None
+    execution_addr: str | None = None
+    catalog_addr: str | None = None
     metrics: dict[str, str] = field(default_factory=dict)  # component → metrics URL
     cpu_roots: dict[str, int] = field(default_factory=dict)
     pg_dsn: str | None = None
@@ -38,6 +40,8 @@ def _from_info(info: StackInfo, description: str) -> Target:
         gateway_url=info.gateway_url,
         description=description,
         events_addr=info.events_addrs[0],
+        execution_addr=info.execution_addrs[0],
+        catalog_addr=info.catalog_addr,
         metrics={
             "events": f"http://127.0.0.1:{p.events_metrics}/metrics",
             "execution": f"http://127.0.0.1:{p.execution_metrics}/metrics",

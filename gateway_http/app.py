@@ -18,6 +18,7 @@ from gateway_http.event_feeds import EventFeeds
 from gateway_http.internal_gate import gated
 from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
 from gateway_http.routes import Endpoint, health
+from gateway_http.routes.admin import AdminRoutes
 from gateway_http.routes.catalog import CatalogRoutes
 from gateway_http.routes.commands import CommandRoutes
 from gateway_http.routes.credentials import CredentialRoutes
@@ -25,9 +26,14 @@ from gateway_http.routes.events import EventRoutes
 from gateway_http.routes.executions import ExecutionRoutes
 from gateway_http.routes.internal import InternalRoutes
 from gateway_http.routes.keychain import KeychainRoutes
+from gateway_http.routes.pools import PoolRoutes
+from gateway_http.routes.results import ResultRoutes
+from gateway_http.routes.runtime import RuntimeRoutes
 from gateway_http.routes.stream import StreamRoutes
+from gateway_http.routes.vars import VarsRoutes
 from gateway_http.routes.wallet import WalletRoutes
 from gateway_http.settings import GatewaySettings
+from gateway_http.validation import address_checked
 
 PREFIXES = ("/api", "/noetl")
 
@@ -36,15 +42,25 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     timeout = settings.rpc_timeout_seconds
     endpoints = [
         *health.endpoints(metrics_enabled=settings.metrics_enabled),
+        *AdminRoutes(clients.execution, timeout).endpoints(),
         *CatalogRoutes(clients.catalog, timeout).endpoints(),
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
         *StreamRoutes(EventFeeds(clients.events), timeout).endpoints(),
         *EventRoutes(clients.events, timeout).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
+        *VarsRoutes(clients.execution, timeout).endpoints(),
+        *ResultRoutes(clients.execution, timeout).endpoints(),
+        *PoolRoutes(
+            clients.execution,
+            timeout,
+            default_pool_name=settings.worker_pool_name,
+            auto_recreate=settings.worker_pool_auto_recreate,
+        ).endpoints(),
         *InternalRoutes(clients.outbox, clients.events, timeout).endpoints(),
         *CredentialRoutes(clients.secrets, timeout).endpoints(),
         *KeychainRoutes(clients.secrets, timeout).endpoints(),
         *WalletRoutes(clients.secrets, timeout).endpoints(),
+        *RuntimeRoutes(settings).endpoints(),
     ]
     routes = _routes(endpoints, settings.internal_api_token)
     middleware = [Middleware(Cors)]
@@ -59,7 +75,9 @@ def _routes(endpoints: list[Endpoint], internal_token: str) -> list[BaseRoute]:
     """One route per prefix, so a route's template (the metrics label) is its full path."""
     routes: list[BaseRoute] = []
     for endpoint in endpoints:
-        handler = gated(endpoint.handler, internal_token) if endpoint.internal else endpoint.handler
+        handler = address_checked(endpoint.handler)
+        if endpoint.internal:
+            handler = gated(handler, internal_token)  # the gate answers before any validation
         for prefix in ("",) if endpoint.root else PREFIXES:
             routes.append(Route(prefix + endpoint.path, handler, methods=list(endpoint.methods)))
     return routes

@@ -8,7 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc, secrets_pb2_grpc
+from noetl.v1 import (
+    admin_pb2_grpc,
+    catalog_pb2_grpc,
+    events_pb2_grpc,
+    execution_pb2_grpc,
+    outbox_pb2_grpc,
+    pools_pb2_grpc,
+    results_pb2_grpc,
+    secrets_pb2_grpc,
+    vars_pb2_grpc,
+)
 
 from gateway_http.settings import GatewaySettings
 from services.common.grpc_client import Sharded, open_channel
@@ -17,11 +27,18 @@ from services.common.grpc_client import Sharded, open_channel
 class ExecutionShard:
     """ExecutionService and CommandService of one shard share its channel (one process serves both)."""
 
-    __slots__ = ("commands", "executions")
+    __slots__ = ("admin", "commands", "executions", "pools", "results", "vars")
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.executions = execution_pb2_grpc.ExecutionServiceStub(channel)
         self.commands = execution_pb2_grpc.CommandServiceStub(channel)
+        # The worker-pool registry is cluster-wide: only shard 0's is called.
+        self.pools = pools_pb2_grpc.PoolServiceStub(channel)
+        self.vars = vars_pb2_grpc.VarsServiceStub(channel)
+        # Database utilities of the one main database: only shard 0's is called.
+        self.admin = admin_pb2_grpc.AdminServiceStub(channel)
+        # The result store is per shard: called on the shard of the execution id.
+        self.results = results_pb2_grpc.ResultServiceStub(channel)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,15 +27,26 @@ class GatewaySettings:
     request_timeout_seconds: float
     # How long shutdown waits for in-flight requests before closing connections.
     drain_seconds: float
+    # http-api.md §7.3: the pool a heartbeat without `name` is for (empty: such a heartbeat is a
+    # no-op), and whether a heartbeat's `registration` re-creates a pool the registry lost.
+    worker_pool_name: str
+    worker_pool_auto_recreate: bool
     tls_cert: str
     tls_key: str
     tls_client_ca: str
+    # http-api.md §7.5: this deployment's replica numbering, as `/api/runtime/shard-info` reports it.
+    shard_index: int
+    shard_count: int
+    # http-api.md §7.6: the `auth0` block of `/api/runtime/contract` as (key, value) pairs in contract
+    # order, empty values left out; no pairs at all unless GATEWAY_AUTH0_DOMAIN is set.
+    auth0: tuple[tuple[str, str], ...]
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader(environ)
         catalog = env.addresses("NOETL_CATALOG_ADDR", "127.0.0.1:50051")
+        shard_count = env.integer("NOETL_SHARD_COUNT", 1, minimum=1, maximum=1024)
         settings = cls(
             host=env.text("NOETL_HOST", "0.0.0.0"),
             port=env.integer("NOETL_PORT", 8082, minimum=0, maximum=65535),
@@ -50,9 +61,14 @@ class GatewaySettings:
             rpc_timeout_seconds=env.number("NOETL_GATEWAY_RPC_TIMEOUT", 60.0, minimum=0.1),
             request_timeout_seconds=env.number("NOETL_GATEWAY_REQUEST_TIMEOUT", 1799.0, minimum=1.0),
             drain_seconds=env.number("NOETL_GATEWAY_DRAIN_SECONDS", 30.0, minimum=0.0),
+            worker_pool_name=env.text("NOETL_WORKER_POOL_NAME"),
+            worker_pool_auto_recreate=env.flag("NOETL_WORKER_POOL_AUTO_RECREATE", True),
             tls_cert=env.text("NOETL_TLS_CERT"),
             tls_key=env.text("NOETL_TLS_KEY"),
             tls_client_ca=env.text("NOETL_TLS_CLIENT_CA"),
+            shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
+            shard_count=shard_count,
+            auth0=_auth0(env),
         )
         if len(catalog) != 1:
             env.problem("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")
@@ -62,3 +78,19 @@ class GatewaySettings:
             env.problem("NOETL_TLS_CLIENT_CA requires NOETL_TLS_CERT and NOETL_TLS_KEY")
         env.finish()
         return settings
+
+
+AUTH0_VARIABLES = (
+    ("domain", "GATEWAY_AUTH0_DOMAIN"),
+    ("client_id", "GATEWAY_AUTH0_CLIENT_ID"),
+    ("redirect_uri", "GATEWAY_AUTH0_REDIRECT_URI"),
+    ("audience", "GATEWAY_AUTH0_AUDIENCE"),
+)
+
+
+def _auth0(env: EnvReader) -> tuple[tuple[str, str], ...]:
+    """The configured Auth0 values, trimmed; none when the domain is unset or blank."""
+    values = [(key, env.text(name)) for key, name in AUTH0_VARIABLES]
+    if not values[0][1]:
+        return ()
+    return tuple((key, value) for key, value in values if value)

@@ -6,6 +6,7 @@ are unit-tested without servers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,57 @@ def catalog_entry(entry: catalog_pb2.CatalogEntry) -> dict[str, Any]:
         "payload": jsonutil.loads(entry.payload_json),
         "meta": in_order(jsonutil.loads(entry.meta_json), CATALOG_META_KEYS),
         "created_at": timestamp(entry.created_at),
+    }
+
+
+def _batch_item(result: catalog_pb2.RegisterBatchResult) -> dict[str, Any]:
+    if not result.HasField("registered"):
+        return {"index": result.index, "status": "error", "error": result.error}
+    registered = result.registered
+    return {
+        "index": result.index,
+        "status": "registered",
+        "path": registered.path,
+        "version": registered.version,
+        "catalog_id": str(registered.catalog_id),
+        "kind": registered.kind,
+    }
+
+
+def register_batch_body(batch: catalog_pb2.RegisterBatchResponse) -> dict[str, Any]:
+    """§3.2: one result per item, in item order."""
+    results = [_batch_item(result) for result in batch.results]
+    registered = sum(1 for result in batch.results if result.HasField("registered"))
+    return {
+        "count": len(results),
+        "registered": registered,
+        "failed": len(results) - registered,
+        "results": results,
+    }
+
+
+def catalog_versions_body(
+    path: str, message: str, versions: Sequence[catalog_pb2.CatalogVersionRef]
+) -> dict[str, Any]:
+    """§3.5, delete and restore alike: the versions touched are listed under `deleted`."""
+    return {
+        "status": "success",
+        "message": message,
+        "path": path,
+        "deleted": [{"catalog_id": str(ref.catalog_id), "version": ref.version} for ref in versions],
+        "count": len(versions),
+    }
+
+
+def ui_schema_body(form: catalog_pb2.UiSchemaResponse) -> dict[str, Any]:
+    """`GET /api/catalog/{path}/ui_schema` (a project shape: docs/decisions.md)."""
+    return {
+        "path": form.path,
+        "version": form.version,
+        "catalog_id": str(form.catalog_id),
+        "kind": form.kind,
+        "workload": jsonutil.loads(form.workload_json),
+        "ui_schema": jsonutil.loads(form.ui_schema_json),
     }
 
 

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from noetl_mesh.state import StackInfo
 from services.common import jsonutil
+from services.common.result_refs import result_reference
 
 TERMINAL = {
     "playbook.completed": "COMPLETED",
@@ -93,6 +94,7 @@ class Progress:
     status: str = "RUNNING"
     error: str | None = None
     last_result: Any = None
+    last_reference: str | None = None  # the last result was kept in the result store (dsl.md §9.12)
 
     def apply(self, event: dict[str, Any]) -> str | None:
         """Folds one event; returns the step whose display changed, if any."""
@@ -125,6 +127,8 @@ class Progress:
         if state == "failed":
             view.error = _error_of(event)
         if kind == "step.exit":
+            reference = result_reference(event.get("context"))
+            self.last_reference = None if reference is None else reference["ref"]
             self.last_result = _user_data(event.get("result"))
         changed = view.state != state
         view.state = state
@@ -233,7 +237,15 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
         console.print(f"error: {progress.error}")
     if progress.status != "COMPLETED":
         return 1
-    sys.stdout.write(json.dumps(progress.last_result, indent=2, ensure_ascii=False) + "\n")
+    result = progress.last_result
+    if progress.last_reference is not None:
+        async with httpx.AsyncClient(base_url=info.gateway_url, timeout=60) as http:
+            stored = await http.get("/api/result/resolve", params={"ref": progress.last_reference})
+        if stored.status_code != 200:
+            console.print(f"[red]result {progress.last_reference} unreadable:[/red] {_detail(stored)}")
+            return 1
+        result = stored.json()
+    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 

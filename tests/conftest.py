@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import infra
+from tests.helpers.cli import isolated_env
 from tests.helpers.infra import NatsServer, PgServer
 from tests.helpers.mesh import ProcessMesh, running_process_mesh
 
@@ -51,3 +53,10 @@ async def gateway(process_mesh: ProcessMesh) -> AsyncIterator[httpx.AsyncClient]
     """An HTTP client of the session mesh's gateway."""
     async with httpx.AsyncClient(base_url=process_mesh.gateway_url, timeout=30.0) as client:
         yield client
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for the real `noetl` CLI: a home of its own (no saved contexts) and none of
+    the CLI's `NOETL_*` settings. Skips the test when the CLI is not installed."""
+    return isolated_env(tmp_path / "home")

@@ -8,7 +8,7 @@ import signal
 import sys
 
 import uvloop
-from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, secrets_pb2_grpc
+from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, pools_pb2_grpc, results_pb2_grpc, secrets_pb2_grpc
 
 from services.common import bus, telemetry
 from services.common.config import ConfigError
@@ -17,6 +17,8 @@ from services.common.runner import configure_logging
 from worker.consumer import Consumer
 from worker.credentials import SecretsClient
 from worker.executor import Executor
+from worker.registration import PoolMembership, worker_registration
+from worker.results import ResultOffload
 from worker.settings import Settings
 from worker.tools.http import HttpTool
 from worker.tools.python_runner import PythonRunner
@@ -30,23 +32,33 @@ async def serve(settings: Settings) -> int:
     commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
     executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
+    results = Sharded(settings.execution_addrs, results_pb2_grpc.ResultServiceStub)
+    # The pool registry is cluster-wide, served by shard 0.
+    registry_channel = open_channel(settings.execution_addrs[0])
+    membership = PoolMembership(
+        pools_pb2_grpc.PoolServiceStub(registry_channel),
+        worker_registration(settings.worker_id, settings.pools, settings.concurrency),
+        settings.pool_heartbeat_seconds,
+    )
     secrets_channel = open_channel(settings.secrets_addr) if settings.secrets_addr else None
     secrets = SecretsClient(
         secrets_pb2_grpc.SecretsServiceStub(secrets_channel) if secrets_channel is not None else None,
         settings.worker_id,
     )
     http = HttpTool()
+    offload = ResultOffload(results, settings.inline_result_bytes)
     async with PythonRunner(processes=settings.python_processes) as runner:
         executor = Executor(
             worker_id=settings.worker_id,
             commands=commands,
             events=events,
-            tools=build_tools(runner, Mesh(executions, events), http),
+            tools=build_tools(runner, Mesh(executions, events, offload), http),
             default_timeout=settings.default_timeout,
             heartbeat_seconds=settings.heartbeat_seconds,
             server_url=settings.server_url,
             secrets=secrets,
             max_result_bytes=settings.max_result_bytes,
+            offload=offload,
         )
         consumer = Consumer(
             js,
@@ -62,11 +74,19 @@ async def serve(settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.shutdown)
         logging.getLogger("worker").info("worker %s starting", settings.worker_id)
-        await consumer.run()
+        beating = asyncio.create_task(membership.run(), name="pool-heartbeat")
+        try:
+            await consumer.run()
+        finally:
+            membership.shutdown()
+            await beating
+            await membership.leave()
     await http.close()
     await commands.close()
     await events.close()
     await executions.close()
+    await results.close()
+    await registry_channel.close()
     if secrets_channel is not None:
         await secrets_channel.close()
     await nc.drain()

@@ -19,6 +19,7 @@ from services.common.grpc_client import Sharded
 from services.common.rpc_errors import from_rpc_error
 from worker.credentials import CommandSecrets, SecretsClient
 from worker.pipeline import ToolRunner, tool_config
+from worker.results import ResultOffload
 from worker.tools.base import Tool, ToolCall, ToolResult
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Executor:
         server_url: str,
         secrets: SecretsClient | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        offload: ResultOffload | None = None,
     ) -> None:
         self._worker_id = worker_id
         self._commands = commands
@@ -64,6 +66,8 @@ class Executor:
         self._server_url = server_url
         self._secrets = secrets
         self._max_result_bytes = max_result_bytes
+        # None: every result travels inline, up to `max_result_bytes`.
+        self._offload = offload
 
     async def handle(self, note: Notification) -> str:
         try:
@@ -117,7 +121,10 @@ class Executor:
                 await beat
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _bounded(result, self._max_result_bytes)
-        closing = _closing_events(call, result, duration_ms)
+        reference = None
+        if self._offload is not None and result.ok:
+            reference = await self._offload.reference(call, result.data)
+        closing = _closing_events(call, result, duration_ms, reference)
         await stream.send([(kind, call.secrets.redact(payload)) for kind, payload in closing])
         await stream.close()
 
@@ -166,15 +173,20 @@ def _bounded(result: ToolResult, limit: int) -> ToolResult:
 
 
 def _closing_events(
-    call: ToolCall, result: ToolResult, duration_ms: float
+    call: ToolCall, result: ToolResult, duration_ms: float, reference: dict[str, Any] | None
 ) -> list[tuple[str, dict[str, Any]]]:
+    """With a `reference`, the data stays in the result store: the envelope carries the reference
+    and a context with the run's own details (status, duration, output) only."""
     if result.ok:
         context: dict[str, Any] = {"data": result.data, "status": "success", "duration_ms": duration_ms}
         if result.stdout:
             context["stdout"] = result.stdout
         if result.stderr:
             context["stderr"] = result.stderr
-        envelope = {"status": "success", "context": context}
+        envelope: dict[str, Any] = {"status": "success", "context": context}
+        if reference is not None:
+            del context["data"]
+            envelope = {"status": "success", "reference": reference, "context": context}
         return [
             ("call.done", {"command_id": call.command_id, "call_index": 0, "result": envelope}),
             ("step.exit", {"command_id": call.command_id, "status": "COMPLETED", "result": envelope}),

@@ -23,7 +23,11 @@ class Settings:
     server_url: str
     secrets_addr: str  # empty: no secrets service, so `auth` and `keychain` fail with a clear error
     max_result_bytes: int
+    # A larger serialised result goes to the result store; events carry a reference (dsl.md §9.12).
+    inline_result_bytes: int
     shutdown_grace_seconds: float
+    # How often the worker's pool entry is heartbeated (dsl.md §16 step 1).
+    pool_heartbeat_seconds: float = 15.0
 
     @classmethod
     def load(cls) -> Settings:
@@ -49,9 +53,11 @@ class Settings:
             max_result_bytes=env.integer(
                 "NOETL_WORKER_MAX_RESULT_BYTES", 16 * 1024 * 1024, minimum=1024, maximum=48 * 1024 * 1024
             ),
+            inline_result_bytes=env.integer("NOETL_WORKER_INLINE_RESULT_BYTES", 100 * 1024, minimum=0),
             # On SIGTERM: stop taking work, let running commands finish for this long, then hand
             # them back (their claim lease lets another worker take them).
             shutdown_grace_seconds=env.number("NOETL_WORKER_SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0.0),
+            pool_heartbeat_seconds=env.number("NOETL_WORKER_POOL_HEARTBEAT_SECONDS", 15.0, minimum=0.1),
         )
         env.finish()
         return settings

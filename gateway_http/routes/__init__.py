@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.common.errors import NotFound, Unavailable
+
 Handler = Callable[[Request], Awaitable[Response]]
+StubT = TypeVar("StubT")
+ReplyT = TypeVar("ReplyT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +35,28 @@ def set_present(message: Any, **values: Any) -> None:
     for name, value in values.items():
         if value is not None:
             setattr(message, name, value)
+
+
+async def first_found(
+    shards: Sequence[StubT], call: Callable[[StubT], Awaitable[ReplyT]], missing: str
+) -> ReplyT:
+    """The first shard's answer that is not NotFound, for an id that does not say which shard owns it
+    (a command's event id, a batch's request id, an event id).
+
+    Raises:
+        Unavailable: no shard knew the id and at least one could not be asked (it may be the
+            owner: 503, retry, rather than 404).
+        NotFound: `missing`, when every shard answered that it does not know the id.
+        MeshError: any other error of the owning shard, as it came.
+    """
+    unreachable: Unavailable | None = None
+    for shard in shards:
+        try:
+            return await call(shard)
+        except NotFound:
+            continue
+        except Unavailable as exc:
+            unreachable = unreachable or exc
+    if unreachable is not None:
+        raise unreachable
+    raise NotFound(missing)

@@ -1,4 +1,4 @@
-"""Catalog routes → CatalogService (http-api.md §3.1, §3.3, §3.4)."""
+"""Catalog routes → CatalogService (http-api.md §3), plus the workload form of an entry (`ui_schema`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from starlette.responses import Response
 from gateway_http.encoding import json_response
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
-from gateway_http.views import catalog_entry
+from gateway_http.views import catalog_entry, catalog_versions_body, register_batch_body, ui_schema_body
+
+MAX_BATCH_ITEMS = 1000
 
 
 class CatalogRoutes:
@@ -20,8 +22,12 @@ class CatalogRoutes:
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("/catalog/register", self.register, ("POST",)),
+            Endpoint("/catalog/register/batch", self.register_batch, ("POST",)),
             Endpoint("/catalog/list", self.list_entries, ("POST",)),
             Endpoint("/catalog/resource", self.resource, ("POST",)),
+            Endpoint("/catalog/delete", self.delete, ("POST",), internal=True),
+            Endpoint("/catalog/restore", self.restore, ("POST",), internal=True),
+            Endpoint("/catalog/{path:path}/ui_schema", self.ui_schema, ("GET",)),
         ]
 
     async def register(self, request: Request) -> Response:
@@ -49,6 +55,38 @@ class CatalogRoutes:
                 "kind": registered.kind,
             }
         )
+
+    async def register_batch(self, request: Request) -> Response:
+        """§3.2 → `RegisterBatch`: 1..1000 items, each registered on its own.
+
+        An item that fails is reported in `results` with the detail the single route would
+        answer; a malformed item (no `content`) fails the whole request with 422, as a
+        Pydantic model of the items would.
+        """
+        problems = Problems()
+        body = await read_json(request)
+        fields = problems.body(body)
+        raw_items = body.get("items") if isinstance(body, dict) else None
+        items: list[catalog_pb2.RegisterRequest] = []
+        if isinstance(raw_items, list) and len(raw_items) > MAX_BATCH_ITEMS:
+            # Pydantic stops at the length check, so the items themselves go unreported.
+            problems.add(
+                "too_long",
+                ["body", "items"],
+                f"List should have at most {MAX_BATCH_ITEMS} items after validation, not {len(raw_items)}",
+                raw_items,
+                {"field_type": "List", "max_length": MAX_BATCH_ITEMS, "actual_length": len(raw_items)},
+            )
+        else:
+            for item in fields.objects("items"):
+                content = item.required_text("content")
+                resource_type = item.text("resource_type") or "Playbook"
+                items.append(catalog_pb2.RegisterRequest(content=content, resource_type=resource_type))
+        problems.check()
+        batch = await self._catalog.RegisterBatch(
+            catalog_pb2.RegisterBatchRequest(items=items), timeout=self._timeout
+        )
+        return json_response(register_batch_body(batch))
 
     async def list_entries(self, request: Request) -> Response:
         """§3.3 → `List`. An empty body lists everything, like `{}`.
@@ -87,3 +125,51 @@ class CatalogRoutes:
         set_present(query, catalog_id=catalog_id or None, path=path or None, version=version)
         found = await self._catalog.GetResource(query, timeout=self._timeout)
         return json_response(catalog_entry(found.entry))
+
+    async def _target(self, request: Request) -> tuple[str, int | None]:
+        """`path` (required, not blank) and the optional `version` of delete and restore."""
+        problems = Problems()
+        fields = problems.body(await read_json(request))
+        path = fields.non_blank_text("path")
+        version = fields.version("version", latest=False)
+        problems.check()
+        return path, version
+
+    async def delete(self, request: Request) -> Response:
+        """§3.5 → `Delete` (behind the internal token gate); nothing to delete is 200 with `count: 0`."""
+        path, version = await self._target(request)
+        query = catalog_pb2.CatalogServiceDeleteRequest(path=path)
+        set_present(query, version=version)
+        deleted = (await self._catalog.Delete(query, timeout=self._timeout)).versions
+        message = (
+            f"Removed {len(deleted)} version(s) of catalog entry '{path}'."
+            if deleted
+            else f"No catalog entries for '{path}'; nothing removed."
+        )
+        return json_response(catalog_versions_body(path, message, deleted))
+
+    async def restore(self, request: Request) -> Response:
+        """§3.5 → `Restore` (behind the internal token gate)."""
+        path, version = await self._target(request)
+        query = catalog_pb2.CatalogServiceRestoreRequest(path=path)
+        set_present(query, version=version)
+        restored = (await self._catalog.Restore(query, timeout=self._timeout)).versions
+        message = (
+            f"Restored {len(restored)} archived version(s) of '{path}'."
+            if restored
+            else f"No archived entries for '{path}'; nothing restored."
+        )
+        return json_response(catalog_versions_body(path, message, restored))
+
+    async def ui_schema(self, request: Request) -> Response:
+        """`GET /api/catalog/{path...}/ui_schema[?version=N|latest]` → `UiSchema`.
+
+        The path may hold slashes; an unknown one is 404 `Catalog entry not found`.
+        """
+        problems = Problems()
+        version = problems.query(request).version("version", latest=True)
+        problems.check()
+        query = catalog_pb2.UiSchemaRequest(path=request.path_params["path"])
+        set_present(query, version=version)
+        form = await self._catalog.UiSchema(query, timeout=self._timeout)
+        return json_response(ui_schema_body(form))

@@ -6,22 +6,16 @@ owns it, so each call asks the shards in order until one knows the command.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 from noetl.v1 import execution_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
-from gateway_http.routes import Endpoint
+from gateway_http.routes import Endpoint, first_found
 from gateway_http.validation import Problems, read_json
 from gateway_http.views import command_body
-from services.common.errors import NotFound, Unavailable
 from services.common.grpc_client import Sharded
-
-ReplyT = TypeVar("ReplyT")
 
 
 class CommandRoutes:
@@ -41,8 +35,10 @@ class CommandRoutes:
         event_id = problems.path_id(request, "event_id")
         problems.check()
         query = execution_pb2.GetCommandRequest(event_id=event_id)
-        found = await self._on_owner(
-            event_id, lambda shard: shard.commands.GetCommand(query, timeout=self._timeout)
+        found = await first_found(
+            self._execution.all(),
+            lambda shard: shard.commands.GetCommand(query, timeout=self._timeout),
+            f"command not found: {event_id}",
         )
         return json_response(command_body(found.command))
 
@@ -63,29 +59,10 @@ class CommandRoutes:
         claim = execution_pb2.ClaimRequest(
             event_id=event_id, worker_id=worker_id, locality_json=b"" if locality is None else dumps(locality)
         )
-        claimed = await self._on_owner(
-            event_id, lambda shard: shard.commands.Claim(claim, timeout=self._timeout)
+        claimed = await first_found(
+            self._execution.all(),
+            lambda shard: shard.commands.Claim(claim, timeout=self._timeout),
+            f"command not found: {event_id}",
         )
         command = claimed.command
         return json_response({"status": "ok", "event_id": command.event_id, **command_body(command)})
-
-    async def _on_owner(self, event_id: int, call: Callable[[ExecutionShard], Awaitable[ReplyT]]) -> ReplyT:
-        """The first shard's answer that is not NotFound.
-
-        Raises:
-            Unavailable: no shard knew the command and at least one could not be asked.
-            NotFound: every shard answered that it does not know the command.
-            MeshError: any other error of the owning shard, as it came.
-        """
-        unreachable: Unavailable | None = None
-        for shard in self._execution.all():
-            try:
-                return await call(shard)
-            except NotFound:
-                continue
-            except Unavailable as exc:
-                # That shard may be the owner: answer 503 (retry) rather than 404 if nobody else has it.
-                unreachable = unreachable or exc
-        if unreachable is not None:
-            raise unreachable
-        raise NotFound(f"command not found: {event_id}")

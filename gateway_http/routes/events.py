@@ -1,24 +1,45 @@
-"""`POST /api/events` → EventService.Emit on the execution's shard (http-api.md §5.1)."""
+"""Event ingest and reads → EventService (http-api.md §5).
+
+`POST /api/events` and `/events/batch` go to the execution's shard. A batch record and an event
+are addressed by an id alone, which does not say which shard holds it, so their reads ask the
+shards in order until one knows it (one call with a single shard).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from noetl.v1 import events_pb2, events_pb2_grpc
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway_http.coalescing import EmitCoalescer
 from gateway_http.encoding import dumps, json_response
-from gateway_http.routes import Endpoint, set_present
-from gateway_http.validation import Problems, read_json
+from gateway_http.formatting import timestamp
+from gateway_http.routes import Endpoint, first_found, set_present
+from gateway_http.validation import Fields, Problems, parse_id, read_json
+from services.common import jsonutil
+from services.common.errors import NotFound, Unavailable
 from services.common.grpc_client import Sharded
+
+# Events are stored before the answer, so nothing ever waits in a queue.
+QUEUE_DEPTH = 0
 
 
 class EventRoutes:
     def __init__(self, events: Sharded[events_pb2_grpc.EventServiceStub], rpc_timeout: float) -> None:
         self._events = events
         self._timeout = rpc_timeout
+        self._coalescer = EmitCoalescer(events, rpc_timeout)
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint("/events", self.emit, ("POST",))]
+        return [
+            Endpoint("/events", self.emit, ("POST",)),
+            Endpoint("/events/batch", self.emit_batch, ("POST",)),
+            Endpoint("/events/batch/{request_id}/status", self.batch_status, ("GET",)),
+            Endpoint("/events/{event_id}/result", self.result, ("GET",)),
+        ]
 
     async def emit(self, request: Request) -> Response:
         """Alias winners as in the reference: `step` over `node_name`, `name` over `event_type`,
@@ -47,9 +68,118 @@ class EventRoutes:
             informative=informative,
         )
         set_present(event, worker_id=worker_id)
-        emitted = await self._events.for_execution(execution_id).Emit(
-            events_pb2.EmitRequest(event=event), timeout=self._timeout
-        )
+        # Concurrent requests share one EmitMany call; each is still answered on its own.
+        emitted = await self._coalescer.emit(event)
         return json_response(
             {"status": "ok", "event_id": emitted.event_id, "commands_generated": emitted.commands_generated}
         )
+
+    async def emit_batch(self, request: Request) -> Response:
+        """§5.2 → `EmitBatch`: 202 once every event is stored and orchestration has run.
+
+        Items take the aliases of §5.1, but `actionable` defaults to false. The limits (256 events,
+        2 MiB of payloads) and the payload rules are the service's and answer 422 `{"detail": "..."}`
+        naming the field. An events service that cannot be reached or does not answer in time is
+        503 `queue_unavailable`: the batch may or may not be stored, and a retry with the same
+        idempotency key is safe either way.
+        """
+        problems = Problems()
+        fields = problems.body(await read_json(request))
+        execution_id = fields.required_identifier("execution_id")
+        worker_id = fields.text("worker_id")
+        catalog_id = fields.identifier("catalog_id")
+        events = [_batch_item(item) for item in fields.objects("events")]
+        problems.check()
+        for event in events:
+            event.execution_id = execution_id
+            set_present(event, worker_id=worker_id)
+        key = _idempotency_key(request.headers)
+        emit = events_pb2.EmitBatchRequest(execution_id=execution_id, events=events)
+        set_present(emit, catalog_id=catalog_id, idempotency_key=key)
+        try:
+            batch = await self._events.for_execution(execution_id).EmitBatch(emit, timeout=self._timeout)
+        except Unavailable as exc:
+            if isinstance(exc.detail, dict):  # the service's own shape (db_unavailable) passes as it is
+                raise
+            detail = {"code": "queue_unavailable", "message": "Event service unavailable; retry shortly"}
+            raise Unavailable(detail, retry_after=exc.retry_after) from exc
+        return json_response(
+            {
+                "status": "accepted",
+                "request_id": str(batch.request_id),
+                "event_ids": list(batch.event_ids),
+                "commands_generated": batch.commands_generated,
+                "queue_depth": QUEUE_DEPTH,
+                "duplicate": batch.duplicate,
+                "idempotency_key": key,
+            },
+            202,
+        )
+
+    async def batch_status(self, request: Request) -> Response:
+        """The record of an accepted batch → `GetBatch` (docs/decisions.md: event batches).
+
+        `request_id` is a string on the wire; one that is not a number was never minted here (404).
+        """
+        raw = request.path_params["request_id"]
+        request_id = parse_id(raw)
+        missing = f"Batch request {raw} not found"
+        if request_id is None:
+            raise NotFound(missing)
+        query = events_pb2.GetBatchRequest(request_id=request_id)
+        found = await first_found(
+            self._events.all(), lambda stub: stub.GetBatch(query, timeout=self._timeout), missing
+        )
+        return json_response(_batch_body(found.batch))
+
+    async def result(self, request: Request) -> Response:
+        """§5.3 → `GetEventResult`: the stored `result`, redacted, or `null`."""
+        problems = Problems()
+        event_id = problems.path_id(request, "event_id")
+        problems.check()
+        query = events_pb2.GetEventResultRequest(event_id=event_id)
+        found = await first_found(
+            self._events.all(),
+            lambda stub: stub.GetEventResult(query, timeout=self._timeout),
+            f"Event {event_id} not found",
+        )
+        return json_response(jsonutil.loads(found.result_json))
+
+
+def _batch_item(item: Fields) -> events_pb2.WorkerEvent:
+    """One item's fields; the batch's `execution_id` and `worker_id` are set once all parsed."""
+    step = item.required_text("step", "node_name")
+    event_type = item.required_text("name", "event_type")
+    payload = item.mapping("payload", "context")
+    meta = item.mapping("meta")
+    return events_pb2.WorkerEvent(
+        step=step,
+        event_type=event_type,
+        payload_json=dumps({} if payload is None else payload),
+        meta_json=b"" if meta is None else dumps(meta),
+        actionable=item.flag("actionable", False),
+        informative=item.flag("informative", True),
+    )
+
+
+def _idempotency_key(headers: Headers) -> str | None:
+    """`Idempotency-Key`, else `X-Idempotency-Key`; a blank header is no key."""
+    for name in ("idempotency-key", "x-idempotency-key"):
+        value = headers.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _batch_body(batch: events_pb2.EventBatch) -> dict[str, Any]:
+    return {
+        "request_id": str(batch.request_id),
+        "execution_id": str(batch.execution_id),
+        "state": batch.state,
+        "event_ids": list(batch.event_ids),
+        "commands_generated": batch.commands_generated if batch.HasField("commands_generated") else None,
+        "idempotency_key": batch.idempotency_key if batch.HasField("idempotency_key") else None,
+        "error": batch.error if batch.HasField("error") else None,
+        "created_at": timestamp(batch.created_at),
+        "updated_at": timestamp(batch.updated_at),
+    }

@@ -1,4 +1,4 @@
-"""Execution routes → ExecutionService and EventService (http-api.md §4.1, §4.4, §4.5, §4.8 to §4.11)."""
+"""Execution routes → ExecutionService and EventService (http-api.md §4.1 to §4.12)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from starlette.responses import Response
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
 from gateway_http.routes import Endpoint, set_present
-from gateway_http.validation import Problems, parse_id, read_json
+from gateway_http.validation import INT32_MAX, Fields, Problems, parse_id, read_json
 from gateway_http.views import event_object, execution_entry, pagination, raw_event_row, status_body
 from services.common.errors import NotFound, Unprocessable
 from services.common.grpc_client import Sharded
 from services.common.timeutil import utcnow
 
 MAX_LIST_OFFSET = 5000
+MAX_BATCH_EXECUTIONS = 1000
+_NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
 
 
 class ExecutionRoutes:
@@ -35,7 +37,9 @@ class ExecutionRoutes:
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("/execute", self.execute, ("POST",)),
+            Endpoint("/execute/batch", self.execute_batch, ("POST",)),
             Endpoint("/executions", self.listing, ("GET",)),
+            Endpoint("/executions/cleanup", self.cleanup, ("POST",)),
             Endpoint("/executions/{execution_id}/events", self.raw_events, ("GET",)),
             Endpoint("/executions/{execution_id}", self.detail, ("GET",)),
             Endpoint("/executions/{execution_id}/status", self.status, ("GET",)),
@@ -54,31 +58,8 @@ class ExecutionRoutes:
         invalid playbooks and for non-executable kinds.
         """
         problems = Problems()
-        fields = problems.body(await read_json(request))
-        path = fields.text("path")
-        catalog_id = fields.identifier("catalog_id")
-        version = fields.version("version", latest=False)
-        resource_kind = fields.text("resource_kind")
-        workload = fields.mapping("workload", "payload")
-        parent_execution_id = fields.identifier("parent_execution_id")
-        trace = fields.mapping("trace")
-        execution_pool = fields.text("execution_pool")
-        if not path and not catalog_id:
-            fields.value_error("Either 'path' or 'catalog_id' must be provided")
+        start = _start_request(problems.body(await read_json(request)))
         problems.check()
-        start = execution_pb2.StartRequest(
-            workload_json=dumps({} if workload is None else workload),
-            trace_json=b"" if trace is None else dumps(trace),
-        )
-        set_present(
-            start,
-            path=path or None,
-            catalog_id=catalog_id or None,
-            version=version,
-            resource_kind=resource_kind or None,
-            parent_execution_id=parent_execution_id,
-            execution_pool=execution_pool or None,
-        )
         started = await self._execution.all()[0].executions.Start(start, timeout=self._timeout)
         return json_response(
             {
@@ -88,12 +69,75 @@ class ExecutionRoutes:
             }
         )
 
+    async def execute_batch(self, request: Request) -> Response:
+        """§4.2 → `StartBatch` on shard 0, as §4.1.
+
+        Every item is read as a §4.1 body; a malformed one fails the whole request with 422 (its
+        `loc` names the item), as Pydantic does for a list of models, and nothing starts. Items
+        the service refuses (not found, invalid playbook) answer `status:"error"` with the
+        `detail` the single route would have given; the others start.
+        """
+        problems = Problems()
+        items = _batch_items(problems, await read_json(request))
+        problems.check()
+        batch = await self._execution.all()[0].executions.StartBatch(
+            execution_pb2.StartBatchRequest(items=items), timeout=self._timeout
+        )
+        results: list[dict[str, Any]] = []
+        for index, result in enumerate(batch.results):
+            if result.HasField("error"):
+                results.append(
+                    {"index": index, "status": "error", "commands_generated": 0, "error": result.error}
+                )
+            else:
+                results.append(
+                    {
+                        "index": index,
+                        "status": "started",
+                        "execution_id": str(result.execution_id),
+                        "commands_generated": result.commands_generated,
+                    }
+                )
+        started = sum(1 for result in results if result["status"] == "started")
+        return json_response(
+            {
+                "count": len(results),
+                "started": started,
+                "duplicates": 0,
+                "failed": len(results) - started,
+                "results": results,
+            }
+        )
+
+    async def cleanup(self, request: Request) -> Response:
+        """§4.12 → `Cleanup` on every shard (each cancels the executions it owns), ids merged in order."""
+        problems = Problems()
+        fields = problems.body(await read_json(request, required=False))
+        minutes = fields.number("older_than_minutes", 5, minimum=1)
+        dry_run = fields.flag("dry_run", False)
+        problems.check()
+        wanted = execution_pb2.CleanupRequest(older_than_minutes=minutes, dry_run=dry_run)
+        shards = await asyncio.gather(
+            *(shard.executions.Cleanup(wanted, timeout=self._timeout) for shard in self._execution.all())
+        )
+        found = sorted(execution_id for shard in shards for execution_id in shard.execution_ids)
+        if dry_run:
+            message = f"[DRY RUN] Would cancel {len(found)} stuck executions older than {minutes} minutes"
+        elif not found:
+            message = f"No stuck executions found older than {minutes} minutes"
+        else:
+            message = f"Successfully cancelled {len(found)} stuck executions older than {minutes} minutes"
+        return json_response(
+            {"cancelled_count": len(found), "execution_ids": [str(i) for i in found], "message": message}
+        )
+
     async def detail(self, request: Request) -> Response:
         """§4.4 → `Get` for the summary, then `ListEvents` (newest first) for one page of events."""
         problems = Problems()
         execution_id = problems.path_id(request, "execution_id")
         query = problems.query(request)
-        page = query.number("page", 1, minimum=1)
+        # The service's page is an int32: a larger one is the caller's 422, not a 500.
+        page = query.number("page", 1, minimum=1, maximum=INT32_MAX)
         page_size = query.number("page_size", 100, minimum=10, maximum=500)
         since_event_id = query.identifier("since_event_id")
         event_type = query.text("event_type")
@@ -240,7 +284,8 @@ class ExecutionRoutes:
         problems = Problems()
         execution_id = problems.path_id(request, "execution_id")
         query = problems.query(request)
-        page = query.number("page", 1, minimum=1)
+        # The service's page is an int32: a larger one is the caller's 422, not a 500.
+        page = query.number("page", 1, minimum=1, maximum=INT32_MAX)
         page_size = query.number("page_size", 100, minimum=10, maximum=500)
         since_event_id = query.identifier("since_event_id")
         event_type = query.text("event_type")
@@ -262,3 +307,62 @@ class ExecutionRoutes:
                 "pagination": pagination(page, page_size, listed.total),
             }
         )
+
+
+def _start_request(fields: Fields) -> execution_pb2.StartRequest:
+    """A §4.1 body; problems go to the `Problems` that `fields` reports to."""
+    path = fields.text("path")
+    catalog_id = fields.identifier("catalog_id")
+    version = fields.version("version", latest=False)
+    resource_kind = fields.text("resource_kind")
+    workload = fields.mapping("workload", "payload")
+    parent_execution_id = fields.identifier("parent_execution_id")
+    trace = fields.mapping("trace")
+    execution_pool = fields.text("execution_pool")
+    if not path and not catalog_id:
+        fields.value_error("Either 'path' or 'catalog_id' must be provided")
+    start = execution_pb2.StartRequest(
+        workload_json=dumps({} if workload is None else workload),
+        trace_json=b"" if trace is None else dumps(trace),
+    )
+    set_present(
+        start,
+        path=path or None,
+        catalog_id=catalog_id or None,
+        version=version,
+        resource_kind=resource_kind or None,
+        parent_execution_id=parent_execution_id,
+        execution_pool=execution_pool or None,
+    )
+    return start
+
+
+def _batch_items(problems: Problems, body: Any) -> list[execution_pb2.StartRequest]:
+    """The §4.2 `executions` list (1..1000 items, each a §4.1 body), reported as Pydantic would:
+    item by item in order, or only the length when there are too many.
+
+    Each item's `Fields` is made when its turn comes, so the problems of one item never hide the
+    next one's cross-field rule (`Fields.objects` makes them all before any is read).
+    """
+    fields = problems.body(body)
+    listed = body.get("executions") if isinstance(body, dict) else None
+    if not isinstance(listed, list) or not listed:
+        if isinstance(body, dict):
+            fields.objects("executions")  # reports it missing, not a list, or empty
+        return []
+    if len(listed) > MAX_BATCH_EXECUTIONS:
+        problems.add(
+            "too_long",
+            ["body", "executions"],
+            f"List should have at most {MAX_BATCH_EXECUTIONS} items after validation, not {len(listed)}",
+            listed,
+            {"field_type": "List", "max_length": MAX_BATCH_EXECUTIONS, "actual_length": len(listed)},
+        )
+        return []
+    items = []
+    for index, item in enumerate(listed):
+        if isinstance(item, dict):
+            items.append(_start_request(Fields(item, "body", problems, ("executions", index))))
+        else:
+            problems.add("model_attributes_type", ["body", "executions", index], _NOT_AN_OBJECT, item)
+    return items

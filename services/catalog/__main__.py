@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from noetl.v1 import catalog_pb2_grpc
+from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc
 
 from services.catalog.api import CatalogApi
+from services.catalog.clients import EventHistory
 from services.catalog.service import Catalog
 from services.catalog.settings import Settings
 from services.catalog.store import CatalogStore
 from services.common import db, runner
+from services.common.grpc_client import Sharded
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 
@@ -21,14 +23,17 @@ from services.common.ids import Snowflake
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
     try:
-        api = CatalogApi(Catalog(CatalogStore(pool), Snowflake(settings.basics.machine_id)))
+        catalog = Catalog(CatalogStore(pool), Snowflake(settings.basics.machine_id), EventHistory(events))
+        api = CatalogApi(catalog)
 
         def register(server: grpc.aio.Server) -> None:
             catalog_pb2_grpc.add_CatalogServiceServicer_to_server(api, server)
 
         yield [register]
     finally:
+        await events.close()
         await pool.close()
 
 

@@ -6,7 +6,8 @@ import grpc
 from noetl.v1 import catalog_pb2, catalog_pb2_grpc
 
 from services.catalog.service import Catalog, Lookup
-from services.catalog.store import Entry
+from services.catalog.store import Entry, VersionRef
+from services.common import jsonutil
 from services.common.errors import MeshError
 from services.common.wire import timestamp
 
@@ -30,6 +31,13 @@ def _registered(entry: Entry) -> catalog_pb2.RegisterResponse:
     return catalog_pb2.RegisterResponse(
         catalog_id=entry.catalog_id, path=entry.path, version=entry.version, kind=entry.kind
     )
+
+
+def _refs(refs: list[VersionRef]) -> list[catalog_pb2.CatalogVersionRef]:
+    return [
+        catalog_pb2.CatalogVersionRef(catalog_id=ref.catalog_id, version=ref.version, archived=ref.archived)
+        for ref in refs
+    ]
 
 
 class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
@@ -75,3 +83,33 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             version=request.version if request.HasField("version") else None,
         )
         return catalog_pb2.GetResourceResponse(entry=entry_message(await self._catalog.resolve(lookup)))
+
+    async def UiSchema(
+        self, request: catalog_pb2.UiSchemaRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.UiSchemaResponse:
+        version = request.version if request.HasField("version") else None
+        entry, form = await self._catalog.ui_schema(request.path, version)
+        return catalog_pb2.UiSchemaResponse(
+            catalog_id=entry.catalog_id,
+            path=entry.path,
+            version=entry.version,
+            kind=entry.kind,
+            workload_json=jsonutil.dumps(form.workload),
+            ui_schema_json=jsonutil.dumps(form.schema),
+        )
+
+    async def Delete(
+        self, request: catalog_pb2.CatalogServiceDeleteRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.CatalogServiceDeleteResponse:
+        version = request.version if request.HasField("version") else None
+        return catalog_pb2.CatalogServiceDeleteResponse(
+            versions=_refs(await self._catalog.delete(request.path, version))
+        )
+
+    async def Restore(
+        self, request: catalog_pb2.CatalogServiceRestoreRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.CatalogServiceRestoreResponse:
+        version = request.version if request.HasField("version") else None
+        return catalog_pb2.CatalogServiceRestoreResponse(
+            versions=_refs(await self._catalog.restore(request.path, version))
+        )

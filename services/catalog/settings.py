@@ -4,15 +4,22 @@ from dataclasses import dataclass
 
 from services.common.config import EnvReader, ServiceBasics
 
+DEFAULT_EVENTS_ADDRS = ("127.0.0.1:50053",)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     basics: ServiceBasics
+    # Every events shard: delete asks each one which versions have execution history.
+    events_addrs: tuple[str, ...] = DEFAULT_EVENTS_ADDRS
 
     @classmethod
     def load(cls) -> Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
-        settings = cls(basics=ServiceBasics.read(env, "127.0.0.1:50051"))
+        settings = cls(
+            basics=ServiceBasics.read(env, "127.0.0.1:50051"),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", ",".join(DEFAULT_EVENTS_ADDRS)),
+        )
         env.finish()
         return settings

@@ -29,6 +29,15 @@ class Entry:
     archived: bool
 
 
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    """A version touched by delete or restore; `archived` says delete kept it (it has history)."""
+
+    catalog_id: int
+    version: int
+    archived: bool = False
+
+
 _COLUMNS = "catalog_id, path, version, kind, content, layout::text, payload::text, meta::text, created_at, archived_at"
 
 
@@ -105,6 +114,50 @@ class CatalogStore:
             f"SELECT {_COLUMNS} FROM noetl.catalog WHERE path = $1 AND version = $2", path, version
         )
         return _entry(row) if row else None
+
+    async def live_versions(self, path: str, version: int | None) -> list[VersionRef]:
+        """Non-archived versions of `path` (all, or the one `version`), newest first."""
+        rows = await self._pool.fetch(
+            "SELECT catalog_id, version FROM noetl.catalog WHERE path = $1 AND archived_at IS NULL "
+            "AND ($2::int IS NULL OR version = $2) ORDER BY version DESC",
+            path,
+            version,
+        )
+        return [VersionRef(row[0], row[1]) for row in rows]
+
+    async def remove_or_archive(
+        self, path: str, *, remove: list[int], archive: list[int]
+    ) -> list[VersionRef]:
+        """Deletes the `remove` rows and archives the `archive` rows that are still live, newest first.
+
+        Under the path's registration lock, so a concurrent delete or register sees all or none
+        of it; rows another delete got to first are simply not returned.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", path)
+            removed = await conn.fetch(
+                "DELETE FROM noetl.catalog WHERE catalog_id = ANY($1::bigint[]) AND archived_at IS NULL "
+                "RETURNING catalog_id, version",
+                remove,
+            )
+            archived = await conn.fetch(
+                "UPDATE noetl.catalog SET archived_at = now() "
+                "WHERE catalog_id = ANY($1::bigint[]) AND archived_at IS NULL RETURNING catalog_id, version",
+                archive,
+            )
+        refs = [VersionRef(row[0], row[1]) for row in removed]
+        refs += [VersionRef(row[0], row[1], archived=True) for row in archived]
+        return sorted(refs, key=lambda ref: ref.version, reverse=True)
+
+    async def restore(self, path: str, version: int | None) -> list[VersionRef]:
+        """Clears `archived_at` on the archived versions of `path` (all, or `version`), newest first."""
+        rows = await self._pool.fetch(
+            "UPDATE noetl.catalog SET archived_at = NULL WHERE path = $1 AND archived_at IS NOT NULL "
+            "AND ($2::int IS NULL OR version = $2) RETURNING catalog_id, version",
+            path,
+            version,
+        )
+        return sorted((VersionRef(row[0], row[1]) for row in rows), key=lambda ref: ref.version, reverse=True)
 
     async def list(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -29,15 +29,44 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     default reset query on every release — a round trip per pooled query — buys nothing."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+class Pool(asyncpg.Pool):
+    """asyncpg's pool, counting the callers waiting for a connection (`GET /api/pool/status`)."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting = 0
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        # Both `acquire()` forms end here; a caller served at once never yields inside, so only
+        # callers still queued (or waiting for a new connection) are ever seen in the count.
+        self.waiting += 1
+        try:
+            return await super()._acquire(timeout)  # type: ignore[misc]  # private, so not in the stubs
+        finally:
+            self.waiting -= 1
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
     """Raises Unavailable when the database cannot be reached."""
+    # `asyncpg.create_pool` with its defaults, but building our subclass.
+    pool = Pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        command_timeout=60,
+        reset=_no_session_reset,
+    )
     try:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, command_timeout=60, reset=_no_session_reset
-        )
+        await pool
     except (OSError, asyncpg.PostgresError) as exc:
         raise Unavailable(f"cannot connect to Postgres: {exc}") from exc
-    assert pool is not None  # create_pool only returns None when given no init loop
     return pool
 
 

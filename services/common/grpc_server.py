@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,6 +16,40 @@ from services.common.rpc_errors import ErrorInterceptor
 log = logging.getLogger(__name__)
 
 Registrar = Callable[[grpc.aio.Server], None]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+class PerMethod(grpc.aio.ServerInterceptor):
+    """Runs a chain of interceptors once per method and serves later calls the handler it built.
+
+    The chain (tracing, execution id, metrics, error mapping) wraps a method's behaviour in
+    closures that depend on the method alone, never on the call: building them on every call
+    was pure per-call overhead. Every call still runs through every wrapper.
+    """
+
+    def __init__(self, interceptors: Sequence[grpc.aio.ServerInterceptor]) -> None:
+        self._interceptors = list(interceptors)
+        self._built: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        built = self._built.get(method)
+        if built is None:
+            built = await self._through(0, continuation, handler_call_details)
+            if built is not None:  # an unknown method is not remembered: callers choose its name
+                self._built[method] = built
+        return built
+
+    async def _through(
+        self, index: int, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        if index == len(self._interceptors):
+            return await continuation(details)
+        return await self._interceptors[index].intercept_service(
+            lambda inner: self._through(index + 1, continuation, inner), details
+        )
 
 
 class GrpcHost:
@@ -26,7 +60,11 @@ class GrpcHost:
         self._listen = listen
         self._grace = grace
         self._server = grpc.aio.server(
-            interceptors=[*telemetry.server_interceptors(), metrics.MetricsInterceptor(), ErrorInterceptor()],
+            interceptors=[
+                PerMethod(
+                    [*telemetry.server_interceptors(), metrics.MetricsInterceptor(), ErrorInterceptor()]
+                )
+            ],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
         self._health = health.aio.HealthServicer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -11,7 +12,12 @@ def dumps(value: Any) -> bytes:
     """Raises TypeError for values JSON cannot carry."""
     if value is None:
         return b""
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which JSON and jsonb carry (a caller's body may
+        # hold one); readers parsing with orjson then see a float, as for any other big integer.
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def loads(raw: bytes | str | None) -> Any:

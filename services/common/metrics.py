@@ -57,10 +57,13 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         service, _, method = handler_call_details.method.strip("/").rpartition("/")
         service = service.rsplit(".", 1)[-1]
+        # The labelled children are looked up once per method, not on every call.
+        succeeded = GRPC_REQUESTS.labels(service, method, "OK")
+        duration = GRPC_DURATION.labels(service, method)
 
         def record(started: float, code: str) -> None:
-            GRPC_REQUESTS.labels(service, method, code).inc()
-            GRPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
+            (succeeded if code == "OK" else GRPC_REQUESTS.labels(service, method, code)).inc()
+            duration.observe(time.perf_counter() - started)
 
         def timed(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -46,6 +46,14 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.MeshError]] = {
 }
 
 
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """The status code with this number (UNKNOWN for a number gRPC does not define)."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
 def grpc_code(error: errors.MeshError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _CODES:
@@ -54,28 +62,47 @@ def grpc_code(error: errors.MeshError) -> grpc.StatusCode:
 
 
 def trailing_metadata(error: errors.MeshError) -> tuple[tuple[str, str], ...]:
-    items = [(KIND_KEY, type(error).__name__), (DETAIL_KEY, json.dumps(error.detail))]
+    items = [(KIND_KEY, type(error).__name__), (DETAIL_KEY, detail_json(error))]
     if error.retry_after is not None:
         items.append((RETRY_AFTER_KEY, str(error.retry_after)))
     return tuple(items)
 
 
+def status_message(error: errors.MeshError) -> str:
+    """The gRPC status message of `error`: its detail, as JSON when structured."""
+    return error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
+
+
+def detail_json(error: errors.MeshError) -> str:
+    return json.dumps(error.detail)
+
+
+def rebuild(
+    code: grpc.StatusCode, message: str, kind: str, detail: str | None, retry_after: int | None
+) -> errors.MeshError:
+    """The taxonomy error a peer reported (or the closest one for a transport failure): its
+    status `code` and `message`, its class name `kind` and `detail` as JSON when it sent them."""
+    cls = _KINDS.get(kind)
+    value: Any = message or code.name
+    if detail is not None:
+        try:
+            value = json.loads(detail)
+        except ValueError:
+            value = detail
+    if cls is None:
+        cls = _BY_CODE.get(code, errors.Internal)
+        if cls is errors.Unavailable and retry_after is None:
+            retry_after = 1
+    return cls(value, retry_after=retry_after)
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.MeshError:
     """Rebuilds the taxonomy error a peer raised (or the closest one for a transport failure)."""
     metadata = {key: value for key, value in (exc.trailing_metadata() or ()) if isinstance(value, str)}
-    kind = _KINDS.get(metadata.get(KIND_KEY, ""))
-    detail: Any = exc.details() or exc.code().name
-    if DETAIL_KEY in metadata:
-        try:
-            detail = json.loads(metadata[DETAIL_KEY])
-        except ValueError:
-            detail = metadata[DETAIL_KEY]
     retry_after = int(metadata[RETRY_AFTER_KEY]) if metadata.get(RETRY_AFTER_KEY, "").isdigit() else None
-    if kind is None:
-        kind = _BY_CODE.get(exc.code(), errors.Internal)
-        if kind is errors.Unavailable and retry_after is None:
-            retry_after = 1
-    return kind(detail, retry_after=retry_after)
+    return rebuild(
+        exc.code(), exc.details() or "", metadata.get(KIND_KEY, ""), metadata.get(DETAIL_KEY), retry_after
+    )
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -106,9 +133,8 @@ def _wrap_stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: errors.MeshError) -> None:
-    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
     context.set_trailing_metadata(trailing_metadata(exc))
-    await context.abort(grpc_code(exc), message)
+    await context.abort(grpc_code(exc), status_message(exc))
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

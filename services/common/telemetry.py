@@ -8,7 +8,7 @@ be added by installing its package and pointing the SDK at a collector.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -44,7 +44,18 @@ def setup_tracing(service_name: str) -> None:
 def tag_execution(execution_id: int) -> None:
     """Marks the current span with the execution it works on."""
     if execution_id:
-        trace.get_current_span().set_attribute("execution_id", str(execution_id))
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("execution_id", str(execution_id))
+
+
+def tag_executions(execution_ids: Iterable[int]) -> None:
+    """Marks the current span with every execution a call for several of them works on."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        tagged = sorted({str(execution_id) for execution_id in execution_ids if execution_id})
+        if tagged:
+            span.set_attribute("execution_id", tagged)
 
 
 class ExecutionIdInterceptor(grpc.aio.ServerInterceptor):

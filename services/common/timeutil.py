@@ -15,8 +15,9 @@ def as_utc(value: datetime) -> datetime:
 
 
 def rfc3339(value: datetime) -> str:
-    """Microseconds when present, whole seconds without a fraction."""
-    value = as_utc(value)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Microseconds when present, whole seconds without a fraction.
+
+    `isoformat` rather than `strftime`: glibc's `%Y` does not pad years before 1000 to four digits.
+    """
+    value = as_utc(value).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"

@@ -34,7 +34,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
     store = EventStore(pool)
-    batcher = AppendBatcher(store, Snowflake(settings.basics.machine_id).next_id)
+    # One generator per process: two with the same machine id would mint the same ids.
+    mint = Snowflake(settings.basics.machine_id).next_id
+    batcher = AppendBatcher(store, mint)
     await batcher.start()
     log = EventLog(
         store=store,
@@ -45,8 +47,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         settings=EventLogSettings(
             mirror_events=settings.mirror_events, event_shard_count=settings.bus.event_shard_count
         ),
+        mint=mint,
     )
-    api = EventApi(log)
+    api = EventApi(log, settings.batch_limits)
 
     def register(server: grpc.aio.Server) -> None:
         events_pb2_grpc.add_EventServiceServicer_to_server(api, server)

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc
 
-from services.common import jsonutil, telemetry
-from services.common.errors import InvalidArgument, NotFound, Unprocessable
-from services.events.messages import draft_from_message, envelope_from_message, event_message
+from services.common import jsonutil, rpc_errors, telemetry
+from services.common.errors import InvalidArgument, MeshError, NotFound, Unprocessable
+from services.events.batches import BatchLimits
+from services.events.messages import batch_message, draft_from_message, envelope_from_message, event_message
 from services.events.normalize import WorkerEventDraft, normalize
 from services.events.service import EventLog
 
@@ -31,9 +32,30 @@ def _worker_draft(event: events_pb2.WorkerEvent) -> WorkerEventDraft:
     )
 
 
+def _batch_item(index: int, event: events_pb2.WorkerEvent) -> WorkerEventDraft:
+    """Raises Unprocessable naming the item (`events[<index>]: ...`)."""
+    try:
+        return _worker_draft(event)
+    except Unprocessable as exc:
+        raise Unprocessable(f"events[{index}]: {exc.detail}") from exc
+
+
+def _item_error(error: MeshError) -> events_pb2.EmitItemResult:
+    failure = events_pb2.EmitItemError(
+        code=rpc_errors.grpc_code(error).value[0],
+        message=rpc_errors.status_message(error),
+        kind=type(error).__name__,
+        detail_json=rpc_errors.detail_json(error).encode(),
+    )
+    if error.retry_after is not None:
+        failure.retry_after = error.retry_after
+    return events_pb2.EmitItemResult(error=failure)
+
+
 class EventApi(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, batch_limits: BatchLimits) -> None:
         self._log = log
+        self._batch_limits = batch_limits
 
     async def Append(
         self, request: events_pb2.AppendRequest, context: grpc.aio.ServicerContext
@@ -64,6 +86,33 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             duplicate=outcome.duplicates[0],
         )
 
+    async def EmitMany(
+        self, request: events_pb2.EmitManyRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.EmitManyResponse:
+        results: list[events_pb2.EmitItemResult] = []
+        valid: list[tuple[int, WorkerEventDraft]] = []
+        positions: list[int] = []
+        for event in request.events:
+            try:
+                draft = _worker_draft(event)
+            except MeshError as exc:
+                results.append(_item_error(exc))
+                continue
+            positions.append(len(results))
+            results.append(events_pb2.EmitItemResult())
+            valid.append((event.execution_id, draft))
+        telemetry.tag_executions(execution_id for execution_id, _ in valid)
+        for position, outcome in zip(positions, await self._log.emit_each(valid), strict=True):
+            if isinstance(outcome, MeshError):
+                results[position] = _item_error(outcome)
+            else:
+                results[position] = events_pb2.EmitItemResult(
+                    event_id=outcome.event_ids[0],
+                    commands_generated=outcome.commands_generated,
+                    duplicate=outcome.duplicates[0],
+                )
+        return events_pb2.EmitManyResponse(results=results)
+
     async def StreamEmit(
         self, request_iterator: AsyncIterator[events_pb2.StreamEmitRequest], context: grpc.aio.ServicerContext
     ) -> events_pb2.StreamEmitResponse:
@@ -80,6 +129,35 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             event_ids.extend(outcome.event_ids)
             generated += outcome.commands_generated
         return events_pb2.StreamEmitResponse(event_ids=event_ids, commands_generated=generated)
+
+    async def EmitBatch(
+        self, request: events_pb2.EmitBatchRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.EmitBatchResponse:
+        telemetry.tag_execution(request.execution_id)
+        self._batch_limits.check([len(event.payload_json) for event in request.events])
+        outcome = await self._log.emit_batch(
+            request.execution_id,
+            [_batch_item(index, event) for index, event in enumerate(request.events)],
+            catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
+            idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+        )
+        return events_pb2.EmitBatchResponse(
+            request_id=outcome.request_id,
+            event_ids=outcome.event_ids,
+            commands_generated=outcome.commands_generated,
+            duplicate=outcome.duplicate,
+        )
+
+    async def GetBatch(
+        self, request: events_pb2.GetBatchRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.GetBatchResponse:
+        return events_pb2.GetBatchResponse(batch=batch_message(await self._log.batch(request.request_id)))
+
+    async def GetEventResult(
+        self, request: events_pb2.GetEventResultRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.GetEventResultResponse:
+        result = await self._log.event_result(request.event_id)
+        return events_pb2.GetEventResultResponse(result_json=jsonutil.dumps(result))
 
     async def ListEvents(
         self, request: events_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
@@ -108,3 +186,9 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
     ) -> events_pb2.ProjectResponse:
         projected, duplicates = await self._log.project([envelope_from_message(e) for e in request.events])
         return events_pb2.ProjectResponse(projected=projected, duplicates=duplicates)
+
+    async def CatalogUsage(
+        self, request: events_pb2.CatalogUsageRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.CatalogUsageResponse:
+        used = await self._log.catalog_usage(list(request.catalog_ids))
+        return events_pb2.CatalogUsageResponse(used_catalog_ids=used)

@@ -59,6 +59,14 @@ class Draft:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchIntent:
+    """The record of a worker batch (http-api.md §5.2), written in the transaction of its events."""
+
+    request_id: int
+    idempotency_key: str | None  # unique per execution: a replay answers the recorded batch
+
+
+@dataclass(frozen=True, slots=True)
 class AppendJob:
     execution_id: int
     drafts: Sequence[Draft]
@@ -66,6 +74,7 @@ class AppendJob:
     parent_execution_id: int | None
     require_open: bool
     mirror_subject: str | None
+    batch: BatchIntent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,8 @@ class AppendOutcome:
     stored: list[StoredEvent] = field(default_factory=list)
     outbox: list[OutboxEntry] = field(default_factory=list)
     terminal_suppressed: int = 0
+    # A batch whose idempotency key was recorded already: its request_id (event_ids are its ids).
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from services.common.errors import InvalidArgument
 from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
 from services.common.timeutil import as_utc
 from services.common.wire import timestamp
+from services.events.batches import EventBatch
 from services.events.chain import Draft, Notify, StoredEvent
 from services.events.projection import Envelope
 
@@ -42,6 +43,24 @@ def event_message(event: StoredEvent) -> common_pb2.Event:
         message.command_id = event.command_id
     if event.duration is not None:
         message.duration = event.duration
+    return message
+
+
+def batch_message(batch: EventBatch) -> events_pb2.EventBatch:
+    message = events_pb2.EventBatch(
+        request_id=batch.request_id,
+        execution_id=batch.execution_id,
+        event_ids=batch.event_ids,
+        state=batch.state,
+        created_at=timestamp(batch.created_at),
+        updated_at=timestamp(batch.updated_at),
+    )
+    if batch.idempotency_key is not None:
+        message.idempotency_key = batch.idempotency_key
+    if batch.commands_generated is not None:
+        message.commands_generated = batch.commands_generated
+    if batch.error is not None:
+        message.error = batch.error
     return message
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from services.common.errors import Unprocessable
 from services.common.event_types import WORKER_IDEMPOTENT, WRITTEN_TERMINAL, canonical_event_type
-from services.events.redaction import redact
+from services.common.redaction import redact
 
 TERMINAL_TYPES = tuple(sorted(WRITTEN_TERMINAL))
 _RESULT_KEYS = frozenset({"status", "reference", "context", "command_id"})

@@ -102,3 +102,21 @@ CREATE INDEX IF NOT EXISTS idx_event_started ON noetl.event (event_id DESC)
     WHERE event_type = 'playbook.initialized';
 
 CREATE OR REPLACE VIEW noetl.event_log AS SELECT * FROM noetl.event;
+
+-- Worker event batches (http-api.md §5.2): one row per accepted POST /api/events/batch, written
+-- in the transaction of its events, so a replay of its idempotency key never sees half a batch.
+-- `state` moves from 'accepted' to 'completed' (or 'failed') once orchestration has run.
+CREATE TABLE IF NOT EXISTS noetl.event_batch (
+    request_id BIGINT PRIMARY KEY,
+    execution_id BIGINT NOT NULL,
+    idempotency_key TEXT,
+    event_ids BIGINT[] NOT NULL,
+    state VARCHAR NOT NULL DEFAULT 'accepted',
+    commands_generated INTEGER,
+    error TEXT,
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    updated_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    CONSTRAINT chk_event_batch_state CHECK (state IN ('accepted', 'completed', 'failed'))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_event_batch_idem ON noetl.event_batch (execution_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;

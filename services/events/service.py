@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 
 from services.common.bus import event_subject
-from services.common.errors import Internal, InvalidArgument
+from services.common.db import connection_errors, with_retry
+from services.common.errors import Internal, InvalidArgument, MeshError, NotFound
 from services.common.event_types import EventType
 from services.common.metrics import INGEST_BUCKETS
+from services.common.redaction import redact
 from services.events.batcher import AppendBatcher
-from services.events.chain import AppendJob, AppendOutcome, Draft, StoredEvent
+from services.events.batches import COMPLETED, FAILED, BatchOutcome, EventBatch
+from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
 from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
 from services.events.projection import Envelope
 from services.events.relay import Relay
+from services.events.runs import Run, advance_runs
 from services.events.store import EventStore
 from services.events.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
 
 KNOWN_TYPES = (
     "playbook.initialized",
@@ -99,8 +106,10 @@ class EventLog:
         advancer: Advancer,
         wakeups: Wakeups,
         settings: EventLogSettings,
+        mint: Callable[[], int],
     ) -> None:
         self._store = store
+        self._mint = mint
         self._batcher = batcher
         self._relay = relay
         self._advancer = advancer
@@ -137,29 +146,114 @@ class EventLog:
         Raises:
             NotFound: the execution has no events.
         """
-        drafts = [
-            Draft(
-                event_type=event.event_type,
-                node_name=event.step,
-                status=event.status,
-                context=orjson.dumps(event.context).decode(),
-                result=orjson.dumps(event.result).decode(),
-                meta=event.meta,
-                command_id=event.command_id,
-                worker_id=event.worker_id,
-                error=event.error,
-                worker_dedupe=event.idempotent,
-                stamp_persisted_id=True,
-            )
-            for event in events
-        ]
         outcome = await self.append(
-            execution_id, drafts, catalog_id=None, parent_execution_id=None, require_open=False
+            execution_id, _drafts(events), catalog_id=None, parent_execution_id=None, require_open=False
         )
-        # The whole batch goes along, so the orchestrator can fold it without reading it back.
-        acts = any(event.event_type in ADVANCE_TYPES for event in outcome.stored)
-        generated = await self._advancer.advance(execution_id, outcome.stored) if acts else 0
+        generated = await self._orchestrate(execution_id, outcome.stored)
         return EmitOutcome(outcome.event_ids, outcome.duplicates, generated)
+
+    async def emit_each(self, items: Sequence[tuple[int, WorkerEventDraft]]) -> list[EmitOutcome | MeshError]:
+        """(execution_id, event) items stored and advanced independently, as `emit` would one by
+        one; answered in order, each with its outcome or its own error (NotFound, Unavailable, ...).
+
+        The items share group commits, and each execution's owning shard gets one `Advance` with
+        its new events in chain order rather than one per event.
+        """
+        started = time.perf_counter()
+        appended = await asyncio.gather(
+            *(
+                self._batcher.append(
+                    AppendJob(
+                        execution_id=execution_id,
+                        drafts=_drafts([event]),
+                        catalog_id=None,
+                        parent_execution_id=None,
+                        require_open=False,
+                        mirror_subject=self._mirror_subject(execution_id),
+                    )
+                )
+                for execution_id, event in items
+            ),
+            return_exceptions=True,
+        )
+        results: list[EmitOutcome | MeshError] = []
+        stored: list[list[StoredEvent]] = []
+        for outcome in appended:
+            if isinstance(outcome, AppendOutcome):
+                self._after_commit(outcome, started)
+                results.append(EmitOutcome(outcome.event_ids, outcome.duplicates, 0))
+                stored.append(outcome.stored)
+            elif isinstance(outcome, MeshError):
+                results.append(outcome)
+                stored.append([])
+            else:
+                raise outcome
+        by_execution: dict[int, list[Run]] = {}
+        for run in advance_runs(stored, ADVANCE_TYPES):
+            by_execution.setdefault(run.execution_id, []).append(run)
+        await asyncio.gather(*(self._advance_in_order(runs, results) for runs in by_execution.values()))
+        return results
+
+    async def emit_batch(
+        self,
+        execution_id: int,
+        events: Sequence[WorkerEventDraft],
+        *,
+        catalog_id: int | None,
+        idempotency_key: str | None,
+    ) -> BatchOutcome:
+        """Stores a worker batch and its record in one transaction, then orchestrates as `emit` does.
+
+        A batch whose idempotency key this execution has recorded answers that batch's request id
+        and event ids as a duplicate, storing and orchestrating nothing.
+
+        Raises:
+            NotFound: the execution has no events and no catalog_id was given.
+            Unavailable: the database connection was lost (`db_unavailable`); nothing was written.
+            Internal: the database refused the batch; nothing was written.
+            MeshError: orchestration failed after the commit (the batch is recorded as `failed`).
+        """
+        request_id = self._mint()
+        drafts = _drafts(events)
+        if idempotency_key is not None:
+            for draft in drafts:  # data-model.md §4.4: the batch's key in each event's meta
+                draft.meta = {**(draft.meta or {}), "idempotency_key": idempotency_key}
+        job = AppendJob(
+            execution_id=execution_id,
+            drafts=drafts,
+            catalog_id=catalog_id,
+            parent_execution_id=None,
+            require_open=False,
+            mirror_subject=self._mirror_subject(execution_id),
+            batch=BatchIntent(request_id, idempotency_key),
+        )
+        started = time.perf_counter()
+        outcome = await self._append_alone(job)
+        if outcome.replay_of is not None:
+            return BatchOutcome(outcome.replay_of, outcome.event_ids, 0, duplicate=True)
+        self._after_commit(outcome, started)
+        try:
+            generated = await self._orchestrate(execution_id, outcome.stored)
+        except MeshError as exc:
+            await self._finish_batch(request_id, FAILED, None, str(exc.detail))
+            raise
+        await self._finish_batch(request_id, COMPLETED, generated, None)
+        return BatchOutcome(request_id, outcome.event_ids, generated, duplicate=False)
+
+    async def batch(self, request_id: int) -> EventBatch:
+        """Raises NotFound for a request id this shard has not recorded."""
+        found = await self._store.batch(request_id)
+        if found is None:
+            raise NotFound(f"Batch request {request_id} not found")
+        return found
+
+    async def event_result(self, event_id: int) -> Any:
+        """The event's `result`, redacted (None when NULL); raises NotFound for an unknown event."""
+        found, result = await self._store.event_result(event_id)
+        if not found:
+            raise NotFound(f"Event {event_id} not found")
+        # Worker results are redacted on the way in; orchestrator-written ones are not.
+        return None if result is None else redact(orjson.loads(result))
 
     async def project(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
         """(projected, duplicates) of a trusted batch; a replayed batch projects nothing.
@@ -226,6 +320,56 @@ class EventLog:
     async def exists(self, execution_id: int) -> bool:
         return bool(await self._store.list(execution_id, limit=1))
 
+    async def catalog_usage(self, catalog_ids: Sequence[int]) -> list[int]:
+        """The catalog ids referenced by some event of this shard (execution history)."""
+        if not catalog_ids:
+            return []
+        return await self._store.catalog_usage(catalog_ids)
+
+    async def _orchestrate(self, execution_id: int, stored: Sequence[StoredEvent]) -> int:
+        """Commands generated by the owning orchestrator shard's reaction to newly stored events."""
+        # The whole batch goes along, so the orchestrator can fold it without reading it back.
+        acts = any(event.event_type in ADVANCE_TYPES for event in stored)
+        return await self._advancer.advance(execution_id, stored) if acts else 0
+
+    async def _advance_in_order(self, runs: Sequence[Run], results: list[EmitOutcome | MeshError]) -> None:
+        """Advances one execution's runs one after the other; a failure is answered to the run's actors."""
+        for run in runs:
+            try:
+                generated = await self._advancer.advance(run.execution_id, run.events)
+            except MeshError as exc:
+                for index in run.acting:
+                    results[index] = exc
+                continue
+            credited = results[run.credited]
+            if isinstance(credited, EmitOutcome):
+                results[run.credited] = replace(credited, commands_generated=generated)
+
+    async def _append_alone(self, job: AppendJob) -> AppendOutcome:
+        """One job in a transaction of its own: a batch is a group commit already, and its
+        caller must tell a lost database (503, retry) from a refused batch (500)."""
+        async with connection_errors("events/batch"):
+            try:
+                results = await with_retry(lambda: self._store.append_batch([job], self._mint))
+            except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError) as exc:
+                # The server ended the session (08xxx, 57P01 admin shutdown): a lost connection too.
+                raise ConnectionError(str(exc)) from exc
+            except asyncpg.PostgresError as exc:
+                raise Internal(f"events/batch failed: {exc}") from exc
+        result = results[0]
+        if isinstance(result, MeshError):
+            raise result
+        return result
+
+    async def _finish_batch(
+        self, request_id: int, state: str, commands_generated: int | None, error: str | None
+    ) -> None:
+        """Best effort: the events are committed and orchestrated whether or not this is noted."""
+        try:
+            await self._store.finish_batch(request_id, state, commands_generated, error)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            log.exception("could not mark batch %s %s", request_id, state)
+
     def _mirror_subject(self, execution_id: int) -> str | None:
         if not self._settings.mirror_events:
             return None
@@ -240,3 +384,22 @@ class EventLog:
             INGEST_SECONDS.labels(kind).observe(elapsed)
         if outcome.terminal_suppressed:
             TERMINAL_DEDUP.labels("suppressed").inc(outcome.terminal_suppressed)
+
+
+def _drafts(events: Sequence[WorkerEventDraft]) -> list[Draft]:
+    return [
+        Draft(
+            event_type=event.event_type,
+            node_name=event.step,
+            status=event.status,
+            context=orjson.dumps(event.context).decode(),
+            result=orjson.dumps(event.result).decode(),
+            meta=event.meta,
+            command_id=event.command_id,
+            worker_id=event.worker_id,
+            error=event.error,
+            worker_dedupe=event.idempotent,
+            stamp_persisted_id=True,
+        )
+        for event in events
+    ]

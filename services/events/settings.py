@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common.bus import BusSettings, read_bus_settings
 from services.common.config import EnvReader, ServiceBasics
+from services.events.batches import DEFAULT_MAX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTES, BatchLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +14,7 @@ class Settings:
     execution_addrs: tuple[str, ...]
     outbox_addr: str
     mirror_events: bool
+    batch_limits: BatchLimits = field(default_factory=BatchLimits)
 
     @classmethod
     def load(cls) -> Settings:
@@ -24,6 +26,13 @@ class Settings:
             execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
             outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
             mirror_events=env.flag("NOETL_EVENT_MIRROR_ENABLED", True),
+            # http-api.md §1.1: enforced by this service, the only one that sees every batch.
+            batch_limits=BatchLimits(
+                max_events=env.integer("NOETL_BATCH_MAX_EVENTS_PER_REQUEST", DEFAULT_MAX_EVENTS, minimum=1),
+                max_payload_bytes=env.integer(
+                    "NOETL_BATCH_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES, minimum=1024
+                ),
+            ),
         )
         env.finish()
         return settings

@@ -10,6 +10,7 @@ gap-free and makes idempotency and the single terminal event one decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ import orjson
 from services.common.db import Connection
 from services.common.errors import MeshError
 from services.common.timeutil import as_utc, utcnow
+from services.events.batches import EventBatch
 from services.events.chain import (
     AppendJob,
     AppendOutcome,
@@ -105,6 +107,33 @@ ON CONFLICT (execution_id, event_id, subject) DO NOTHING
 RETURNING outbox_id, execution_id, event_id, subject, payload::text
 """
 
+# Catalog delete asks which versions have execution history; EXISTS stops at the first event.
+_CATALOG_USAGE = """
+SELECT DISTINCT x.id FROM unnest($1::bigint[]) AS x(id)
+WHERE EXISTS (SELECT 1 FROM noetl.event e WHERE e.catalog_id = x.id)
+"""
+
+# Worker batches (http-api.md §5.2): the record is written beside the batch's events, under the
+# same execution lock, so a replay of its key either finds the whole batch or nothing.
+_RECORDED_BATCHES = """
+SELECT b.execution_id, b.idempotency_key, b.request_id, b.event_ids
+FROM unnest($1::bigint[], $2::text[]) AS k(execution_id, idempotency_key)
+JOIN noetl.event_batch b ON b.execution_id = k.execution_id AND b.idempotency_key = k.idempotency_key
+"""
+_INSERT_BATCH = """
+INSERT INTO noetl.event_batch (request_id, execution_id, idempotency_key, event_ids, created_at, updated_at)
+VALUES ($1, $2, $3, $4::bigint[], $5, $5)
+"""
+_FINISH_BATCH = """
+UPDATE noetl.event_batch SET state = $2, commands_generated = $3, error = $4, updated_at = now() AT TIME ZONE 'utc'
+WHERE request_id = $1
+"""
+_SELECT_BATCH = """
+SELECT request_id, execution_id, idempotency_key, event_ids, state, commands_generated, error, created_at, updated_at
+FROM noetl.event_batch WHERE request_id = $1
+"""
+_EVENT_RESULT = "SELECT result::text FROM noetl.event WHERE event_id = $1 LIMIT 1"
+
 # Projection: a trusted producer's envelopes as they are (§4.4), no outbox rows (they came from
 # the stream). ON CONFLICT stays as the last guard; `link` has already dropped known events.
 _INSERT_PROJECTED = """
@@ -165,9 +194,14 @@ class EventStore:
             heads = {row[0]: Head(row[1], row[2], row[3]) for row in await conn.fetch(_HEADS, executions)}
             terminals = await self._terminals(conn, jobs, heads)
             known = await self._known(conn, jobs)
+            recorded = await self._recorded_batches(conn, jobs)
             now = utcnow()
             results: list[AppendOutcome | MeshError] = []
             for job in jobs:
+                replay = _replay(job, recorded)
+                if replay is not None:
+                    results.append(replay)
+                    continue
                 try:
                     outcome = plan(
                         job,
@@ -181,6 +215,11 @@ class EventStore:
                     results.append(exc)
                     continue
                 results.append(outcome)
+                if job.batch is not None and job.batch.idempotency_key:
+                    recorded[(job.execution_id, job.batch.idempotency_key)] = (
+                        job.batch.request_id,
+                        outcome.event_ids,
+                    )
                 if outcome.stored:
                     # Later jobs of the same execution link to this one's last event.
                     last = outcome.stored[-1]
@@ -188,7 +227,11 @@ class EventStore:
                     if any(e.event_type in TERMINAL_TYPES for e in outcome.stored):
                         terminals.setdefault(job.execution_id, last.event_id)
                     _remember(known, job, outcome)
-            written = [(job, r) for job, r in zip(jobs, results, strict=True) if isinstance(r, AppendOutcome)]
+            written = [
+                (job, r)
+                for job, r in zip(jobs, results, strict=True)
+                if isinstance(r, AppendOutcome) and r.replay_of is None
+            ]
             stored = [event for _, outcome in written for event in outcome.stored]
             if stored:
                 await self._insert(conn, stored)
@@ -196,6 +239,7 @@ class EventStore:
                 for _, outcome in written:
                     ids = {event.event_id for event in outcome.stored}
                     outcome.outbox = [entry for entry in entries if entry.event_id in ids]
+            await self._record_batches(conn, written, now)
         return results
 
     @staticmethod
@@ -239,6 +283,34 @@ class EventStore:
             rows = await conn.fetch(_KNOWN_WORKER, *_columns(workers, 4))
             known.workers = {(row[0], row[1], row[2], row[3]): row[4] for row in rows}
         return known
+
+    @staticmethod
+    async def _recorded_batches(
+        conn: Connection, jobs: Sequence[AppendJob]
+    ) -> dict[tuple[int, str], tuple[int, list[int]]]:
+        """(execution_id, idempotency_key) → (request_id, event_ids) of the batches already stored."""
+        keys = [
+            (job.execution_id, job.batch.idempotency_key)
+            for job in jobs
+            if job.batch is not None and job.batch.idempotency_key
+        ]
+        if not keys:
+            return {}
+        rows = await conn.fetch(_RECORDED_BATCHES, *_columns(keys, 2))
+        return {(row[0], row[1]): (row[2], list(row[3])) for row in rows}
+
+    @staticmethod
+    async def _record_batches(
+        conn: Connection, written: list[tuple[AppendJob, AppendOutcome]], now: datetime
+    ) -> None:
+        created = now.replace(tzinfo=None)
+        rows = [
+            (job.batch.request_id, job.execution_id, job.batch.idempotency_key, outcome.event_ids, created)
+            for job, outcome in written
+            if job.batch is not None
+        ]
+        if rows:
+            await conn.executemany(_INSERT_BATCH, rows)
 
     @staticmethod
     async def _insert(conn: Connection, stored: list[StoredEvent]) -> None:
@@ -300,6 +372,37 @@ class EventStore:
             inserted = await conn.fetch(_INSERT_PROJECTED, *_projected_columns(new)) if new else []
         return len(inserted), len(envelopes) - len(inserted)
 
+    async def catalog_usage(self, catalog_ids: Sequence[int]) -> list[int]:
+        """The given catalog ids that at least one event references (one index probe each)."""
+        rows = await self._pool.fetch(_CATALOG_USAGE, list(catalog_ids))
+        return [row[0] for row in rows]
+
+    async def finish_batch(
+        self, request_id: int, state: str, commands_generated: int | None, error: str | None
+    ) -> None:
+        await self._pool.execute(_FINISH_BATCH, request_id, state, commands_generated, error)
+
+    async def batch(self, request_id: int) -> EventBatch | None:
+        row = await self._pool.fetchrow(_SELECT_BATCH, request_id)
+        if row is None:
+            return None
+        return EventBatch(
+            request_id=row[0],
+            execution_id=row[1],
+            idempotency_key=row[2],
+            event_ids=list(row[3]),
+            state=row[4],
+            commands_generated=row[5],
+            error=row[6],
+            created_at=as_utc(row[7]),
+            updated_at=as_utc(row[8]),
+        )
+
+    async def event_result(self, event_id: int) -> tuple[bool, str | None]:
+        """(found, the `result` column as JSON text or None when NULL)."""
+        row = await self._pool.fetchrow(_EVENT_RESULT, event_id)
+        return (False, None) if row is None else (True, row[0])
+
     async def list(
         self,
         execution_id: int,
@@ -360,6 +463,17 @@ def _projected_columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
         [e.stack_trace for e in envelopes],
         [e.trace_component for e in envelopes],
     ]
+
+
+def _replay(job: AppendJob, recorded: dict[tuple[int, str], tuple[int, list[int]]]) -> AppendOutcome | None:
+    """The recorded answer of a batch whose idempotency key was seen before; nothing is written."""
+    if job.batch is None or not job.batch.idempotency_key:
+        return None
+    found = recorded.get((job.execution_id, job.batch.idempotency_key))
+    if found is None:
+        return None
+    request_id, event_ids = found
+    return AppendOutcome(event_ids=list(event_ids), duplicates=[True] * len(event_ids), replay_of=request_id)
 
 
 def _remember(known: Known, job: AppendJob, outcome: AppendOutcome) -> None:

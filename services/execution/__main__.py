@@ -8,21 +8,37 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, execution_pb2_grpc
+from noetl.v1 import (
+    admin_pb2_grpc,
+    catalog_pb2_grpc,
+    events_pb2_grpc,
+    execution_pb2_grpc,
+    pools_pb2_grpc,
+    results_pb2_grpc,
+    secrets_pb2_grpc,
+    vars_pb2_grpc,
+)
 
 from services.common import bus, db, runner
 from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
-from services.execution.api import CommandApi, ExecutionApi
+from services.execution.admin import Admin
+from services.execution.admin_api import AdminApi
+from services.execution.api import CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
 from services.execution.claims import Claims, ClaimSettings
+from services.execution.cleanup import Cleanup
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient
 from services.execution.control import Control
 from services.execution.orchestrator import Orchestrator, OrchestratorSettings
+from services.execution.pools import Pools
 from services.execution.queries import Queries
 from services.execution.reaper import Reaper
+from services.execution.results import ExpirySweeper, Results
+from services.execution.secrets_client import SecretsCredentials
 from services.execution.settings import Settings
-from services.execution.store import ExecutionStore
+from services.execution.store import ExecutionStore, PoolStore, ResultStore, VariableStore
+from services.execution.variables import Variables
 
 
 @asynccontextmanager
@@ -33,18 +49,26 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     store = ExecutionStore(pool)
     events_port = EventsClient(events)
     catalog_port = CatalogClient(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
+    # One generator per process: two with the same machine id could mint the same id.
+    ids = Snowflake(settings.basics.machine_id)
+    results = Results(ResultStore(pool), ids)
     orchestrator = Orchestrator(
         store=store,
         events=events_port,
         catalog=catalog_port,
-        ids=Snowflake(settings.basics.machine_id),
+        results=results,
+        ids=ids,
         settings=OrchestratorSettings(server_url=settings.server_url),
     )
     claims = Claims(
         store,
         events_port,
         orchestrator,
-        ClaimSettings(lease_seconds=settings.lease_seconds, retry_after_seconds=settings.retry_after_seconds),
+        ClaimSettings(
+            lease_seconds=settings.lease_seconds,
+            retry_after_seconds=settings.retry_after_seconds,
+            worker_heartbeat_stale_seconds=settings.worker_heartbeat_stale_seconds,
+        ),
     )
     queries = Queries(store, events_port, catalog_port, orchestrator)
     nc = await bus.connect(settings.bus, "noetl-execution")
@@ -52,22 +76,38 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     await bus.ensure_streams(js, settings.bus)
     reaper = Reaper(store, events_port, orchestrator, BusPublisher(js), settings.reaper)
     reaping = asyncio.create_task(reaper.run(), name="command-reaper")
+    sweeper = ExpirySweeper(results)
+    sweeping = asyncio.create_task(sweeper.run(), name="result-sweeper")
     control = Control(orchestrator, events_port, store)
-    execution_api = ExecutionApi(orchestrator, queries, control, store, settings.lease_seconds)
+    cleanup = Cleanup(orchestrator, store, settings.shard_index, settings.shard_count)
+    execution_api = ExecutionApi(
+        orchestrator, queries, control, store, settings.lease_seconds, cleanup=cleanup
+    )
     command_api = CommandApi(claims)
+    pool_api = PoolApi(Pools(PoolStore(pool), ids))
+    secrets_channel = open_channel(settings.secrets_addr)
+    credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
+    admin = Admin(pool, settings.basics.pg_dsn, credentials, settings.sql_timeout_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(execution_api, server)
         execution_pb2_grpc.add_CommandServiceServicer_to_server(command_api, server)
+        pools_pb2_grpc.add_PoolServiceServicer_to_server(pool_api, server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminApi(admin), server)
+        vars_pb2_grpc.add_VarsServiceServicer_to_server(VarsApi(Variables(VariableStore(pool))), server)
+        results_pb2_grpc.add_ResultServiceServicer_to_server(ResultApi(results), server)
 
     try:
         yield [register]
     finally:
         reaper.shutdown()
+        sweeper.shutdown()
         await reaping
+        await sweeping
         await nc.drain()
         await events.close()
         await catalog_channel.close()
+        await secrets_channel.close()
         await pool.close()
 
 

@@ -1,4 +1,4 @@
-"""ExecutionService and CommandService servicers."""
+"""ExecutionService, CommandService, PoolService, VarsService and ResultService servicers."""
 
 from __future__ import annotations
 
@@ -6,19 +6,35 @@ import asyncio
 from typing import Any
 
 import grpc
-from noetl.v1 import common_pb2, execution_pb2, execution_pb2_grpc
+from noetl.v1 import (
+    common_pb2,
+    execution_pb2,
+    execution_pb2_grpc,
+    pools_pb2,
+    pools_pb2_grpc,
+    results_pb2,
+    results_pb2_grpc,
+    vars_pb2,
+    vars_pb2_grpc,
+)
 
 from services.common import jsonutil
 from services.common.errors import InvalidArgument
+from services.common.result_refs import parse_ref
 from services.common.wire import timestamp
+from services.execution.batch import start_each
 from services.execution.claims import Claims
+from services.execution.cleanup import Cleanup
 from services.execution.clients import record_from_message
 from services.execution.control import Control
-from services.execution.lifecycle import LifecycleEvent, updates_for
-from services.execution.orchestrator import Orchestrator, StartInput
+from services.execution.lifecycle import LifecycleEvent, LifecycleWriter, updates_for
+from services.execution.orchestrator import TRIGGERS, Orchestrator, StartInput
+from services.execution.pools import Pools, Registration
 from services.execution.ports import Appended
 from services.execution.queries import Queries, Summary
-from services.execution.store import CommandRow, ExecutionStore
+from services.execution.results import PutInput, Results
+from services.execution.store import CommandRow, ExecutionStore, RuntimeRow, VariableRow
+from services.execution.variables import Variables
 
 
 def _json_object(raw: bytes, field: str) -> dict[str, Any] | None:
@@ -29,6 +45,19 @@ def _json_object(raw: bytes, field: str) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
         raise InvalidArgument(f"{field} must be a JSON object")
     return value
+
+
+def _start_input(request: execution_pb2.StartRequest) -> StartInput:
+    return StartInput(
+        path=request.path if request.HasField("path") else None,
+        catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
+        version=request.version if request.HasField("version") else None,
+        resource_kind=request.resource_kind if request.HasField("resource_kind") else None,
+        workload=_json_object(request.workload_json, "workload_json") or {},
+        parent_execution_id=request.parent_execution_id if request.HasField("parent_execution_id") else None,
+        trace=_json_object(request.trace_json, "trace_json"),
+        execution_pool=request.execution_pool if request.HasField("execution_pool") else None,
+    )
 
 
 def command_message(row: CommandRow) -> common_pb2.Command:
@@ -75,30 +104,42 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         control: Control,
         store: ExecutionStore,
         lease: float,
+        *,
+        cleanup: Cleanup,
     ) -> None:
         self._orchestrator = orchestrator
         self._queries = queries
         self._control = control
         self._store = store
         self._lease = float(lease)
+        self._cleanup = cleanup
+        self._lifecycle = LifecycleWriter(store, self._lease)
 
     async def Start(
         self, request: execution_pb2.StartRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.StartResponse:
-        start = StartInput(
-            path=request.path if request.HasField("path") else None,
-            catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
-            version=request.version if request.HasField("version") else None,
-            resource_kind=request.resource_kind if request.HasField("resource_kind") else None,
-            workload=_json_object(request.workload_json, "workload_json") or {},
-            parent_execution_id=request.parent_execution_id
-            if request.HasField("parent_execution_id")
-            else None,
-            trace=_json_object(request.trace_json, "trace_json"),
-            execution_pool=request.execution_pool if request.HasField("execution_pool") else None,
-        )
-        execution_id, issued = await self._orchestrator.start(start)
+        execution_id, issued = await self._orchestrator.start(_start_input(request))
         return execution_pb2.StartResponse(execution_id=execution_id, commands_generated=issued)
+
+    async def StartBatch(
+        self, request: execution_pb2.StartBatchRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.StartBatchResponse:
+        outcomes = await start_each(self._orchestrator, [_start_input(item) for item in request.items])
+        results = []
+        for outcome in outcomes:
+            result = execution_pb2.StartBatchResult(commands_generated=outcome.commands_generated)
+            if outcome.execution_id is not None:
+                result.execution_id = outcome.execution_id
+            if outcome.error is not None:
+                result.error = outcome.error
+            results.append(result)
+        return execution_pb2.StartBatchResponse(results=results)
+
+    async def Cleanup(
+        self, request: execution_pb2.CleanupRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.CleanupResponse:
+        found = await self._cleanup.run(request.older_than_minutes, request.dry_run)
+        return execution_pb2.CleanupResponse(execution_ids=found)
 
     async def Get(
         self, request: execution_pb2.GetRequest, context: grpc.aio.ServicerContext
@@ -145,20 +186,24 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             )
             for e in request.events
         ]
-        first = request.events[0] if request.events else None
+        updates = updates_for(events)
+        trigger_types = [e.event_type for e in request.events]
+        if not any(kind in TRIGGERS for kind in trigger_types):
+            # Heartbeats and starts change command rows only: no pass, nothing to fold.
+            await self._lifecycle.apply(request.execution_id, updates)
+            return execution_pb2.AdvanceResponse(commands_generated=0)
+        first = request.events[0]
         committed = Appended(
             event_ids=[e.event_id for e in request.events],
             stored=[record_from_message(e) for e in request.events],
-            linked_to=first.prev_event_id if first is not None and first.HasField("prev_event_id") else None,
+            linked_to=first.prev_event_id if first.HasField("prev_event_id") else None,
         )
         # The command rows' projection and the pass do not depend on each other: the pass folds
         # the events themselves, and a new command's claim reads only its own row. Side by side,
         # the projection's round trip is off the path from a completion to the next command.
         _, issued = await asyncio.gather(
-            self._store.apply_lifecycle(request.execution_id, updates_for(events), self._lease),
-            self._orchestrator.advance(
-                request.execution_id, [e.event_type for e in request.events], committed
-            ),
+            self._lifecycle.apply(request.execution_id, updates),
+            self._orchestrator.advance(request.execution_id, trigger_types, committed),
         )
         return execution_pb2.AdvanceResponse(commands_generated=issued)
 
@@ -230,3 +275,167 @@ class CommandApi(execution_pb2_grpc.CommandServiceServicer):
         return execution_pb2.ClaimResponse(
             command=command_message(claimed.command), claim_event_id=claimed.claim_event_id
         )
+
+
+def _registration(message: pools_pb2.PoolRegistration) -> Registration:
+    return Registration(
+        name=message.name,
+        kind=message.kind,
+        uri=message.uri if message.HasField("uri") else None,
+        status=message.status,
+        capacity=message.capacity if message.HasField("capacity") else None,
+        labels=_json_object(message.labels_json, "labels_json"),
+        runtime=_json_object(message.runtime_json, "runtime_json"),
+    )
+
+
+def _runtime_entry(row: RuntimeRow) -> pools_pb2.RuntimeEntry:
+    message = pools_pb2.RuntimeEntry(
+        runtime_id=row.runtime_id,
+        name=row.name,
+        kind=row.kind,
+        status=row.status,
+        labels_json=(row.labels or "").encode(),
+        capabilities_json=(row.capabilities or "").encode(),
+        runtime_json=(row.runtime or "").encode(),
+        heartbeat=timestamp(row.heartbeat),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
+    if row.uri is not None:
+        message.uri = row.uri
+    if row.capacity is not None:
+        message.capacity = row.capacity
+    return message
+
+
+class PoolApi(pools_pb2_grpc.PoolServiceServicer):
+    def __init__(self, pools: Pools) -> None:
+        self._pools = pools
+
+    async def Register(
+        self, request: pools_pb2.PoolServiceRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceRegisterResponse:
+        runtime_id = await self._pools.register(_registration(request.registration))
+        return pools_pb2.PoolServiceRegisterResponse(runtime_id=runtime_id)
+
+    async def Deregister(
+        self, request: pools_pb2.PoolServiceDeregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceDeregisterResponse:
+        found = await self._pools.deregister(request.kind, request.name)
+        return pools_pb2.PoolServiceDeregisterResponse(found=found)
+
+    async def Heartbeat(
+        self, request: pools_pb2.PoolServiceHeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceHeartbeatResponse:
+        registration = _registration(request.registration) if request.HasField("registration") else None
+        beat = await self._pools.heartbeat(request.kind, request.name, registration)
+        return pools_pb2.PoolServiceHeartbeatResponse(runtime_id=beat.runtime_id, recreated=beat.recreated)
+
+    async def List(
+        self, request: pools_pb2.PoolServiceListRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceListResponse:
+        rows = await self._pools.entries(
+            request.kind,
+            request.runtime_type if request.HasField("runtime_type") else None,
+            request.status if request.HasField("status") else None,
+        )
+        return pools_pb2.PoolServiceListResponse(entries=[_runtime_entry(row) for row in rows])
+
+
+def _variable_message(row: VariableRow) -> vars_pb2.ExecutionVariable:
+    message = vars_pb2.ExecutionVariable(
+        name=row.name,
+        value_json=row.value.encode(),
+        var_type=row.var_type,
+        created_at=timestamp(row.created_at),
+        accessed_at=timestamp(row.accessed_at),
+        access_count=row.access_count,
+    )
+    if row.source_step is not None:
+        message.source_step = row.source_step
+    return message
+
+
+class VarsApi(vars_pb2_grpc.VarsServiceServicer):
+    def __init__(self, variables: Variables) -> None:
+        self._variables = variables
+
+    async def SetVariables(
+        self, request: vars_pb2.SetVariablesRequest, context: grpc.aio.ServicerContext
+    ) -> vars_pb2.SetVariablesResponse:
+        names = await self._variables.set(
+            request.execution_id,
+            [(item.name, item.value_json) for item in request.variables],
+            request.var_type,
+            request.source_step if request.HasField("source_step") else None,
+        )
+        return vars_pb2.SetVariablesResponse(variables_set=len(names), var_names=names)
+
+    async def ListVariables(
+        self, request: vars_pb2.ListVariablesRequest, context: grpc.aio.ServicerContext
+    ) -> vars_pb2.ListVariablesResponse:
+        rows = await self._variables.all(request.execution_id)
+        return vars_pb2.ListVariablesResponse(variables=[_variable_message(row) for row in rows])
+
+    async def GetVariable(
+        self, request: vars_pb2.GetVariableRequest, context: grpc.aio.ServicerContext
+    ) -> vars_pb2.GetVariableResponse:
+        row = await self._variables.read(request.execution_id, request.name)
+        return vars_pb2.GetVariableResponse(variable=_variable_message(row))
+
+    async def DeleteVariable(
+        self, request: vars_pb2.DeleteVariableRequest, context: grpc.aio.ServicerContext
+    ) -> vars_pb2.DeleteVariableResponse:
+        deleted = await self._variables.delete(request.execution_id, request.name)
+        return vars_pb2.DeleteVariableResponse(deleted=deleted)
+
+    async def DeleteVariables(
+        self, request: vars_pb2.DeleteVariablesRequest, context: grpc.aio.ServicerContext
+    ) -> vars_pb2.DeleteVariablesResponse:
+        count = await self._variables.delete_all(request.execution_id)
+        return vars_pb2.DeleteVariablesResponse(deleted_count=count)
+
+
+class ResultApi(results_pb2_grpc.ResultServiceServicer):
+    def __init__(self, results: Results) -> None:
+        self._results = results
+
+    async def Put(
+        self, request: results_pb2.ResultServicePutRequest, context: grpc.aio.ServicerContext
+    ) -> results_pb2.ResultServicePutResponse:
+        try:
+            data = jsonutil.loads(request.data_json)
+        except ValueError as exc:
+            raise InvalidArgument(f"data_json is not valid JSON: {exc}") from exc
+        stored = await self._results.put(
+            PutInput(
+                execution_id=request.execution_id,
+                name=request.name,
+                data=data,
+                scope=request.scope if request.HasField("scope") else None,
+                store=request.store if request.HasField("store") else None,
+                ttl=request.ttl if request.HasField("ttl") else None,
+                source_step=request.source_step if request.HasField("source_step") else None,
+                correlation=_json_object(request.correlation_json, "correlation_json"),
+                extracted=_json_object(request.extracted_json, "extracted_json"),
+                compress=request.compress,
+            )
+        )
+        message = results_pb2.ResultServicePutResponse(
+            ref=stored.ref.uri,
+            store=stored.store,
+            scope=stored.scope,
+            bytes=stored.size,
+            sha256=stored.sha256,
+            result_id=stored.ref.result_id,
+        )
+        if stored.expires_at is not None:
+            message.expires_at.CopyFrom(timestamp(stored.expires_at))
+        return message
+
+    async def Resolve(
+        self, request: results_pb2.ResultServiceResolveRequest, context: grpc.aio.ServicerContext
+    ) -> results_pb2.ResultServiceResolveResponse:
+        data = await self._results.resolve(parse_ref(request.ref))
+        return results_pb2.ResultServiceResolveResponse(data_json=data.encode())

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import Counter
 
+from services.common.db import Connection
 from services.common.errors import Conflict, FailedPrecondition, NotFound
 from services.common.timeutil import utcnow
 from services.execution.engine.records import EventType, NewEvent
 from services.execution.orchestrator import Orchestrator
 from services.execution.ports import EventsPort
-from services.execution.store import TERMINAL_COMMAND, CommandRow, ExecutionStore
+from services.execution.store import TERMINAL_COMMAND, CommandRow, ExecutionStore, PoolStore
 
 CLAIMS = Counter("noetl_command_claims_total", "Claim outcomes", ["outcome"])
 for _outcome in ("claimed", "idempotent", "reclaimed", "conflict", "terminal", "not_found"):
@@ -20,12 +23,16 @@ for _outcome in ("claimed", "idempotent", "reclaimed", "conflict", "terminal", "
 
 _COMMAND_TERMINAL = {"code": "already_terminal", "message": "Command already reached terminal state"}
 _EXECUTION_TERMINAL = {"code": "already_terminal", "message": "Execution already reached terminal state"}
+# A lookup without the execution id has no pass to wait for: these pauses cover the few
+# milliseconds by which a notified worker can be ahead of the command row.
+_UNROUTED_LOOKUP_DELAYS = (0.01, 0.03, 0.06)
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimSettings:
     lease_seconds: float = 120.0
     retry_after_seconds: int = 2
+    worker_heartbeat_stale_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,13 @@ class Claims:
             # The pass that issued it may still be writing its rows: wait for it once.
             await self._orchestrator.barrier(execution_id)
             row = await self._store.command_by_event(event_id, execution_id)
+        elif row is None:
+            # HTTP workers claim by event id alone (http-api.md §6.2).
+            for delay in _UNROUTED_LOOKUP_DELAYS:
+                await asyncio.sleep(delay)
+                row = await self._store.command_by_event(event_id, None)
+                if row is not None:
+                    break
         if row is None:
             raise NotFound(f"command not found: {event_id}")
         return row
@@ -84,7 +98,8 @@ class Claims:
                 if row.worker_id == worker_id:
                     CLAIMS.labels("idempotent").inc()
                     return Claimed(row, 0)
-                if row.lease_until is not None and utcnow() < row.lease_until:
+                reason = await self._stale_reason(conn, row, row.worker_id)
+                if reason is None:
                     CLAIMS.labels("conflict").inc()
                     raise Conflict(
                         {"code": "active_claim", "worker_id": row.worker_id},
@@ -93,7 +108,7 @@ class Claims:
                 reclaim = {
                     "reclaimed": True,
                     "reclaimed_from_worker": row.worker_id,
-                    "reclaimed_reason": "lease_expired",
+                    "reclaimed_reason": reason,
                 }
             meta: dict[str, Any] = {
                 "command_id": row.command_id,
@@ -156,3 +171,24 @@ class Claims:
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
         status = "RUNNING" if start else "CLAIMED"
         return Claimed(replace(row, status=status, worker_id=worker_id), claim_event_id)
+
+    async def _stale_reason(self, conn: Connection, row: CommandRow, holder: str) -> str | None:
+        """Why another worker may take this claim over (data-model.md §6.2); None while it is live."""
+        now = utcnow()
+        if row.lease_until is None or now >= row.lease_until:
+            return "lease_expired"
+        lease = timedelta(seconds=self._settings.lease_seconds)
+        if row.claimed_at is None or now < row.claimed_at + lease:
+            return None
+        # Heartbeats have kept the lease alive past its first term: the registry tells a worker
+        # that is gone (deregistered, or silent) from one that is busy. An unregistered holder
+        # keeps its lease.
+        standing = await PoolStore.worker_standing(conn, holder)
+        if standing is None:
+            return None
+        status, heartbeat = standing
+        if status != "ready":
+            return "worker_inactive"
+        if now - heartbeat >= timedelta(seconds=self._settings.worker_heartbeat_stale_seconds):
+            return "worker_heartbeat_stale"
+        return None

@@ -3,29 +3,43 @@
 State is cached per execution and advanced from new events only (`EventsPort.since` after the
 last folded id), so the cost of a pass does not grow with the length of the log. After a
 restart the state is rebuilt from the log on first use.
+
+A worker result kept in the result store is read back from this shard's store before its event
+is folded, once per reference and cached state, so the engine sees it as if it were inline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client import Counter, Histogram
 
 from services.common.bus import command_subject, pool_for
-from services.common.errors import FailedPrecondition, NotFound, Unprocessable
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unprocessable
 from services.common.ids import Snowflake
+from services.common.result_refs import parse_ref, result_reference
 from services.execution.engine import evaluate
 from services.execution.engine.dsl import parse_playbook
 from services.execution.engine.model import Playbook
-from services.execution.engine.records import Decision, EventRecord, EventType, NewEvent
+from services.execution.engine.records import (
+    Decision,
+    EventRecord,
+    EventType,
+    NewEvent,
+    canonical_event_type,
+)
+from services.execution.engine.results import hydrated, result_accessors
 from services.execution.engine.state import ExecutionState
 from services.execution.ports import Appended, CatalogPort, EventsPort, Notification, PlaybookEntry
+from services.execution.results import Results
 from services.execution.store import ExecutionStore, NewCommandRow
 
 log = logging.getLogger(__name__)
@@ -47,6 +61,8 @@ for _part in ("evaluate", "total"):
 
 EXECUTABLE = frozenset({"playbook", "agent"})
 TRIGGERS = frozenset({EventType.COMMAND_COMPLETED, EventType.COMMAND_FAILED})
+# Worker events that carry a step result, which may be a result-store reference (dsl.md §9.12).
+RESULT_CARRIERS = frozenset({EventType.CALL_DONE, EventType.STEP_EXIT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +96,8 @@ class Tracked:
     state: ExecutionState | None = None
     last_trigger: EventRecord | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Values read back from the result store, by reference: call.done and step.exit share one.
+    results: dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_event_id(self) -> int | None:
@@ -97,12 +115,14 @@ class Orchestrator:
         store: ExecutionStore,
         events: EventsPort,
         catalog: CatalogPort,
+        results: Results,
         ids: Snowflake,
         settings: OrchestratorSettings,
     ) -> None:
         self._store = store
         self._events = events
         self._catalog = catalog
+        self._results = results
         self._ids = ids
         self._settings = settings
         self._tracked: OrderedDict[int, Tracked] = OrderedDict()
@@ -173,6 +193,10 @@ class Orchestrator:
             return 0
         async with tracked.lock:
             began = time.perf_counter()
+            if committed is not None:
+                committed = dataclasses.replace(
+                    committed, stored=await self._hydrate(tracked, committed.stored)
+                )
             if committed is None or not self._continue(tracked, committed):
                 await self._sync(tracked)
             state = tracked.state
@@ -313,7 +337,40 @@ class Orchestrator:
                 self._continue(tracked, appended)
 
     async def _sync(self, tracked: Tracked) -> None:
-        self._fold(tracked, await self._events.since(tracked.execution_id, tracked.last_event_id))
+        records = await self._events.since(tracked.execution_id, tracked.last_event_id)
+        self._fold(tracked, await self._hydrate(tracked, records))
+
+    async def _hydrate(self, tracked: Tracked, records: list[EventRecord]) -> list[EventRecord]:
+        """`records` with every result-store reference replaced by the value it names (§9.12)."""
+        found = []
+        for record in records:
+            reference = (
+                result_reference(record.context)
+                if canonical_event_type(record.event_type) in RESULT_CARRIERS
+                else None
+            )
+            if reference is None:
+                found.append(record)
+                continue
+            ref = reference["ref"]
+            value = await self._stored_result(tracked, ref)
+            found.append(hydrated(record, value, result_accessors(reference, self._resolve_url(ref))))
+        return found
+
+    async def _stored_result(self, tracked: Tracked, ref: str) -> Any:
+        """Read once per cached state; a reference that cannot be read gives an empty map (its
+        accessors still answer) rather than stopping the execution."""
+        if ref not in tracked.results:
+            try:
+                tracked.results[ref] = await self._results.fetch(parse_ref(ref))
+            except (InvalidArgument, NotFound) as exc:
+                log.warning("execution %s: result %s cannot be read: %s", tracked.execution_id, ref, exc)
+                tracked.results[ref] = {}
+        return tracked.results[ref]
+
+    def _resolve_url(self, ref: str) -> str:
+        """Where `{{ step._uri }}` points: the gateway's resolve route for the reference."""
+        return f"{self._settings.server_url}/api/result/resolve?ref={quote(ref, safe='')}"
 
     def _continue(self, tracked: Tracked, appended: Appended) -> bool:
         """Folds `appended` when it links to the last folded event; False when there is a gap."""
@@ -363,7 +420,7 @@ class Orchestrator:
             pool=pool_for(entry.path, meta.get("execution_pool")),
             trace=meta.get("trace"),
         )
-        self._fold(tracked, root)
+        self._fold(tracked, await self._hydrate(tracked, root))
         DRIVES.labels("cold_rebuild").inc()
         self._remember(tracked)
         return tracked

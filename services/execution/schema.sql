@@ -67,3 +67,61 @@ CREATE INDEX IF NOT EXISTS idx_command_execution_open ON noetl.command (executio
     WHERE status IN ('PENDING', 'CLAIMED', 'RUNNING');
 CREATE INDEX IF NOT EXISTS idx_command_lease ON noetl.command (lease_until) WHERE status IN ('CLAIMED', 'RUNNING');
 CREATE INDEX IF NOT EXISTS idx_command_worker_claimed ON noetl.command (worker_id, updated_at) WHERE status = 'CLAIMED';
+
+-- Worker pools and other runtimes (data-model.md §3.13). Cluster-wide: shard 0 serves PoolService.
+CREATE TABLE IF NOT EXISTS noetl.runtime (
+    runtime_id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('worker_pool', 'server_api', 'broker', 'scheduler', 'monitor')),
+    uri TEXT,
+    status TEXT NOT NULL,
+    labels JSONB,
+    capabilities JSONB,
+    capacity INT,
+    runtime JSONB,
+    heartbeat TIMESTAMPTZ NOT NULL DEFAULT now(),
+    created_at TIMESTAMPTZ DEFAULT now(),
+    updated_at TIMESTAMPTZ DEFAULT now(),
+    UNIQUE (kind, name)
+);
+CREATE INDEX IF NOT EXISTS idx_runtime_kind ON noetl.runtime (kind);
+CREATE INDEX IF NOT EXISTS idx_runtime_status ON noetl.runtime (status);
+
+-- Execution-scoped variables (data-model.md §3.7); upserted on (execution_id, var_name).
+CREATE TABLE IF NOT EXISTS noetl.transient (
+    execution_id BIGINT NOT NULL,
+    var_name TEXT NOT NULL,
+    var_type TEXT NOT NULL CHECK (var_type IN ('user_defined', 'step_result', 'computed', 'iterator_state')),
+    var_value JSONB NOT NULL,
+    source_step TEXT,
+    created_at TIMESTAMPTZ DEFAULT now(),
+    accessed_at TIMESTAMPTZ DEFAULT now(),
+    access_count INT DEFAULT 0,
+    expires_at TIMESTAMPTZ,
+    scope TEXT DEFAULT 'execution' CHECK (scope IN ('step', 'execution', 'workflow', 'permanent')),
+    PRIMARY KEY (execution_id, var_name)
+);
+CREATE INDEX IF NOT EXISTS idx_transient_var_type ON noetl.transient (var_type);
+CREATE INDEX IF NOT EXISTS idx_transient_source_step ON noetl.transient (source_step);
+CREATE INDEX IF NOT EXISTS idx_transient_execution ON noetl.transient (execution_id);
+CREATE INDEX IF NOT EXISTS idx_transient_expires ON noetl.transient (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Result store (data-model.md §3.8): values kept outside the event log, per shard.
+CREATE TABLE IF NOT EXISTS noetl.result_store (
+    result_id BIGINT PRIMARY KEY,
+    execution_id BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    source_step TEXT,
+    data JSONB NOT NULL,
+    bytes BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    media_type TEXT DEFAULT 'application/json',
+    correlation JSONB,
+    extracted JSONB,
+    created_at TIMESTAMPTZ DEFAULT now(),
+    expires_at TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS idx_result_store_execution_name ON noetl.result_store (execution_id, name);
+CREATE INDEX IF NOT EXISTS idx_result_store_created ON noetl.result_store (created_at);
+CREATE INDEX IF NOT EXISTS idx_result_store_expires ON noetl.result_store (expires_at) WHERE expires_at IS NOT NULL;

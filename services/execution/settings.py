@@ -21,6 +21,13 @@ class Settings:
     shard_count: int
     bus: BusSettings
     reaper: ReaperSettings
+    # data-model.md §6.2: past one lease since the claim, a holder whose pool heartbeat is this old
+    # has lost its claim.
+    worker_heartbeat_stale_seconds: int = 30
+    # Credentials named by `/api/postgres/execute` are read from the secrets service.
+    secrets_addr: str = "127.0.0.1:50055"
+    # The bound of one `/api/postgres/execute` request's statements.
+    sql_timeout_seconds: float = 60.0
 
     @classmethod
     def load(cls) -> Settings:
@@ -56,6 +63,11 @@ class Settings:
                 lease_seconds=env.integer("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1),
                 reconcile_seconds=env.number("NOETL_RECONCILE_INTERVAL_SECONDS", 8.0, minimum=0.05),
             ),
+            worker_heartbeat_stale_seconds=env.integer(
+                "NOETL_COMMAND_WORKER_HEARTBEAT_STALE_SECONDS", 30, minimum=5
+            ),
+            secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
+            sql_timeout_seconds=env.number("NOETL_POSTGRES_EXECUTE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
         )
         env.finish()
         return settings

@@ -1,4 +1,5 @@
-"""Golden bodies of `POST /api/execute` (http-api.md §4.1): the start and each documented error."""
+"""Golden bodies of `POST /api/execute` and `POST /api/execute/batch` (http-api.md §4.1, §4.2): the
+starts and each documented error."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import LINEAR_PATH, expect
 from tests.helpers.invariants import FinishedRun, finish
-from tests.helpers.mesh import ProcessMesh, register
+from tests.helpers.mesh import ProcessMesh, new_rows, register
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +87,68 @@ async def test_step_without_tool(gateway: httpx.AsyncClient, golden: GoldenFiles
     await register(gateway, NO_TOOL)
     response = await gateway.post("/api/execute", json={"path": "contract/no_tool"})
     golden.check("execute_missing_tool", expect(response, 400))
+
+
+async def test_batch(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, golden: GoldenFiles, linear_run: FinishedRun
+) -> None:
+    """§4.2's example: two items start, one answers the single route's 404 detail."""
+    body = {
+        "executions": [
+            {"path": LINEAR_PATH, "payload": {"greeting": "hej"}},
+            {"path": "contract/nothing_here"},
+            {"catalog_id": linear_run.detail["catalog_id"], "workload": {}, "resource_kind": "playbook"},
+        ]
+    }
+    response = await gateway.post("/api/execute/batch", json=body)
+    golden.check("execute_batch", expect(response, 200))
+
+    results = response.json()["results"]
+    single = await gateway.post("/api/execute", json={"path": "contract/nothing_here"})
+    assert single.status_code == 404 and single.json()["detail"] == results[1]["error"]
+    for item in (results[0], results[2]):
+        run = await finish(gateway, process_mesh.pg_dsn, item["execution_id"])
+        assert run.status == "COMPLETED"
+    prefixed = await gateway.post(
+        "/noetl/execute/batch", json={"executions": [{"path": "contract/nothing_here"}]}
+    )
+    assert expect(prefixed, 200)
+
+
+async def test_batch_item_of_an_invalid_playbook(gateway: httpx.AsyncClient, golden: GoldenFiles) -> None:
+    """The items the service refuses carry the single route's 400 and 422 details."""
+    await register(gateway, NO_START)
+    await register(gateway, NO_TOOL)
+    body = {"executions": [{"path": "contract/no_start"}, {"path": "contract/no_tool"}]}
+    response = await gateway.post("/api/execute/batch", json=body)
+    golden.check("execute_batch_item_errors", expect(response, 200))
+    for item in response.json()["results"]:
+        single = await gateway.post("/api/execute", json={"path": body["executions"][item["index"]]["path"]})
+        assert single.status_code in (400, 422) and single.json()["detail"] == item["error"]
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("execute_batch_empty", {"executions": []}),
+        ("execute_batch_too_large", {"executions": [{"path": LINEAR_PATH}] * 1001}),
+        ("execute_batch_missing", {}),
+        (
+            "execute_batch_item_invalid",
+            {"executions": [{"path": 5}, {"payload": {}}, "x", {"path": LINEAR_PATH}]},
+        ),
+        ("execute_batch_not_an_object", []),
+    ],
+)
+async def test_batch_request_errors(
+    gateway: httpx.AsyncClient,
+    process_mesh: ProcessMesh,
+    golden: GoldenFiles,
+    name: str,
+    body: object,
+) -> None:
+    """A malformed batch starts nothing."""
+    async with new_rows(process_mesh.pg_dsn) as created:
+        response = await gateway.post("/api/execute/batch", json=body)
+    golden.check(name, expect(response, 422))
+    assert created.executions == 0

@@ -8,22 +8,14 @@ template, show which prefix was used.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers.cli import noetl
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import (
-    NOETL_CLI,
-    Completed,
-    ProcessMesh,
-    fixture_file,
-    request_count,
-    run_process,
-    step_result,
-)
+from tests.helpers.mesh import ProcessMesh, fixture_file, request_count, step_result
 
 pytestmark = pytest.mark.e2e
 
@@ -31,34 +23,26 @@ SIMPLE_PYTHON = "playbooks/simple_python.yaml"
 SIMPLE_PATH = "test/simple_python"
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment: a home of its own (no saved contexts) and none of the CLI's NOETL_* settings."""
-    if not NOETL_CLI.is_file():
-        pytest.skip(f"the noetl CLI is not installed at {NOETL_CLI}")
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
-    env["HOME"] = str(home)
-    env["XDG_CONFIG_HOME"] = str(home / ".config")
-    return env
-
-
-async def noetl(env: dict[str, str], *args: str) -> Completed:
-    return await run_process(NOETL_CLI, *args, env=env, seconds=30.0)
-
-
 async def _register_run_status(
-    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, env: dict[str, str], *flags: str
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, env: dict[str, str], *, gateway_mode: bool = False
 ) -> dict[str, object]:
     """register → run → (wait) → status through the CLI; returns the parsed `status --json` output."""
-    server = ("--server-url", process_mesh.gateway_url, *flags)
 
-    registered = await noetl(env, *server, "register", "playbook", "-f", str(fixture_file(SIMPLE_PYTHON)))
+    registered = await noetl(
+        env,
+        process_mesh,
+        "register",
+        "playbook",
+        "-f",
+        str(fixture_file(SIMPLE_PYTHON)),
+        gateway=gateway_mode,
+    )
     assert registered.returncode == 0, registered.describe()
     assert "Playbook registered successfully" in registered.stdout, registered.describe()
 
-    started = await noetl(env, *server, "run", SIMPLE_PATH, "-r", "distributed", "--json")
+    started = await noetl(
+        env, process_mesh, "run", SIMPLE_PATH, "-r", "distributed", "--json", gateway=gateway_mode
+    )
     assert started.returncode == 0, started.describe()
     body = json.loads(started.stdout)
     assert body["status"] == "started"
@@ -69,7 +53,7 @@ async def _register_run_status(
     assert run.status == "COMPLETED"
     assert step_result(run.events, "end") == {"status": "completed"}
 
-    status = await noetl(env, *server, "status", execution_id, "--json")
+    status = await noetl(env, process_mesh, "status", execution_id, "--json", gateway=gateway_mode)
     assert status.returncode == 0, status.describe()
     shown = json.loads(status.stdout)
     assert isinstance(shown, dict)
@@ -101,7 +85,7 @@ async def test_register_run_status_in_gateway_mode(
     before = [await request_count(gateway, route, method) for route, method in routes]
     api_execute_before = await request_count(gateway, "/api/execute", "POST")
     if mode == "flag":
-        status = await _register_run_status(gateway, process_mesh, cli_env, "--gateway")
+        status = await _register_run_status(gateway, process_mesh, cli_env, gateway_mode=True)
     else:
         status = await _register_run_status(gateway, process_mesh, {**cli_env, "NOETL_USE_GATEWAY": "true"})
 
@@ -117,16 +101,15 @@ async def test_status_of_a_failed_run_reports_failed(
 ) -> None:
     playbook = tmp_path / "cli_fails.yaml"
     playbook.write_text(CLI_FAILS)
-    server = ("--server-url", process_mesh.gateway_url)
-    assert (await noetl(cli_env, *server, "register", "playbook", "-f", str(playbook))).returncode == 0
-    started = await noetl(cli_env, *server, "run", "tests/e2e/cli_fails", "-r", "distributed", "--json")
+    assert (await noetl(cli_env, process_mesh, "register", "playbook", "-f", str(playbook))).returncode == 0
+    started = await noetl(cli_env, process_mesh, "run", "tests/e2e/cli_fails", "-r", "distributed", "--json")
     assert started.returncode == 0, started.describe()
     execution_id = json.loads(started.stdout)["execution_id"]
 
     run = await finish(gateway, process_mesh.pg_dsn, execution_id)
     assert run.status == "FAILED"
 
-    status = await noetl(cli_env, *server, "status", execution_id, "--json")
+    status = await noetl(cli_env, process_mesh, "status", execution_id, "--json")
     assert status.returncode == 0, status.describe()
     shown = json.loads(status.stdout)
     assert shown["completed"] is False
@@ -137,9 +120,7 @@ async def test_unknown_path_fails_with_the_gateway_error(
     process_mesh: ProcessMesh, cli_env: dict[str, str]
 ) -> None:
     """cli-wire.md §2: rc 1 and `<prefix>: <code> <reason> - <raw body>` on stderr."""
-    started = await noetl(
-        cli_env, "--server-url", process_mesh.gateway_url, "run", "no/such/playbook", "-r", "distributed"
-    )
+    started = await noetl(cli_env, process_mesh, "run", "no/such/playbook", "-r", "distributed")
     assert started.returncode == 1, started.describe()
     assert (
         '404 Not Found - {"detail":"Executable catalog entry not found: no/such/playbook"}' in started.stderr

@@ -7,12 +7,12 @@ cli-wire.md §4.10, §4.11: the body is the file's JSON with keys sorted; `get` 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.mesh import NOETL_CLI, Completed, ProcessMesh, database, run_process
+from tests.helpers.cli import noetl
+from tests.helpers.mesh import ProcessMesh, database
 
 pytestmark = pytest.mark.e2e
 
@@ -24,22 +24,6 @@ CREDENTIAL = {
     "tags": ["e2e", "cli"],
     "data": {"db_host": "localhost", "db_user": "noetl", "db_password": PASSWORD},
 }
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    if not NOETL_CLI.is_file():
-        pytest.skip(f"the noetl CLI is not installed at {NOETL_CLI}")
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
-    env["HOME"] = str(home)
-    env["XDG_CONFIG_HOME"] = str(home / ".config")
-    return env
-
-
-async def noetl(env: dict[str, str], mesh: ProcessMesh, *args: str) -> Completed:
-    return await run_process(NOETL_CLI, "--server-url", mesh.gateway_url, *args, env=env, seconds=30.0)
 
 
 async def test_register_and_get_a_credential(
@@ -72,9 +56,9 @@ async def test_gateway_mode_and_a_missing_credential(
 ) -> None:
     path = tmp_path / "gw.json"
     path.write_text(json.dumps({**CREDENTIAL, "name": "cli_gateway_mode"}))
-    registered = await noetl(cli_env, process_mesh, "--gateway", "register", "credential", "-f", str(path))
+    registered = await noetl(cli_env, process_mesh, "register", "credential", "-f", str(path), gateway=True)
     assert registered.returncode == 0, registered.describe()
-    got = await noetl(cli_env, process_mesh, "--gateway", "get", "credential", "cli_gateway_mode")
+    got = await noetl(cli_env, process_mesh, "get", "credential", "cli_gateway_mode", gateway=True)
     assert got.returncode == 0 and PASSWORD in got.stdout, got.describe()
 
     missing = await noetl(cli_env, process_mesh, "get", "credential", "cli_nobody")

@@ -8,9 +8,7 @@ recorded component is alive, so the command must reuse the session mesh, not sta
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,7 +17,7 @@ import pytest
 from noetl_mesh.state import StackInfo
 from noetl_mesh.state import load as load_state
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import Completed, ProcessMesh, fixture_file, run_process, step_result, step_stdout
+from tests.helpers.mesh import Completed, ProcessMesh, fixture_file, mesh_run, step_result, step_stdout
 
 pytestmark = pytest.mark.e2e
 
@@ -31,23 +29,6 @@ def recorded(process_mesh: ProcessMesh) -> StackInfo:
     info = load_state(process_mesh.run_dir)
     assert info is not None, f"no state.json in {process_mesh.run_dir}"
     return info
-
-
-async def mesh_run(process_mesh: ProcessMesh, file: Path, *args: str) -> Completed:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("NOETL_MESH_HOME", "NOETL_PG_DSN", "NOETL_NATS_URL")
-    }
-    return await run_process(
-        sys.executable,
-        "-m",
-        "noetl_mesh",
-        "--home",
-        str(process_mesh.run_dir),
-        "run",
-        str(file),
-        *args,
-        env=env,
-    )
 
 
 def execution_id_of(result: Completed) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -268,6 +269,24 @@ class Completed:
 
     def describe(self) -> str:
         return f"rc={self.returncode}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+
+async def mesh_run(process_mesh: ProcessMesh, file: Path, *args: str) -> Completed:
+    """`python -m noetl_mesh --home <session run dir> run FILE ARGS` against the running mesh."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("NOETL_MESH_HOME", "NOETL_PG_DSN", "NOETL_NATS_URL")
+    }
+    return await run_process(
+        sys.executable,
+        "-m",
+        "noetl_mesh",
+        "--home",
+        str(process_mesh.run_dir),
+        "run",
+        str(file),
+        *args,
+        env=env,
+    )
 
 
 async def run_process(

@@ -2,7 +2,7 @@
 
 Every service is built by its own `assemble(settings)` and hosted by `GrpcHost`, exactly as its
 `__main__` does, against a migrated database and the session NATS server. Start order follows
-the wiring: catalog and outbox need nobody; execution needs the events address and events needs
+the wiring: outbox needs nobody; catalog and execution need the events address and events needs
 the execution address. That cycle is cut by holding a socket on a free port for the events
 service until the moment its `GrpcHost` binds it (see `_HeldPort`).
 """
@@ -118,8 +118,14 @@ async def running_mesh(
     await migrate(dsn)
     async with AsyncExitStack() as stack:
         js = await stack.enter_async_context(isolated_bus(bus))
+        events_port = _HeldPort()
+        stack.callback(events_port.release)  # in case a start fails before the events host binds
         catalog = await _serve(
-            stack, "catalog", assemble_catalog, CatalogSettings(basics(dsn)), listen=f"{LOCALHOST}:0"
+            stack,
+            "catalog",
+            assemble_catalog,
+            CatalogSettings(basics(dsn), events_addrs=(events_port.address,)),
+            listen=f"{LOCALHOST}:0",
         )
         outbox = await _serve(
             stack,
@@ -136,8 +142,6 @@ async def running_mesh(
             ),
             listen=f"{LOCALHOST}:0",
         )
-        events_port = _HeldPort()
-        stack.callback(events_port.release)  # in case a start fails before the events host binds
         execution = await _serve(
             stack,
             "execution",

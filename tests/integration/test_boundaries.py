@@ -18,8 +18,8 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 # Table → the statements allowed on it ("*" = any).
 OWNED: dict[str, dict[str, str]] = {
     "catalog": {"resource": "*", "catalog": "*"},
-    "events": {"event": "*", "event_log": "*", "outbox": "INSERT"},
-    "execution": {"execution": "*", "command": "*"},
+    "events": {"event": "*", "event_log": "*", "event_batch": "*", "outbox": "INSERT"},
+    "execution": {"execution": "*", "command": "*", "runtime": "*", "transient": "*", "result_store": "*"},
     "outbox": {"outbox": "*"},
     "secrets": {"credential": "*", "keychain": "*", "secret_audit": "*"},
 }

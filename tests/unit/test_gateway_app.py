@@ -71,6 +71,23 @@ async def test_validation_answers_before_any_service_call(http: httpx.AsyncClien
     )
 
 
+async def test_a_nul_character_is_refused_naming_where_it_is(http: httpx.AsyncClient) -> None:
+    """Postgres cannot store U+0000: refused before any service call, in a body at any depth,
+    in a path parameter and in a query value the route reads."""
+    body = await http.post("/api/vars/1", json={"variables": {"ok": "x", "bad": ["a\u0000b"]}})
+    path = await http.get("/api/credentials/db%00prod")
+    query = await http.get("/api/credentials", params={"q": "a\x00"})
+    found = [(r.status_code, [item["loc"] for item in r.json()["detail"]]) for r in (body, path, query)]
+    assert found == [
+        (422, [["body", "variables", "bad", 0]]),
+        (422, [["path", "identifier"]]),
+        (422, [["query", "q"]]),
+    ]
+    assert body.json()["detail"][0]["msg"] == "String should not contain the NUL character (\\u0000)"
+    # The same text without the NUL passes validation and reaches the (absent) service: 503.
+    assert (await http.get("/api/credentials/db-prod")).status_code == 503
+
+
 async def test_a_non_numeric_status_id_is_404(http: httpx.AsyncClient) -> None:
     response = await http.get("/api/executions/abc/status")
     assert (response.status_code, response.content) == (404, b'{"detail":"Execution not found"}')

@@ -27,6 +27,8 @@ from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_g
 from services.common import jsonutil
 from services.common.errors import MeshError, NotFound
 from services.common.grpc_client import Sharded
+from services.common.result_refs import result_reference
+from worker.results import ResultOffload
 from worker.tools.base import ToolCall, ToolResult
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,13 @@ _FAILED = frozenset({"playbook.failed", "playbook_failed", "workflow.failed"})
 _CANCELLED = frozenset({"execution.cancelled", "playbook.cancelled", "playbook_cancelled"})
 _TERMINAL = _COMPLETED | _FAILED | _CANCELLED
 _RESUBSCRIBE_DELAY_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A child step result kept in the result store; read back only if it is the one returned."""
+
+    ref: str
 
 
 @dataclass
@@ -60,9 +69,11 @@ class PlaybookTool:
         self,
         executions: Sharded[execution_pb2_grpc.ExecutionServiceStub],
         events: Sharded[events_pb2_grpc.EventServiceStub],
+        results: ResultOffload,
     ) -> None:
         self._executions = executions
         self._events = events
+        self._results = results
 
     async def run(self, call: ToolCall) -> ToolResult:
         config = call.config
@@ -94,7 +105,22 @@ class PlaybookTool:
                 error=f"timeout: child playbook {label} ({child_id}) did not finish within {wait:g}s",
                 error_kind="timeout",
             )
-        return _outcome(child, return_step or None)
+        outcome = _outcome(child, return_step or None)
+        if isinstance(outcome.data, _Stored):
+            return await self._read_back(outcome.data, label)
+        return outcome
+
+    async def _read_back(self, stored: _Stored, label: str) -> ToolResult:
+        """The child's externalised step result, as the data itself: the parent's own result goes
+        through the same inline budget again when it is reported."""
+        try:
+            return ToolResult(ok=True, data=await self._results.read(stored.ref))
+        except MeshError as exc:
+            return ToolResult(
+                ok=False,
+                data=None,
+                error=f"child playbook {label}: result {stored.ref} unreadable: {exc.detail}",
+            )
 
     async def _start(self, call: ToolCall, path: Any, catalog_id: Any) -> int:
         """Raises MeshError: the execution service refused; ValueError: a malformed catalog_id or version."""
@@ -151,7 +177,9 @@ def _observe(child: _Child, event: Any) -> None:
             error = str(payload["error"])
         child.failure = f"step '{event.node_name}' failed: {error or 'unknown error'}"
     elif kind == "call.done":
-        data = _user_data(jsonutil.loads(event.result_json))
+        stored = jsonutil.loads(event.result_json)
+        reference = result_reference(stored.get("context") if isinstance(stored, Mapping) else None)
+        data = _Stored(reference["ref"]) if reference is not None else _user_data(stored)
         child.newest = data
         child.has_result = True
         if child.results is not None:

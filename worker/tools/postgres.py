@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from services.common.sql import PgTarget, credential_target
 from worker.credentials import SecretError
 from worker.tools.base import ToolCall, ToolResult
 from worker.tools.sql_common import returns_rows, rows_result, split_statements
@@ -71,21 +72,6 @@ class PostgresTool:
         return ToolResult(ok=True, data=data)
 
 
-class _Target:
-    """Where to connect: keyword arguments of `asyncpg.connect`, or a DSN."""
-
-    def __init__(self, dsn: str | None, params: dict[str, Any]) -> None:
-        self.dsn = dsn
-        self.params = params
-
-    def describe(self) -> str:
-        if self.dsn is not None:
-            return "(connection string)"
-        return (
-            f"{self.params.get('host', '')}:{self.params.get('port', '')}/{self.params.get('database', '')}"
-        )
-
-
 def _sql(config: Mapping[str, Any]) -> str | None:
     for key in ("command", "query", "sql", "commands"):
         value = config.get(key)
@@ -107,57 +93,25 @@ def _alias(raw: Any) -> str | None:
     return None
 
 
-async def _target(call: ToolCall) -> _Target:
+async def _target(call: ToolCall) -> PgTarget:
     """Raises SecretError: no credential named, or it cannot be resolved or used."""
     alias = _alias(call.config.get("auth"))
     if alias is None:
         dsn = call.config.get("connection") or call.config.get("connection_string")
         if isinstance(dsn, str) and dsn.strip():
             call.secrets.remember(dsn)
-            return _Target(dsn.strip(), {})
+            return PgTarget(dsn.strip())
         raise SecretError("no credential: set 'auth' to the name of a postgres credential")
     data = await call.secrets.credential(alias)
     if not isinstance(data, Mapping):
         raise SecretError(f"credential '{alias}' holds no connection fields")
-    dsn = data.get("connection_string") or data.get("dsn")
-    if isinstance(dsn, str) and dsn.strip():
-        return _Target(dsn.strip(), _settings(data))
-    params: dict[str, Any] = {
-        "host": _first(data, "host", "db_host") or "localhost",
-        "user": _first(data, "user", "db_user", "username"),
-        "password": _first(data, "password", "db_password"),
-        "database": _first(data, "database", "db_name", "dbname"),
-        **_settings(data),
-    }
-    port = _first(data, "port", "db_port")
-    if port is not None:
-        try:
-            params["port"] = int(port)
-        except (TypeError, ValueError):
-            raise SecretError(f"credential '{alias}': port {port!r} is not a number") from None
-    return _Target(None, {k: v for k, v in params.items() if v is not None})
+    try:
+        return credential_target(data)
+    except ValueError as exc:
+        raise SecretError(f"credential '{alias}': {exc}") from None
 
 
-def _first(data: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = data.get(key)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _settings(data: Mapping[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    schema = data.get("schema")
-    if isinstance(schema, str) and schema.strip():
-        extra["server_settings"] = {"search_path": schema.strip()}
-    sslmode = data.get("sslmode")
-    if isinstance(sslmode, str) and sslmode.strip():
-        extra["ssl"] = sslmode.strip()
-    return extra
-
-
-async def _connect(target: _Target) -> asyncpg.Connection:
+async def _connect(target: PgTarget) -> asyncpg.Connection:
     connection: asyncpg.Connection = await asyncpg.connect(
         target.dsn, timeout=CONNECT_TIMEOUT_SECONDS, **target.params
     )

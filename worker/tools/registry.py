@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from noetl.v1 import events_pb2_grpc, execution_pb2_grpc
 
 from services.common.grpc_client import Sharded
+from worker.results import ResultOffload
 from worker.tools.base import Tool
 from worker.tools.duckdb_sql import DuckDbTool
 from worker.tools.http import HttpTool
@@ -25,6 +26,8 @@ class Mesh:
 
     executions: Sharded[execution_pb2_grpc.ExecutionServiceStub]
     events: Sharded[events_pb2_grpc.EventServiceStub]
+    # Reads a child's externalised step result back (dsl.md §9.12).
+    results: ResultOffload
 
 
 def build_tools(
@@ -40,5 +43,5 @@ def build_tools(
         "secrets": SecretsTool(),
     }
     if mesh is not None:
-        tools["playbook"] = PlaybookTool(mesh.executions, mesh.events)
+        tools["playbook"] = PlaybookTool(mesh.executions, mesh.events, mesh.results)
     return tools

@@ -2,15 +2,20 @@
 
 A worker's `call.done` is stored with `result = {status, context: <payload>}` and
 `payload = {command_id, call_index, result: {status, context: {data, ...}}}`, so the user
-data sits at `result.context.result.context.data`.
+data sits at `result.context.result.context.data`. A result the worker kept in the result store
+arrives as `result = {status, reference: {ref, store, ...}}`; the orchestrator reads the value back
+and hands the engine the event as if it had been inline (`hydrated`), the data answering the
+accessors `_ref`, `_store`, `_uri` and `_preview` besides (§9.12).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 from services.common.templating import scoped_key
+from services.execution.engine.records import EventRecord
 
 _ERROR_STATUSES = frozenset({"error", "failed"})
 
@@ -27,28 +32,116 @@ def extract_user_data(value: Any) -> Any:
     return context if data is _MISSING else data
 
 
-class SequenceView(list[Any]):
-    """A list result that also answers `.data` with itself (`{{ loop_step.data }}`, §12.7)."""
+class _NamedList(list[Any]):
+    """A list that also answers names, as `x.name` and `x['name']` in templates.
+
+    minijinja looks a name up by item first, and hides attributes that start with `_`, so
+    the accessors (`_ref`, ...) are answered by `__getitem__`.
+    """
+
+    def __init__(self, items: list[Any], fields: Mapping[str, Any]) -> None:
+        super().__init__(items)
+        self._fields = fields
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[Any]: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: SupportsIndex | slice | str) -> Any:
+        if isinstance(key, str):
+            return self._fields[key]
+        return super().__getitem__(key)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_fields"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class SequenceView(_NamedList):
+    """A list result that also answers `.data` with itself (`{{ loop_step.data }}`, §12.7), and
+    the accessors of an externalised result."""
+
+    def __init__(self, items: list[Any], accessors: Mapping[str, Any] | None = None) -> None:
+        super().__init__(items, accessors or {})
 
     @property
     def data(self) -> list[Any]:
         return list(self)
 
 
-class RowsView(list[Any]):
+class RowsView(_NamedList):
     """A query result as later steps see it (fixtures convention C6): the row list itself, so
     `{{ step }}` hands on the rows, while its fields still answer (`step.rows`, `step.columns`,
     `step.row_count`, a pipeline task's label)."""
 
-    def __init__(self, rows: list[Any], fields: Mapping[str, Any]) -> None:
-        super().__init__(rows)
-        self._fields = fields
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._fields[name]
-        except KeyError:
-            raise AttributeError(name) from None
+class MapView(dict[str, Any]):
+    """A map result that also answers the accessors of an externalised result without holding
+    them as keys, so `{{ step | length }}`, loops and `tojson` read exactly as they would inline
+    (and a key of the user's own wins)."""
+
+    __slots__ = ("_accessors",)
+
+    def __init__(self, items: Mapping[str, Any], accessors: Mapping[str, Any]) -> None:
+        super().__init__(items)
+        self._accessors = accessors
+
+    def __missing__(self, key: str) -> Any:
+        return self._accessors[key]
+
+
+class ReferencedMap(dict[str, Any]):
+    """Map user data read back from the result store, carrying its accessors (`_ref`, ...)."""
+
+    __slots__ = ("accessors",)
+
+    def __init__(self, data: Mapping[str, Any], accessors: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.accessors = dict(accessors)
+
+
+class ReferencedList(list[Any]):
+    """List user data read back from the result store, carrying its accessors."""
+
+    __slots__ = ("accessors",)
+
+    def __init__(self, data: list[Any], accessors: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.accessors = dict(accessors)
+
+
+def result_accessors(reference: Mapping[str, Any], uri: str) -> dict[str, Any]:
+    """What `{{ step._ref }}`, `_store`, `_uri` and `_preview` answer (§9.12); `uri` is where
+    the value can be read over HTTP."""
+    return {
+        "_ref": reference["ref"],
+        "_store": reference.get("store"),
+        "_uri": uri,
+        "_preview": reference.get("preview"),
+    }
+
+
+def hydrated(record: EventRecord, value: Any, accessors: Mapping[str, Any]) -> EventRecord:
+    """`record` as if its worker had sent `value` inline (at `result.context.data` of its payload).
+
+    The reference stays beside it; a map or list value also answers `accessors`.
+    """
+    if isinstance(value, Mapping):
+        value = ReferencedMap(value, accessors)
+    elif isinstance(value, list):
+        value = ReferencedList(value, accessors)
+    payload = record.context if isinstance(record.context, Mapping) else {}
+    result = payload.get("result")
+    inner = result if isinstance(result, Mapping) else {}
+    context = inner.get("context")
+    own = {**(context if isinstance(context, Mapping) else {}), "data": value}
+    new_payload = {**payload, "result": {**inner, "context": own}}
+    envelope = record.result if isinstance(record.result, Mapping) else {"status": record.status}
+    return dataclasses.replace(record, context=new_payload, result={**envelope, "context": new_payload})
 
 
 def template_view(data: Any, *, pipeline: bool = False) -> Any:
@@ -57,10 +150,12 @@ def template_view(data: Any, *, pipeline: bool = False) -> Any:
     A pipeline result (label → task data) is flattened so that both `step.label.field` and
     `step.field` resolve; a map without its own `data` key gains a `data` alias to itself,
     and so does a list (a loop step's aggregate). A step whose only result is a SQL result set
-    (duckdb, postgres) is seen as its rows (C6), with its fields still reachable.
+    (duckdb, postgres) is seen as its rows (C6), with its fields still reachable. A result read
+    back from the result store also answers its accessors (§9.12).
     """
+    accessors = data.accessors if isinstance(data, ReferencedMap | ReferencedList) else {}
     if isinstance(data, list):
-        return SequenceView(data)
+        return SequenceView(data, accessors)
     if not isinstance(data, Mapping):
         return data
     view = dict(data)
@@ -73,6 +168,8 @@ def template_view(data: Any, *, pipeline: bool = False) -> Any:
             view.update(data)
     if "data" not in view:
         view["data"] = data
+    if accessors:
+        view = MapView(view, accessors)
     query = _query_result(data, pipeline)
     if query is not None:
         return RowsView(query["rows"], view)

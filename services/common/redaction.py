@@ -1,4 +1,4 @@
-"""Secret redaction of stored event data (data-model.md §9.10)."""
+"""Secret redaction of stored data — events and result-store values (data-model.md §9.10)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,65 @@
+"""Worker event batches (http-api.md §5.2): request limits and the batch record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.common.errors import Unprocessable
+
+DEFAULT_MAX_EVENTS = 256
+DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+
+ACCEPTED = "accepted"
+COMPLETED = "completed"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """`NOETL_BATCH_MAX_EVENTS_PER_REQUEST` and `NOETL_BATCH_MAX_PAYLOAD_BYTES`."""
+
+    max_events: int = DEFAULT_MAX_EVENTS
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+
+    def check(self, payload_sizes: Sequence[int]) -> None:
+        """`payload_sizes` are the encoded JSON sizes of the events' payloads, one per event.
+
+        Raises:
+            Unprocessable: no events, too many, or payloads larger than allowed together.
+        """
+        if not payload_sizes:
+            raise Unprocessable("events must not be empty")
+        if len(payload_sizes) > self.max_events:
+            raise Unprocessable(
+                f"events: {len(payload_sizes)} events in one batch, the limit is {self.max_events}"
+            )
+        total = sum(payload_sizes)
+        if total > self.max_payload_bytes:
+            raise Unprocessable(
+                f"events[].payload: {total} bytes in one batch, the limit is {self.max_payload_bytes}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """A stored batch record (`noetl.event_batch`)."""
+
+    request_id: int
+    execution_id: int
+    idempotency_key: str | None
+    event_ids: list[int]
+    state: str
+    commands_generated: int | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    request_id: int
+    event_ids: list[int]
+    commands_generated: int
+    duplicate: bool
