@@ -29,30 +29,51 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     default reset query on every release — a round trip per pooled query — buys nothing."""
 
 
+# A caller that waits this long for a connection meets a saturated pool: it is answered 503
+# `pool_saturated` with Retry-After (http-api.md §1.3) instead of queueing without bound.
+ACQUIRE_TIMEOUT_SECONDS = 10.0
+
+
+def pool_saturated() -> Unavailable:
+    return Unavailable(
+        {"code": "pool_saturated", "message": "Database connection pool is saturated; retry shortly"},
+        retry_after=2,
+    )
+
+
 class Pool(asyncpg.Pool):
-    """asyncpg's pool, counting the callers waiting for a connection (`GET /api/pool/status`)."""
+    """asyncpg's pool, counting the callers waiting for a connection (`GET /api/pool/status`) and
+    refusing one that waited `acquire_timeout` (a saturated pool)."""
 
-    __slots__ = ("waiting",)
+    __slots__ = ("acquire_timeout", "waiting")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.waiting = 0
+        self.acquire_timeout = acquire_timeout
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
         # Both `acquire()` forms end here; a caller served at once never yields inside, so only
         # callers still queued (or waiting for a new connection) are ever seen in the count.
         self.waiting += 1
         try:
-            return await super()._acquire(timeout)  # type: ignore[misc]  # private, so not in the stubs
+            return await super()._acquire(  # type: ignore[misc]  # private, so not in the stubs
+                self.acquire_timeout if timeout is None else timeout
+            )
+        except TimeoutError as exc:
+            raise pool_saturated() from exc
         finally:
             self.waiting -= 1
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS
+) -> Pool:
     """Raises Unavailable when the database cannot be reached."""
     # `asyncpg.create_pool` with its defaults, but building our subclass.
     pool = Pool(
         dsn,
+        acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
         max_queries=50_000,

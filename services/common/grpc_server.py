@@ -52,10 +52,24 @@ class PerMethod(grpc.aio.ServerInterceptor):
         )
 
 
+# Load shedding: past this many calls in progress a service refuses new ones (RESOURCE_EXHAUSTED,
+# which callers and the gateway treat as 503 + Retry-After) rather than queueing without bound.
+# Streams count too (SSE subscriptions, worker StreamEmit), hence the generous figure.
+MAX_CONCURRENT_RPCS = 4096
+
+
 class GrpcHost:
     """Lifecycle: `start()`, `wait()`, idempotent `stop()`; SIGTERM stops intake, then drains."""
 
-    def __init__(self, name: str, listen: str, registrars: list[Registrar], *, grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        registrars: list[Registrar],
+        *,
+        grace: float = 10.0,
+        max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
+    ) -> None:
         self.name = name
         self._listen = listen
         self._grace = grace
@@ -66,6 +80,7 @@ class GrpcHost:
                 )
             ],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -26,3 +27,17 @@ def rewrap(
     if handler.unary_stream and streaming is not None:
         return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), *serializers)
     return handler
+
+
+async def responses(
+    behavior: Behavior, request: Any, context: grpc.aio.ServicerContext
+) -> AsyncIterator[Any]:
+    """What a server-streaming `behavior` answers, whichever style it is written in: an async
+    generator's items are passed on; a coroutine sends its own with `context.write` (grpc's health
+    `Watch` does) and is only awaited, so stream wrappers serve both."""
+    produced = behavior(request, context)
+    if inspect.isawaitable(produced):
+        await produced
+        return
+    async for item in produced:
+        yield item

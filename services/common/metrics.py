@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from services.common.handlers import rewrap
+from services.common.handlers import responses, rewrap
 
 BUILD_VERSION = "0.1.0"
 INGEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -83,7 +83,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
-                    async for item in behavior(request, context):
+                    async for item in responses(behavior, request, context):
                         yield item
                 except BaseException:
                     code = context.code()

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from services.common import errors
-from services.common.handlers import rewrap
+from services.common.handlers import responses, rewrap
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 def _wrap_stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            async for item in behavior(request, context):
+            async for item in responses(behavior, request, context):
                 yield item
         except errors.MeshError as exc:
             await _abort(context, exc)

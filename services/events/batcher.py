@@ -69,6 +69,10 @@ class AppendBatcher:
         jobs = [job for job, _ in batch]
         try:
             results = await with_retry(lambda: self._store.append_batch(jobs, self._mint))
+        except MeshError as exc:
+            # No connection to be had (a saturated pool): the whole batch hears it, and this
+            # commit loop lives on. A copy each: one exception raised in many tasks piles up tracebacks.
+            results = [type(exc)(exc.detail, retry_after=exc.retry_after) for _ in batch]
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
             if len(batch) > 1:
                 for item in batch:  # isolate the request that broke the transaction

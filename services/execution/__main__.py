@@ -24,8 +24,7 @@ from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.execution.admin import Admin
-from services.execution.admin_api import AdminApi
-from services.execution.api import CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
+from services.execution.api import AdminApi, CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
 from services.execution.claims import Claims, ClaimSettings
 from services.execution.cleanup import Cleanup
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient

@@ -1,12 +1,15 @@
-"""ExecutionService, CommandService, PoolService, VarsService and ResultService servicers."""
+"""ExecutionService, CommandService, PoolService, VarsService, ResultService and AdminService servicers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
 from noetl.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     common_pb2,
     execution_pb2,
     execution_pb2_grpc,
@@ -22,6 +25,7 @@ from services.common import jsonutil
 from services.common.errors import InvalidArgument
 from services.common.result_refs import parse_ref
 from services.common.wire import timestamp
+from services.execution.admin import Admin, SqlRequest
 from services.execution.batch import start_each
 from services.execution.claims import Claims
 from services.execution.cleanup import Cleanup
@@ -439,3 +443,64 @@ class ResultApi(results_pb2_grpc.ResultServiceServicer):
     ) -> results_pb2.ResultServiceResolveResponse:
         data = await self._results.resolve(parse_ref(request.ref))
         return results_pb2.ResultServiceResolveResponse(data_json=data.encode())
+
+
+def _optional(request: admin_pb2.ExecuteSqlRequest, name: str) -> str | None:
+    return getattr(request, name) if request.HasField(name) else None
+
+
+class AdminApi(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, admin: Admin) -> None:
+        self._admin = admin
+
+    async def PoolStatus(
+        self, request: admin_pb2.PoolStatusRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.PoolStatusResponse:
+        stats = self._admin.pool_status()
+        return admin_pb2.PoolStatusResponse(
+            pool_min=stats.pool_min,
+            pool_max=stats.pool_max,
+            pool_size=stats.pool_size,
+            pool_available=stats.pool_available,
+            requests_waiting=stats.requests_waiting,
+            utilization=stats.utilization,
+            slots_available=stats.slots_available,
+            status=stats.status,
+        )
+
+    async def CheckSchema(
+        self, request: admin_pb2.CheckSchemaRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CheckSchemaResponse:
+        report = await self._admin.check_schema()
+        return admin_pb2.CheckSchemaResponse(
+            tables=report.tables,
+            missing=report.missing,
+            all_tables=report.all_tables,
+        )
+
+    async def ExecuteSql(
+        self, request: admin_pb2.ExecuteSqlRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ExecuteSqlResponse:
+        # The standard library's JSON both ways: rows may hold integers beyond 64 bits (numeric),
+        # which orjson can neither write nor read back exactly.
+        try:
+            parameters = json.loads(request.parameters_json) if request.parameters_json else None
+        except ValueError as exc:
+            raise InvalidArgument(f"parameters_json is not valid JSON: {exc}") from exc
+        sql = SqlRequest(
+            query=_optional(request, "query"),
+            query_base64=_optional(request, "query_base64"),
+            procedure=_optional(request, "procedure"),
+            parameters=parameters,
+            schema=_optional(request, "schema"),
+            database=_optional(request, "database"),
+            credential=_optional(request, "credential"),
+            connection_string=_optional(request, "connection_string"),
+        )
+        outcome = await self._admin.execute(sql, time_left=context.time_remaining())
+        response = admin_pb2.ExecuteSqlResponse(
+            result_json=json.dumps(outcome.result, ensure_ascii=False, allow_nan=False).encode()
+        )
+        if outcome.error is not None:
+            response.error = outcome.error
+        return response

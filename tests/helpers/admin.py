@@ -18,7 +18,7 @@ from services.common import db
 from services.common.grpc_client import open_channel
 from services.common.grpc_server import GrpcHost
 from services.execution.admin import REQUIRED_TABLES, Admin
-from services.execution.admin_api import AdminApi
+from services.execution.api import AdminApi
 from services.execution.secrets_client import SecretsCredentials
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
