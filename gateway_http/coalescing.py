@@ -22,7 +22,7 @@ from services.common.errors import Internal, MeshError, Unavailable
 from services.common.grpc_client import Sharded
 
 MAX_EVENTS = 128
-# Payload bytes per call, well under the services' 64 MiB message limit.
+# Payload bytes per call, well under the services' gRPC message limit.
 MAX_BYTES = 4 * 1024 * 1024
 # Calls in flight per shard before the next batch waits for one to end: under load, requests
 # gather while calls are out, so batches grow with the load instead of going out a few at a time.

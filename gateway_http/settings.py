@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.config import EnvReader
+from services.common.sharding import MAX_SHARD_COUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,16 @@ class GatewaySettings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader(environ)
         catalog = env.addresses("NOETL_CATALOG_ADDR", "127.0.0.1:50051")
-        shard_count = env.integer("NOETL_SHARD_COUNT", 1, minimum=1, maximum=1024)
+        execution_addrs = env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052")
+        # Unset, the deployment's shard count is the number of execution shards it routes to.
+        shard_count = env.integer(
+            "NOETL_SHARD_COUNT", max(1, len(execution_addrs)), minimum=1, maximum=MAX_SHARD_COUNT
+        )
         settings = cls(
             host=env.text("NOETL_HOST", "0.0.0.0"),
             port=env.integer("NOETL_PORT", 8082, minimum=0, maximum=65535),
             catalog_addr=catalog[0] if catalog else "",
-            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
+            execution_addrs=execution_addrs,
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
             outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
             secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),

@@ -31,10 +31,12 @@ INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
 
 _NUL_MESSAGE = "String should not contain the NUL character (\\u0000)"
+# More digits than any bound of this API has (int64 is 19).
+_MAX_INT_DIGITS = 40
 _INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
-_NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
+NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
 _FRACTION = "Input should be a valid integer, got a number with a fractional part"
 _NOT_INTEGER_TEXT = "Input should be a valid integer, unable to parse string as an integer"
 _NOT_NUMBER_TEXT = "Input should be a valid number, unable to parse string as a number"
@@ -76,7 +78,12 @@ def _parse_int(value: Any, minimum: int = INT64_MIN, maximum: int = INT64_MAX) -
     elif isinstance(value, str):
         if not _INTEGER_TEXT.fullmatch(value):
             raise _Invalid("int_parsing", _NOT_INTEGER_TEXT)
-        number = int(value)
+        text = value.strip()
+        if len(text.lstrip("+-").lstrip("0")) > _MAX_INT_DIGITS:
+            # Past every bound here; `int()` would refuse it anyway beyond 4300 digits.
+            number = minimum - 1 if text.startswith("-") else maximum + 1
+        else:
+            number = int(text)
     else:
         raise _Invalid("int_type", "Input should be a valid integer")
     if number < minimum:
@@ -160,7 +167,7 @@ class Problems:
         fields = Fields(body if isinstance(body, dict) else {}, "body", self)
         if not isinstance(body, dict):
             # After creating `fields`, so that its cross-field rules see this failure.
-            self.add("model_attributes_type", ["body"], _NOT_AN_OBJECT, body)
+            self.add("model_attributes_type", ["body"], NOT_AN_OBJECT, body)
         return fields
 
 
@@ -355,7 +362,7 @@ class Fields:
             if isinstance(item, dict):
                 found.append(Fields(item, self._where, self._problems, (*self._loc[1:], name, index)))
             else:
-                self._report(_Invalid("model_attributes_type", _NOT_AN_OBJECT), name, item, index)
+                self._report(_Invalid("model_attributes_type", NOT_AN_OBJECT), name, item, index)
         return found
 
     def _list(self, name: str) -> list[Any] | None:
@@ -390,7 +397,7 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json(content_type):
         raise RequestInvalid(
-            [error_item("model_attributes_type", ["body"], _NOT_AN_OBJECT, raw.decode("utf-8", "replace"))]
+            [error_item("model_attributes_type", ["body"], NOT_AN_OBJECT, raw.decode("utf-8", "replace"))]
         )
     try:
         parsed = json.loads(raw, parse_constant=_reject_constant)
@@ -406,6 +413,10 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise InvalidArgument("There was an error parsing the body") from None
+    except ValueError as exc:  # an integer literal past Python's 4300-digit limit
+        raise RequestInvalid(
+            [error_item("json_invalid", ["body", 0], "JSON decode error", {}, {"error": str(exc)})]
+        ) from None
     if b"\\u0000" in raw:  # JSON can only carry U+0000 escaped; the walk is skipped otherwise
         problems = Problems()
         _report_nul(parsed, ["body"], problems)

@@ -18,10 +18,10 @@ from noetl.v1 import pools_pb2, pools_pb2_grpc
 
 from services.common import jsonutil
 from services.common.errors import MeshError, NotFound
+from services.common.runtime_kinds import WORKER_POOL
 
 log = logging.getLogger(__name__)
 
-WORKER_POOL = "worker_pool"
 _CALL_TIMEOUT = 10.0
 
 

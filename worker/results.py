@@ -22,7 +22,7 @@ from worker.tools.base import ToolCall
 
 log = logging.getLogger(__name__)
 
-PUT_TIMEOUT_SECONDS = 60.0
+CALL_TIMEOUT_SECONDS = 60.0
 # The preview keeps this much of each level, like the truncated values of `/status` (http-api.md §4.5).
 PREVIEW_ITEMS = 5
 PREVIEW_DEPTH = 3
@@ -58,7 +58,7 @@ class ResultOffload:
                     data_json=encoded,
                     source_step=call.step,
                 ),
-                timeout=PUT_TIMEOUT_SECONDS,
+                timeout=CALL_TIMEOUT_SECONDS,
             )
         except MeshError as exc:
             log.warning(
@@ -87,7 +87,7 @@ class ResultOffload:
         """
         target = parse_ref(ref)
         found = await self._results.for_execution(target.execution_id).Resolve(
-            results_pb2.ResultServiceResolveRequest(ref=ref), timeout=PUT_TIMEOUT_SECONDS
+            results_pb2.ResultServiceResolveRequest(ref=ref), timeout=CALL_TIMEOUT_SECONDS
         )
         return jsonutil.loads(found.data_json) if found.data_json else None
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway_http.clients import ExecutionShard
-from gateway_http.encoding import json_response
+from gateway_http.encoding import dumps, json_response
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
 from services.common.errors import Unavailable
@@ -76,7 +76,7 @@ class AdminRoutes:
         message = admin_pb2.ExecuteSqlRequest()
         set_present(message, **texts)
         if body.get("parameters") is not None:
-            message.parameters_json = json.dumps(body["parameters"], ensure_ascii=False).encode()
+            message.parameters_json = dumps(body["parameters"])
         answer = await self._admin.ExecuteSql(message, timeout=self._timeout)
         if answer.HasField("error"):
             return json_response({"status": "error", "result": None, "error": answer.error})

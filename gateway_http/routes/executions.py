@@ -12,7 +12,7 @@ from starlette.responses import Response
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
 from gateway_http.routes import Endpoint, set_present
-from gateway_http.validation import INT32_MAX, Fields, Problems, parse_id, read_json
+from gateway_http.validation import INT32_MAX, NOT_AN_OBJECT, Fields, Problems, parse_id, read_json
 from gateway_http.views import event_object, execution_entry, pagination, raw_event_row, status_body
 from services.common.errors import NotFound, Unprocessable
 from services.common.grpc_client import Sharded
@@ -20,7 +20,6 @@ from services.common.timeutil import utcnow
 
 MAX_LIST_OFFSET = 5000
 MAX_BATCH_EXECUTIONS = 1000
-_NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
 
 
 class ExecutionRoutes:
@@ -364,5 +363,5 @@ def _batch_items(problems: Problems, body: Any) -> list[execution_pb2.StartReque
         if isinstance(item, dict):
             items.append(_start_request(Fields(item, "body", problems, ("executions", index))))
         else:
-            problems.add("model_attributes_type", ["body", "executions", index], _NOT_AN_OBJECT, item)
+            problems.add("model_attributes_type", ["body", "executions", index], NOT_AN_OBJECT, item)
     return items

@@ -22,9 +22,8 @@ from gateway_http.views import in_order
 from services.common import jsonutil
 from services.common.errors import MeshError
 from services.common.grpc_client import Sharded
+from services.common.runtime_kinds import KINDS, WORKER_POOL
 
-WORKER_POOL = "worker_pool"
-KINDS = ("worker_pool", "server_api", "broker", "scheduler", "monitor")
 # http-api.md §7.4 lists a runtime's keys in this order; JSONB keeps its own (shorter keys first).
 RUNTIME_KEYS = ("type", "pid", "hostname")
 # Pydantic's wording for a `Literal[...]` field.

@@ -25,9 +25,8 @@ from gateway_http.settings import GatewaySettings
 from gateway_http.validation import INT64_MAX, INT64_MIN
 from services.common.errors import InvalidArgument
 from services.common.metrics import BUILD_VERSION
-from services.common.sharding import shard_for
+from services.common.sharding import MAX_SHARD_COUNT, shard_for
 
-MAX_SHARD_COUNT = 1024
 _DECIMAL = re.compile(r"-?[0-9]+")
 # A sign and the 19 digits of a 64-bit integer, plus leading zeros a client may send.
 _MAX_DIGITS = 32

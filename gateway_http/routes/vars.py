@@ -66,7 +66,7 @@ class VarsRoutes:
         raw = await read_json(request)
         fields = problems.body(raw)
         variables = required_object(raw, "variables", problems)
-        var_type = fields.text("var_type") or "user_defined"
+        var_type = fields.text("var_type")  # absent or null: the default; "" is refused by the service
         source_step = fields.text("source_step")
         problems.check()
         message = vars_pb2.SetVariablesRequest(
@@ -75,7 +75,7 @@ class VarsRoutes:
                 vars_pb2.VariableAssignment(name=name, value_json=dumps(value))
                 for name, value in (variables or {}).items()
             ],
-            var_type=var_type,
+            var_type="user_defined" if var_type is None else var_type,
         )
         set_present(message, source_step=source_step)
         done = await self._execution.for_execution(execution_id).vars.SetVariables(

@@ -30,15 +30,19 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
 
 
 # A caller that waits this long for a connection meets a saturated pool: it is answered 503
-# `pool_saturated` with Retry-After (http-api.md §1.3) instead of queueing without bound.
+# `pool_saturated` with `Retry-After` (http-api.md §1.3) instead of queueing without bound.
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 
 
-def pool_saturated() -> Unavailable:
-    return Unavailable(
-        {"code": "pool_saturated", "message": "Database connection pool is saturated; retry shortly"},
-        retry_after=2,
-    )
+def pool_saturated(waiting: int, free_slots: int) -> Unavailable:
+    """http-api.md §1.3: the body is the bare code; `Retry-After` grows with the callers waiting
+    (1 s when nobody waits and slots are free, else 1 + 0.5·(waiting+1) + 1 if no slot is free,
+    within 1..15, truncated)."""
+    if waiting == 0 and free_slots > 0:
+        seconds = 1
+    else:
+        seconds = int(min(15.0, max(1.0, 1 + 0.5 * (waiting + 1) + (1 if free_slots == 0 else 0))))
+    return Unavailable({"code": "pool_saturated"}, retry_after=seconds)
 
 
 class Pool(asyncpg.Pool):
@@ -61,7 +65,8 @@ class Pool(asyncpg.Pool):
                 self.acquire_timeout if timeout is None else timeout
             )
         except TimeoutError as exc:
-            raise pool_saturated() from exc
+            # `waiting` still counts this caller; the others are the queue it gave up in.
+            raise pool_saturated(self.waiting - 1, self.get_idle_size()) from exc
         finally:
             self.waiting -= 1
 

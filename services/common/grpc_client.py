@@ -13,8 +13,11 @@ from services.common.sharding import shard_for
 
 StubT = TypeVar("StubT")
 
+# Messages carry whole JSON values: a result-store value may be 64 MiB (http-api.md §1.1) and comes
+# back in Postgres's spaced JSONB text, so the limit leaves it room on both sides.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 1),
 ]

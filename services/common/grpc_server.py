@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import metrics, telemetry
+from services.common.grpc_client import MAX_MESSAGE_BYTES
 from services.common.rpc_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class GrpcHost:
                     [*telemetry.server_interceptors(), metrics.MetricsInterceptor(), ErrorInterceptor()]
                 )
             ],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
             maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
         self._health = health.aio.HealthServicer()

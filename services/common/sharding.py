@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import xxhash
 
+# The largest shard count a deployment may declare (`NOETL_SHARD_COUNT`, http-api.md §7.5).
+MAX_SHARD_COUNT = 1024
+
 
 def shard_for(execution_id: int, n: int) -> int:
     """XXH64 (seed 0) of the id's 8 little-endian signed bytes, modulo n; 0 when n <= 1."""

@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import json
 import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import asyncpg
 
 
 def split_statements(sql: str) -> list[str]:
@@ -185,3 +188,21 @@ def _settings(data: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(sslmode, str) and sslmode.strip():
         extra["ssl"] = sslmode.strip()
     return extra
+
+
+CONNECT_TIMEOUT_SECONDS = 15.0
+
+
+async def connect(target: PgTarget, settings: Mapping[str, str] | None = None) -> asyncpg.Connection:
+    """A connection of its own to `target` (never a pooled one: user SQL may change session
+    state), json/jsonb decoded to Python values; `settings` are session settings (`search_path`,
+    `statement_timeout`) laid over the target's."""
+    params = dict(target.params)
+    if settings:
+        params["server_settings"] = {**params.get("server_settings", {}), **settings}
+    connection: asyncpg.Connection = await asyncpg.connect(
+        target.dsn, timeout=CONNECT_TIMEOUT_SECONDS, **params
+    )
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    return connection

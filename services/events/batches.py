@@ -11,7 +11,6 @@ from services.common.errors import Unprocessable
 DEFAULT_MAX_EVENTS = 256
 DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 
-ACCEPTED = "accepted"
 COMPLETED = "completed"
 FAILED = "failed"
 

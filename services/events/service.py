@@ -367,7 +367,7 @@ class EventLog:
         """Best effort: the events are committed and orchestrated whether or not this is noted."""
         try:
             await self._store.finish_batch(request_id, state, commands_generated, error)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, MeshError):
             log.exception("could not mark batch %s %s", request_id, state)
 
     def _mirror_subject(self, execution_id: int) -> str | None:

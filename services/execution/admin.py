@@ -19,7 +19,7 @@ import asyncpg
 
 from services.common.db import Pool, connection_errors
 from services.common.errors import InvalidArgument, NotFound
-from services.common.sql import PgTarget, credential_target, split_statements
+from services.common.sql import PgTarget, connect, credential_target, split_statements
 from services.execution import admin_store
 
 # http-api.md §11.2, in its order.
@@ -146,7 +146,7 @@ class Admin:
             settings["search_path"] = request.schema
         try:
             async with asyncio.timeout(bound + _CLIENT_MARGIN_SECONDS):
-                connection = await admin_store.connect(target, settings)
+                connection = await connect(target, settings)
                 try:
                     rows = await admin_store.run_statements(connection, statements, parameters)
                 finally:

@@ -17,9 +17,8 @@ from typing import Any
 import asyncpg
 
 from services.common.db import Connection
-from services.common.sql import PgTarget, json_safe
+from services.common.sql import json_safe
 
-CONNECT_TIMEOUT_SECONDS = 15.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 
 # Ordinary and partitioned tables; partitions are parts of their parent, not tables of their own.
@@ -34,21 +33,6 @@ WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 async def noetl_tables(conn: Connection) -> list[str]:
     """Every table of schema `noetl`, unordered."""
     return [row[0] for row in await conn.fetch(_NOETL_TABLES)]
-
-
-async def connect(target: PgTarget, settings: dict[str, str]) -> asyncpg.Connection:
-    """A connection of its own (never a pooled one: the statements may change session state).
-
-    `settings` are session settings (`search_path`, `statement_timeout`) laid over the target's.
-    """
-    params = dict(target.params)
-    params["server_settings"] = {**params.get("server_settings", {}), **settings}
-    connection: asyncpg.Connection = await asyncpg.connect(
-        target.dsn, timeout=CONNECT_TIMEOUT_SECONDS, **params
-    )
-    for name in ("json", "jsonb"):
-        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    return connection
 
 
 async def close(connection: asyncpg.Connection) -> None:

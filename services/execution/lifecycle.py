@@ -93,7 +93,9 @@ class LifecycleWriter:
                 except MeshError as exc:
                     error = exc
                 except asyncio.CancelledError:
-                    for _, _, done in batch + self._queue:
+                    # Every queued caller has been answered: nothing of theirs may be written later.
+                    abandoned, self._queue = batch + self._queue, []
+                    for _, _, done in abandoned:
                         if not done.done():
                             done.set_exception(
                                 Unavailable("the execution service is stopping", retry_after=1)

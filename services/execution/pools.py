@@ -11,10 +11,9 @@ from typing import Any
 
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import Snowflake
+from services.common.runtime_kinds import KINDS, WORKER_POOL
 from services.execution.store import PoolStore, RuntimeRow
 
-KINDS = ("worker_pool", "server_api", "broker", "scheduler", "monitor")
-WORKER_POOL = "worker_pool"
 READY = "ready"
 # An unknown pool is told to come back after registering; a heartbeat period is plenty.
 UNKNOWN_RETRY_AFTER_SECONDS = 5

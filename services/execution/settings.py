@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.common.bus import BusSettings, read_bus_settings
 from services.common.config import EnvReader, ServiceBasics
+from services.common.sharding import MAX_SHARD_COUNT
 from services.execution.reaper import ReaperSettings
 
 
@@ -33,7 +34,7 @@ class Settings:
     def load(cls) -> Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
-        shard_count = env.integer("NOETL_SHARD_COUNT", 1, minimum=1, maximum=1024)
+        shard_count = env.integer("NOETL_SHARD_COUNT", 1, minimum=1, maximum=MAX_SHARD_COUNT)
         shard_index = env.integer("NOETL_SHARD_INDEX", -1, minimum=0, maximum=shard_count - 1)
         if shard_index < 0:
             shard_index = 0

@@ -53,6 +53,7 @@ OTHER = f"/api/vars/{EXECUTION_ID + 1}"
     [
         ("vars_set_empty", ("POST", OTHER, {"variables": {}}), 400),
         ("vars_set_bad_type", ("POST", OTHER, {"variables": {"x": 1}, "var_type": "global"}), 400),
+        ("vars_set_blank_type", ("POST", OTHER, {"variables": {"x": 1}, "var_type": ""}), 400),
         ("vars_set_missing_variables", ("POST", OTHER, {"var_type": "computed"}), 422),
         ("vars_set_variables_not_an_object", ("POST", OTHER, {"variables": [1], "source_step": 3}), 422),
         ("vars_get_not_found", ("GET", f"{OTHER}/ghost", None), 404),

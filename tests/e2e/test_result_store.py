@@ -180,3 +180,23 @@ async def test_noetl_mesh_run_prints_a_last_result_kept_in_the_store(
 
     assert result.returncode == 0, result.describe()
     assert json.loads(result.stdout) == {"items": ITEMS, "label": "big"}
+
+
+async def test_a_64_mib_value_is_stored_and_read_back(gateway: httpx.AsyncClient) -> None:
+    """http-api.md §1.1: `PUT /api/result/{id}` takes at least 64 MiB; the value reads back whole
+    (Postgres returns jsonb text with spaces, so the way back is larger than the way in)."""
+    # Text with spaces: a long run of base64-like characters would read as a secret (data-model §9.10).
+    rows = [{"i": i, "s": "word " * 11} for i in range(64 * 1024 * 1024 // 74)]
+    body = orjson.dumps({"name": "huge", "data": rows})
+    assert len(body) >= 64 * 1024 * 1024
+
+    stored = await gateway.put(
+        "/api/result/612400000000000001",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=120,
+    )
+    assert stored.status_code == 200, stored.text[:300]
+    resolved = await gateway.get("/api/result/resolve", params={"ref": stored.json()["ref"]}, timeout=120)
+    assert resolved.status_code == 200, resolved.text[:300]
+    assert orjson.loads(resolved.content) == rows

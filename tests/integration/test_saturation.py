@@ -1,7 +1,7 @@
 """A saturated backend answers "retry later" instead of queueing without bound (http-api.md §1.3).
 
 - A database pool whose caller waited its acquire timeout raises `Unavailable` `pool_saturated`
-  with Retry-After 2 (the gateway turns it into 503 + `Retry-After`, tests/unit/test_gateway_errors.py).
+  with the `Retry-After` of http-api.md §1.3 (the gateway turns it into 503 + `Retry-After`, tests/unit/test_gateway_errors.py).
 - A gRPC service past its concurrent-call limit refuses new calls; the client side rebuilds that as
   `Unavailable` with Retry-After, as for a service that is down. (The health `Watch` stream that
   holds the slot is written with `context.write`, which the server interceptors pass through.)
@@ -38,10 +38,8 @@ async def test_a_caller_that_waits_out_the_acquire_timeout_meets_pool_saturated(
                     pass
             waited = time.monotonic() - began
             assert await held.fetchval("SELECT 1") == 1  # the holder is untouched
-        assert refused.value.detail == {
-            "code": "pool_saturated",
-            "message": "Database connection pool is saturated; retry shortly",
-        }
+        # §1.3: the bare code; nobody else waited and no slot was free: 1 + 0.5·1 + 1 = 2.5 → 2.
+        assert refused.value.detail == {"code": "pool_saturated"}
         assert refused.value.retry_after == 2
         assert 0.25 <= waited < 5.0
         assert pool.waiting == 0
@@ -117,3 +115,13 @@ async def test_the_event_log_answers_a_saturated_pool_and_keeps_appending(module
     finally:
         await batcher.shutdown()
         await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("waiting", "free_slots", "seconds"),
+    [(0, 3, 1), (0, 0, 2), (1, 2, 2), (4, 0, 4), (40, 0, 15)],
+)
+def test_retry_after_of_a_saturated_pool_follows_the_queue(
+    waiting: int, free_slots: int, seconds: int
+) -> None:
+    assert db.pool_saturated(waiting, free_slots).retry_after == seconds

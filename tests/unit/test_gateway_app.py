@@ -156,3 +156,10 @@ async def test_a_request_past_its_deadline_is_504() -> None:
         response = await http.get("/anything")
     assert response.status_code == 504
     assert response.content == b'{"detail":"Request processing time exceeded the maximum timeout"}'
+
+
+def test_the_shard_count_defaults_to_the_execution_shards_routed_to() -> None:
+    three = settings(NOETL_EXECUTION_ADDRS="127.0.0.1:1,127.0.0.1:2,127.0.0.1:3")
+    assert (three.shard_index, three.shard_count) == (0, 3)
+    pinned = settings(NOETL_EXECUTION_ADDRS="127.0.0.1:1,127.0.0.1:2", NOETL_SHARD_COUNT="16")
+    assert pinned.shard_count == 16

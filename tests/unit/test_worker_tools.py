@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.common.sql import json_safe, split_statements
 from tests.helpers.mock_api import MockApi, running_mock_api
 from worker.credentials import REDACTED, CommandSecrets, SecretError
 from worker.executor import _bounded
@@ -22,7 +23,7 @@ from worker.tools.duckdb_sql import DuckDbTool
 from worker.tools.http import HttpTool
 from worker.tools.secrets_tool import SecretsTool
 from worker.tools.shell import ShellTool
-from worker.tools.sql_common import json_safe, returns_rows, split_statements
+from worker.tools.sql_common import returns_rows
 
 
 @pytest.fixture(scope="module")

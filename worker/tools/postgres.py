@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
-from services.common.sql import PgTarget, credential_target
+from services.common.sql import PgTarget, connect, credential_target, split_statements
 from worker.credentials import SecretError
 from worker.tools.base import ToolCall, ToolResult
-from worker.tools.sql_common import returns_rows, rows_result, split_statements
-
-CONNECT_TIMEOUT_SECONDS = 15.0
+from worker.tools.sql_common import returns_rows, rows_result
 
 
 class PostgresTool:
@@ -47,7 +44,7 @@ class PostgresTool:
             return ToolResult(ok=False, data=None, error=f"postgres: {exc}")
         try:
             async with asyncio.timeout(call.timeout):
-                connection = await _connect(target)
+                connection = await connect(target)
                 try:
                     data = await _execute(connection, statements)
                 finally:
@@ -109,15 +106,6 @@ async def _target(call: ToolCall) -> PgTarget:
         return credential_target(data)
     except ValueError as exc:
         raise SecretError(f"credential '{alias}': {exc}") from None
-
-
-async def _connect(target: PgTarget) -> asyncpg.Connection:
-    connection: asyncpg.Connection = await asyncpg.connect(
-        target.dsn, timeout=CONNECT_TIMEOUT_SECONDS, **target.params
-    )
-    for name in ("json", "jsonb"):
-        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    return connection
 
 
 async def _execute(connection: asyncpg.Connection, statements: list[str]) -> dict[str, Any]:

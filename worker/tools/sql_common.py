@@ -1,14 +1,11 @@
-"""What the SQL tools share (dsl.md §9.5, §9.6): splitting scripts, JSON-safe values, result shapes."""
+"""What the SQL tools share (dsl.md §9.5, §9.6): whether a statement returns rows, and the result shape."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from services.common.sql import json_safe, split_statements, strip_comments
-
-# Splitting and values are shared with the execution service's `/api/postgres/execute`.
-__all__ = ["json_safe", "returns_rows", "rows_result", "split_statements"]
+from services.common.sql import json_safe, strip_comments
 
 # A final statement starting with one of these returns rows; any other returns `affected_rows`.
 _ROW_KEYWORDS = ("select", "with", "values", "table", "show", "explain", "describe", "pragma", "from")
