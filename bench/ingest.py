@@ -106,25 +106,6 @@ async def _close(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
     return problems
 
 
-async def refresh_statistics(dsn: str | None) -> None:
-    """ANALYZE the tables the load writes, as autovacuum has on any mesh that has run a while.
-
-    On a fresh database each pooled connection caches generic plans made while the event
-    partitions were empty, and with no statistics the planner may probe a one-column index
-    (`node_name`) for the worker idempotency look-up: every append then walks the partition.
-    Autovacuum fixes that within about a minute on a live mesh; a 15 s run would measure it.
-    """
-    if dsn is None:
-        return
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await conn.execute("ANALYZE noetl.event, noetl.command, noetl.outbox")
-    finally:
-        await conn.close()
-
-
 def _body(kind: str, execution_id: str, command_id: int, worker_id: str) -> bytes:
     if kind == "command.heartbeat":
         payload: dict[str, object] = {"command_id": command_id}
@@ -160,7 +141,6 @@ async def run_ingest(
         targets = await parked_targets(setup, executions)
     finally:
         await setup.close()
-    await refresh_statistics(target.pg_dsn)
 
     shared = HttpxPoster(target.gateway_url, clients) if client_kind == "httpx" else None
     result = IngestResult(clients=clients, executions=executions, client_kind=client_kind, window=duration)

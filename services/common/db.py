@@ -72,9 +72,19 @@ class Pool(asyncpg.Pool):
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS,
+    custom_plans: bool = False,
 ) -> Pool:
-    """Raises Unavailable when the database cannot be reached."""
+    """Raises Unavailable when the database cannot be reached.
+
+    `custom_plans` plans every execution of a prepared statement for its values and the tables'
+    current size: for tables that grow from empty (fresh partitions), where a plan cached while
+    they were empty keeps probing the wrong index long after.
+    """
     # `asyncpg.create_pool` with its defaults, but building our subclass.
     pool = Pool(
         dsn,
@@ -88,6 +98,7 @@ async def create_pool(
         record_class=asyncpg.Record,
         command_timeout=60,
         reset=_no_session_reset,
+        server_settings={"plan_cache_mode": "force_custom_plan"} if custom_plans else None,
     )
     try:
         await pool

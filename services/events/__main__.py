@@ -25,7 +25,8 @@ from services.events.wakeups import Wakeups
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
-    pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
+    # The log's partitions start empty each quarter; see `create_pool`.
+    pool = await db.create_pool(settings.basics.pg_dsn, max_size=20, custom_plans=True)
     nc = await bus.connect(settings.bus, "noetl-events")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
