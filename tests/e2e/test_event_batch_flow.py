@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, events, register
+from tests.helpers.playbooks import noop_chain
 from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -21,32 +22,6 @@ pytestmark = pytest.mark.e2e
 POOL = "batch-e2e"
 WORKER = "batch-e2e-worker"
 STEPS = ("start", "middle", "end")
-
-
-def chain_playbook(path: str) -> str:
-    return f"""\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata:
-  name: "{path.rpartition("/")[2]}"
-  path: "{path}"
-workflow:
-  - step: start
-    tool:
-      kind: noop
-    next:
-      arcs:
-        - step: middle
-  - step: middle
-    tool:
-      kind: noop
-    next:
-      arcs:
-        - step: end
-  - step: end
-    tool:
-      kind: noop
-"""
 
 
 def report(command_id: int, step: str) -> list[dict[str, Any]]:
@@ -93,7 +68,7 @@ async def test_a_run_completes_with_its_worker_events_sent_in_batches(
     gateway: httpx.AsyncClient, process_mesh: ProcessMesh
 ) -> None:
     path = f"tests/batch-e2e/{uuid.uuid4().hex[:10]}"
-    await register(gateway, chain_playbook(path))
+    await register(gateway, noop_chain(path, STEPS))
     started = await gateway.post("/api/execute", json={"path": path, "execution_pool": POOL})
     assert started.status_code == 200, started.text
     execution_id = started.json()["execution_id"]

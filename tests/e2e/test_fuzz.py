@@ -37,6 +37,7 @@ from schemathesis import GenerationMode, checks
 from gateway_http import openapi
 from tests.helpers.invariants import FinishedRun, finish
 from tests.helpers.mesh import ProcessMesh, execute, register
+from tests.helpers.playbooks import noop_chain
 from tests.helpers.side_gateway import side_gateway
 
 pytestmark = pytest.mark.e2e
@@ -64,23 +65,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 GATED_CATALOG = ("/api/catalog/delete", "/api/catalog/restore")
 
 FUZZ_PATH = "fuzz/noop"
-FUZZ_PLAYBOOK = f"""\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata:
-  name: noop
-  path: {FUZZ_PATH}
-workflow:
-  - step: start
-    tool:
-      kind: noop
-    next:
-      arcs:
-        - step: end
-  - step: end
-    tool:
-      kind: noop
-"""
+FUZZ_PLAYBOOK = noop_chain(FUZZ_PATH, ("start", "end"))
 
 
 def _operations() -> list[tuple[str, str]]:

@@ -12,21 +12,28 @@ from tests.helpers.services import Mesh
 
 
 def noop_playbook(path: str) -> str:
-    """One `noop` step: starting it issues exactly one command, which nothing runs.
+    """One `noop` step: starting it issues exactly one command, which nothing runs."""
+    return noop_chain(path, ("start",))
+
+
+def noop_chain(path: str, steps: tuple[str, ...]) -> str:
+    """`noop` steps in a line, each routing to the next.
 
     Name and path are quoted: an all-digit name would otherwise be read as a YAML number.
     """
-    return f"""\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata:
-  name: "{path.rpartition("/")[2]}"
-  path: "{path}"
-workflow:
-  - step: start
-    tool:
-      kind: noop
-"""
+    lines = [
+        "apiVersion: noetl.io/v2",
+        "kind: Playbook",
+        "metadata:",
+        f'  name: "{path.rpartition("/")[2]}"',
+        f'  path: "{path}"',
+        "workflow:",
+    ]
+    for step, after in zip(steps, (*steps[1:], None), strict=True):
+        lines += [f"  - step: {step}", "    tool:", "      kind: noop"]
+        if after is not None:
+            lines += ["    next:", "      arcs:", f"        - step: {after}"]
+    return "\n".join(lines) + "\n"
 
 
 async def register_noop(mesh: Mesh, prefix: str) -> str:

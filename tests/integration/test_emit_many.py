@@ -22,33 +22,13 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from services.common.ids import MAX_MACHINE_ID, Snowflake
-from tests.helpers.playbooks import Started, register_noop, start_noop
+from tests.helpers.playbooks import Started, noop_chain, register_noop, start_noop
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh
 from tests.helpers.waiting import wait_for
 
 # Fake command ids for call.done events that must never collapse with real ones.
 FAKE_COMMAND = 7 << 60
-
-
-def two_steps(path: str) -> str:
-    return f"""\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata:
-  name: "{path.rpartition("/")[2]}"
-  path: "{path}"
-workflow:
-  - step: start
-    tool:
-      kind: noop
-    next:
-      arcs:
-        - step: end
-  - step: end
-    tool:
-      kind: noop
-"""
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +147,9 @@ async def test_a_command_reported_in_one_call_advances_once_and_credits_its_comp
     mesh: Mesh, db: asyncpg.Connection
 ) -> None:
     path = f"tests/emit-many/{uuid.uuid4().hex[:10]}"
-    await mesh.catalog.Register(catalog_pb2.RegisterRequest(content=two_steps(path)), timeout=10)
+    await mesh.catalog.Register(
+        catalog_pb2.RegisterRequest(content=noop_chain(path, ("start", "end"))), timeout=10
+    )
     start = await mesh.execution.Start(execution_pb2.StartRequest(path=path), timeout=20)
     execution = start.execution_id
     command_id = int(

@@ -17,7 +17,7 @@ from services.common.grpc_server import GrpcHost
 from services.common.ids import MAX_MACHINE_ID, Snowflake
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
-from tests.helpers.playbooks import Started, register_noop, start_noop
+from tests.helpers.playbooks import Started, noop_chain, register_noop, start_noop
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh, basics
 from tests.helpers.waiting import wait_for
@@ -25,24 +25,6 @@ from tests.helpers.waiting import wait_for
 NOWHERE = "127.0.0.1:9"
 CONCURRENT_REPLAYS = 10
 _ids = Snowflake(MAX_MACHINE_ID - 1)
-
-TWO_STEPS = """\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata:
-  name: "{name}"
-  path: "{path}"
-workflow:
-  - step: start
-    tool:
-      kind: noop
-    next:
-      arcs:
-        - step: end
-  - step: end
-    tool:
-      kind: noop
-"""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +35,7 @@ async def one_step(mesh: Mesh) -> str:
 @pytest.fixture(scope="module")
 async def two_steps(mesh: Mesh) -> str:
     path = f"tests/event-batch/{uuid.uuid4().hex[:10]}"
-    content = TWO_STEPS.format(name=path.rpartition("/")[2], path=path)
+    content = noop_chain(path, ("start", "end"))
     await mesh.catalog.Register(catalog_pb2.RegisterRequest(content=content), timeout=10)
     return path
 
