@@ -11,9 +11,7 @@ from __future__ import annotations
 import collections
 import enum
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 import asyncpg
 from prometheus_client import Counter
@@ -22,11 +20,10 @@ from services.common.errors import Unavailable
 from services.secrets import envelope
 from services.secrets.envelope import EnvelopeError
 from services.secrets.kek import KekError, Keyring, RewrapError
-from services.secrets.store import SecretsStore
+from services.secrets.store import CREDENTIAL_ENVELOPES, KEYCHAIN_ENVELOPES, EnvelopeColumn, SecretsStore
 
 log = logging.getLogger(__name__)
 
-KeyT = TypeVar("KeyT", int, str)
 INVALID = "invalid"
 STATUS_PAGE = 1000
 
@@ -70,13 +67,6 @@ class TableReport:
 
 
 @dataclass(frozen=True, slots=True)
-class Table(Generic[KeyT]):
-    name: str
-    page: Callable[[KeyT | None, int], Awaitable[list[tuple[KeyT, str]]]]
-    replace: Callable[[KeyT, str, str], Awaitable[bool]]
-
-
-@dataclass(frozen=True, slots=True)
 class RotateInput:
     batch_size: int = 100
     max_batches: int = 1000
@@ -86,13 +76,8 @@ class RotateInput:
 
 class Rotator:
     def __init__(self, store: SecretsStore, keyring: Keyring) -> None:
+        self._store = store
         self._keyring = keyring
-        self._credentials: Table[int] = Table(
-            "credential", store.credential_envelopes, store.replace_credential_envelope
-        )
-        self._keychain: Table[str] = Table(
-            "keychain", store.keychain_envelopes, store.replace_keychain_envelope
-        )
 
     async def rotate(self, request: RotateInput) -> tuple[TableReport, TableReport]:
         """Raises Unavailable when the current key version cannot be learnt (nothing is scanned)."""
@@ -101,16 +86,16 @@ class Rotator:
             current = await self._keyring.current_version(refresh=True)
         except KekError as exc:
             raise Unavailable(f"cannot learn the current KEK version: {exc}", retry_after=5) from exc
-        credentials = await self._rotate(self._credentials, request.credential_after, request, current)
-        keychain = await self._rotate(self._keychain, request.keychain_after, request, current)
+        credentials = await self._rotate(CREDENTIAL_ENVELOPES, request.credential_after, request, current)
+        keychain = await self._rotate(KEYCHAIN_ENVELOPES, request.keychain_after, request, current)
         return credentials, keychain
 
     async def _rotate(
-        self, table: Table[KeyT], after: KeyT | None, request: RotateInput, current: str
+        self, table: EnvelopeColumn, after: int | str | None, request: RotateInput, current: str
     ) -> TableReport:
         report = TableReport(last_id="" if after is None else str(after))
         for _ in range(request.max_batches):
-            rows = await table.page(after, request.batch_size)
+            rows = await self._store.envelopes(table, after, request.batch_size)
             for key, stored in rows:
                 status = await self._row(table, key, stored, current)
                 ROTATIONS.labels(table.name, status.value).inc()
@@ -121,7 +106,7 @@ class Rotator:
                 break
         return report
 
-    async def _row(self, table: Table[KeyT], key: KeyT, stored: str, current: str) -> RowStatus:
+    async def _row(self, table: EnvelopeColumn, key: int | str, stored: str, current: str) -> RowStatus:
         try:
             parsed = envelope.parse(stored)
         except EnvelopeError as exc:
@@ -135,7 +120,7 @@ class Rotator:
             log.warning("rotation: %s %s: %s failed: %s", table.name, key, exc.phase, exc)
             return RowStatus.FAILED_UNWRAP if exc.phase == "unwrap" else RowStatus.FAILED_WRAP
         try:
-            written = await table.replace(key, stored, parsed.with_dek(wrapped).dumps())
+            written = await self._store.replace_envelope(table, key, stored, parsed.with_dek(wrapped).dumps())
         except (asyncpg.PostgresError, Unavailable) as exc:
             log.warning("rotation: %s %s: write failed: %s", table.name, key, type(exc).__name__)
             return RowStatus.FAILED_WRITE
@@ -145,13 +130,13 @@ class Rotator:
 
     async def key_status(self) -> tuple[dict[str, int], dict[str, int]]:
         """Rows per KEK version (`dek.kv`), `invalid` for values that are not envelopes; keys sorted."""
-        return await self._status(self._credentials), await self._status(self._keychain)
+        return await self._status(CREDENTIAL_ENVELOPES), await self._status(KEYCHAIN_ENVELOPES)
 
-    async def _status(self, table: Table[KeyT]) -> dict[str, int]:
+    async def _status(self, table: EnvelopeColumn) -> dict[str, int]:
         counts: collections.Counter[str] = collections.Counter()
-        after: KeyT | None = None
+        after: int | str | None = None
         while True:
-            rows = await table.page(after, STATUS_PAGE)
+            rows = await self._store.envelopes(table, after, STATUS_PAGE)
             for key, stored in rows:
                 try:
                     counts[envelope.parse(stored).dek.kv] += 1

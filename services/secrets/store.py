@@ -89,6 +89,19 @@ class AuditQuery:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class EnvelopeColumn:
+    """Where a table keeps its sealed values (`data_encrypted`), keyed by `key` of SQL `key_type`."""
+
+    name: str
+    table: str
+    key: str
+    key_type: str
+
+
+CREDENTIAL_ENVELOPES = EnvelopeColumn("credential", "noetl.credential", "id", "bigint")
+KEYCHAIN_ENVELOPES = EnvelopeColumn("keychain", "noetl.keychain", "cache_key", "text")
+
 _CREDENTIAL = "id, name, type, meta::text, tags, description, created_at, updated_at"
 _KEYCHAIN = (
     "cache_key, keychain_name, catalog_id, credential_type, cache_type, scope_type, execution_id, "
@@ -216,28 +229,6 @@ class SecretsStore:
             status = await self._pool.execute("DELETE FROM noetl.credential WHERE id = $1", credential_id)
         return bool(status.endswith(" 1"))
 
-    async def credential_envelopes(self, after: int | None, limit: int) -> list[tuple[int, str]]:
-        """(id, envelope) in id order after the cursor (rotation, key status)."""
-        async with connection_errors("credential scan"):
-            rows = await self._pool.fetch(
-                "SELECT id, data_encrypted FROM noetl.credential WHERE ($1::bigint IS NULL OR id > $1) "
-                "ORDER BY id LIMIT $2",
-                after,
-                limit,
-            )
-        return [(row[0], row[1]) for row in rows]
-
-    async def replace_credential_envelope(self, credential_id: int, old: str, new: str) -> bool:
-        """Compare-and-set: False when the row changed (or went) since it was read."""
-        async with connection_errors("credential rewrap"):
-            status = await self._pool.execute(
-                "UPDATE noetl.credential SET data_encrypted = $3 WHERE id = $1 AND data_encrypted = $2",
-                credential_id,
-                old,
-                new,
-            )
-        return bool(status.endswith(" 1"))
-
     # --- keychain ----------------------------------------------------------------------------
 
     async def upsert_keychain(self, entry: NewKeychain) -> None:
@@ -305,22 +296,25 @@ class SecretsStore:
             )
         return int(status.rsplit(" ", 1)[-1])
 
-    async def keychain_envelopes(self, after: str | None, limit: int) -> list[tuple[str, str]]:
-        """(cache_key, envelope) in key order after the cursor."""
-        async with connection_errors("keychain scan"):
+    # --- sealed values, for rotation and key status ----------------------------------------
+
+    async def envelopes(self, where: EnvelopeColumn, after: Any, limit: int) -> list[tuple[Any, str]]:
+        """(key, envelope) in key order after the cursor."""
+        async with connection_errors(f"{where.name} scan"):
             rows = await self._pool.fetch(
-                "SELECT cache_key, data_encrypted FROM noetl.keychain WHERE ($1::text IS NULL OR cache_key > $1) "
-                "ORDER BY cache_key LIMIT $2",
+                f"SELECT {where.key}, data_encrypted FROM {where.table} "
+                f"WHERE ($1::{where.key_type} IS NULL OR {where.key} > $1) ORDER BY {where.key} LIMIT $2",
                 after,
                 limit,
             )
         return [(row[0], row[1]) for row in rows]
 
-    async def replace_keychain_envelope(self, cache_key: str, old: str, new: str) -> bool:
-        async with connection_errors("keychain rewrap"):
+    async def replace_envelope(self, where: EnvelopeColumn, key: Any, old: str, new: str) -> bool:
+        """Compare-and-set: False when the row changed (or went) since it was read."""
+        async with connection_errors(f"{where.name} rewrap"):
             status = await self._pool.execute(
-                "UPDATE noetl.keychain SET data_encrypted = $3 WHERE cache_key = $1 AND data_encrypted = $2",
-                cache_key,
+                f"UPDATE {where.table} SET data_encrypted = $3 WHERE {where.key} = $1 AND data_encrypted = $2",
+                key,
                 old,
                 new,
             )
