@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc
+from noetl.v1 import events_pb2_grpc, outbox_pb2_grpc
 
 from services.common import bus, db, runner
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.events.api import EventApi
 from services.events.batcher import AppendBatcher
-from services.events.clients import ExecutionAdvancer, OutboxClient
+from services.events.clients import OutboxClient
 from services.events.relay import Relay
 from services.events.service import EventLog, EventLogSettings
 from services.events.settings import Settings
@@ -30,7 +30,6 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     nc = await bus.connect(settings.bus, "noetl-events")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    execution = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
     outbox_channel = open_channel(settings.outbox_addr)
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
@@ -43,11 +42,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         store=store,
         batcher=batcher,
         relay=relay,
-        advancer=ExecutionAdvancer(execution),
         wakeups=Wakeups(nc),
-        settings=EventLogSettings(
-            mirror_events=settings.mirror_events, event_shard_count=settings.bus.event_shard_count
-        ),
+        settings=EventLogSettings(event_shard_count=settings.bus.event_shard_count),
         mint=mint,
     )
     api = EventApi(log, settings.batch_limits)
@@ -60,7 +56,6 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     finally:
         await batcher.shutdown()
         await relay.shutdown()
-        await execution.close()
         await outbox_channel.close()
         await nc.drain()
         await pool.close()
