@@ -71,11 +71,12 @@ class ProcessMesh:
 
 @asynccontextmanager
 async def running_process_mesh(
-    pg_server: PgServer, run_dir: Path, env: Mapping[str, str] | None = None
+    pg_server: PgServer, run_dir: Path, env: Mapping[str, str] | None = None, *, supervise: bool = False
 ) -> AsyncIterator[ProcessMesh]:
     """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit.
 
     `env` is laid over this process's environment for every mesh process (e.g. short leases).
+    Unsupervised unless asked: tests that stop a process on purpose expect it to stay stopped.
     """
     dsn = await infra.fresh_database(pg_server, prefix="mesh_e2e")
     config = StackConfig(
@@ -84,6 +85,7 @@ async def running_process_mesh(
         pg_dsn=dsn,
         nats_url=None,
         base_env={**os.environ, **(env or {})},
+        supervise=supervise,
     )
     stack = Stack(config)
     try:
