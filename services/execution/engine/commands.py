@@ -61,13 +61,15 @@ def build_command_context(
         TemplateError: a server-rendered template fails.
     """
     extra_input = iteration.input_variables() if iteration is not None else {}
+    # Step-level `input` sits under the tool's own (tool-level wins key by key), iteration
+    # variables over both (dsl.md §3.1, §5). A pipeline's tasks see it as the command input.
+    input_map: dict[str, Any] = renderer.render_value(dict(step.input or {}), context)
     if isinstance(step.tool, Pipeline):
         tool_config: Any = [_render_task(renderer, task.config, context) for task in step.tool.tasks]
-        input_map: dict[str, Any] = dict(extra_input)
     else:
         tool_config = _render_tool(renderer, step.tool, context)
-        rendered_input = renderer.render_value(dict(step.tool.input or {}), context)
-        input_map = {**rendered_input, **extra_input}
+        input_map.update(renderer.render_value(dict(step.tool.input or {}), context))
+    input_map.update(extra_input)
     command: dict[str, Any] = {
         "tool_config": tool_config,
         "input": input_map,
