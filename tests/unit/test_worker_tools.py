@@ -114,7 +114,7 @@ async def test_http_error_status_is_a_tool_error_that_keeps_its_data(mock_api: t
     assert result.data["data"] == {"status_code": 429}
     output = attempt_output("http", result)
     assert output["http"]["status"] == 429
-    assert output["error"]["kind"] == "http" and output["error"]["retryable"] is True
+    assert output["error"]["kind"] == "rate_limit" and output["error"]["retryable"] is True
     assert attempt_output("http", missing)["error"]["retryable"] is False
 
 
