@@ -155,7 +155,7 @@ class Renderer:
                 return parsed
             expr = _single_expression(template)
             if expr is not None:
-                parsed = _parse_json(self.render_text(f"{{{{ {expr} | tojson }}}}", ctx))
+                parsed = _parse_json(self.render_text(f"{{{{ ({expr}) | tojson }}}}", ctx))
                 if parsed is not _NOT_JSON:
                     return parsed
         return typed(rendered)
