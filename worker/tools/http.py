@@ -64,7 +64,8 @@ class HttpTool:
             request = client.build_request(
                 method,
                 url,
-                params=_text_map(config.get("params")),
+                # httpx replaces the query of `url` with `params`; keep both (params win).
+                params=httpx.URL(url).params.merge(_text_map(config.get("params"))),
                 headers=headers,
                 timeout=timeout,
                 **_body(config),
