@@ -61,9 +61,9 @@ def build_command_context(
         TemplateError: a server-rendered template fails.
     """
     # Step-level `input` sits under the tool's own (tool-level wins key by key), iteration
-    # variables over both (dsl.md §3.1, §5). A single tool's config also sees the input's keys,
-    # as the reference's worker renders it with them; a pipeline's tasks see it as the command
-    # input, on the worker.
+    # variables over both (dsl.md §3.1, §5). A single tool's config also sees the input's keys
+    # (`params: {page: "{{ page }}"}` beside `input: {page: ...}`, docs/decisions.md); a
+    # pipeline's tasks see it as the command input, on the worker.
     input_map: dict[str, Any] = renderer.render_value(dict(step.input or {}), context)
     if isinstance(step.tool, Pipeline):
         tool_config: Any = [_render_task(renderer, task.config, context) for task in step.tool.tasks]
