@@ -2,9 +2,9 @@
 
 A worker reads secrets only through the secrets service's `Resolve` RPC, right before the tool
 that needs them runs: a `{{ keychain.<alias>.<field> }}` template, a tool's `auth: <alias>` (or
-its alias `credential: <alias>`), a `secrets` tool. Resolved values live in memory for one command (`CommandSecrets`), and every one
-of them is replaced by `[REDACTED]` in that command's events, also where a tool echoed it into its
-stdout, its result data or its error message.
+`credential: <alias>`), a `secrets` tool. Resolved values live in memory for one command
+(`CommandSecrets`), and every one of them is replaced by `[REDACTED]` in that command's events,
+also where a tool echoed it into its stdout, its result data or its error message.
 
 What is redacted by value: every string (and number) in the resolved data, except the values of
 connection fields that are not secret (`host`, `port`, `user`, `database`, ... see
@@ -161,8 +161,8 @@ def _redact(value: Any, ordered: list[str], whole: frozenset[str]) -> Any:
 
 
 def credential_alias(config: Mapping[str, Any]) -> str | None:
-    """The credential a tool names: `auth`, else its alias `credential` (the reference's
-    database and http tools read both), as a name or `{credential|key|name: <name>}`."""
+    """The credential a tool names: `auth`, else its alias `credential` (real playbooks write
+    either on http and database tools), as a name or `{credential|key|name: <name>}`."""
     raw = config.get("auth")
     if raw is None:
         raw = config.get("credential")
