@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -379,3 +380,19 @@ async def wait_claimed(
     live = await wait_for(claimed, within=seconds, what=f"a claim of {step!r} in execution {execution_id}")
     assert live is not None  # wait_for returns only a truthy value
     return live
+
+
+def pg_credential(name: str, dsn: str) -> dict[str, Any]:
+    """The README §4.2 registration body for the database `dsn` names."""
+    parts = urllib.parse.urlsplit(dsn)
+    return {
+        "name": name,
+        "type": "postgres",
+        "data": {
+            "db_host": parts.hostname or "127.0.0.1",
+            "db_port": str(parts.port or 5432),
+            "db_user": urllib.parse.unquote(parts.username or ""),
+            "db_password": urllib.parse.unquote(parts.password or ""),
+            "db_name": parts.path.lstrip("/"),
+        },
+    }
