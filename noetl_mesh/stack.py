@@ -132,10 +132,14 @@ class Stack:
     def _repair(self, info: StackInfo) -> StackInfo:
         if info.postgres.embedded and self._postgres.pid() is None:
             log.info("postgres: not running; starting it again")
-            self._embedded_postgres(_port_of(info.postgres.url)).start()
+            self._postgres = self._embedded_postgres(_port_of(info.postgres.url))
+            self._postgres.start()
         if info.nats.embedded and self._nats.pid() is None:
             log.info("nats: not running; starting it again")
-            self._embedded_nats(_port_of(info.nats.url)).start()
+            self._nats.stop()  # reaps the dead server if it was our child
+            # Kept: the new server is our child, and `down` must reap it.
+            self._nats = self._embedded_nats(_port_of(info.nats.url))
+            self._nats.start()
         shared = {
             **self._config.base_env,
             **mesh_environment(info.ports, pg_dsn=info.pg_dsn, nats_url=info.nats_url, run_dir=self.run_dir),
@@ -333,6 +337,12 @@ class Stack:
                 if child is not None:
                     child.wait()
                 log.info("%s: stopped", process.name)
+        # Children of ours that the record no longer names (killed, then restarted elsewhere).
+        for child in self._children.values():
+            if child.poll() is None:
+                procs.terminate(child.pid, None, self._config.stop_grace)
+            child.wait()
+        self._children.clear()
         # Embedded servers in this run dir are ours whatever the record says, and a record may be
         # missing when an earlier `up` died before writing it.
         if self._nats.pid() is not None:

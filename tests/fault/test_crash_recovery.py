@@ -15,17 +15,19 @@ recovery takes up to one claim lease (120 s) for a command whose worker was kill
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
-from noetl_mesh.stack import Stack
+from noetl_mesh.stack import SUPERVISOR_PID_FILE, Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import TERMINAL_EVENTS, execute, register
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.fault
 RUNS = 20
 ITEMS = 6
 RECOVERY_SECONDS = 90.0
+OUTAGE_SECONDS = 10.0
 ENV = {
     "NOETL_COMMAND_CLAIM_LEASE_SECONDS": "4",
     "NOETL_COMMAND_REAPER_INTERVAL_SECONDS": "1",
@@ -116,7 +119,6 @@ async def start_runs(http: httpx.AsyncClient, tag: str) -> list[str]:
 
 async def under_way(stack: Stack, execution_ids: list[str]) -> None:
     """Until a few commands of the batch have completed: the fault lands with runs in flight."""
-    import asyncpg
 
     async def progressed() -> bool:
         conn = await asyncpg.connect(info_of(stack).pg_dsn)
@@ -139,21 +141,52 @@ async def ended(http: httpx.AsyncClient, execution_id: str) -> None:
 
     async def terminal() -> bool:
         try:
-            response = await http.get(f"/api/executions/{execution_id}", params={"page_size": 5})
+            response = await http.get(f"/api/executions/{execution_id}", params={"page_size": 10})
         except httpx.TransportError:
             return False
-        if response.status_code != 200:
+        if response.status_code >= 500:
             return False
+        assert response.status_code == 200, response.text
         return any(e["event_type"] in TERMINAL_EVENTS for e in response.json()["events"])
 
     await wait_for(terminal, what=f"execution {execution_id} to end", within=RECOVERY_SECONDS, interval=0.2)
+
+
+async def state_of(pg_dsn: str, execution_id: str) -> str:
+    """What a stuck run looks like, for the failure message: its log tail and command rows."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        events = await conn.fetch(
+            "SELECT event_id, prev_event_id, event_type, node_name FROM noetl.event WHERE execution_id = $1 "
+            "ORDER BY event_id DESC LIMIT 12",
+            int(execution_id),
+        )
+        commands = await conn.fetch(
+            "SELECT step_name, status, worker_id, attempt FROM noetl.command WHERE execution_id = $1 "
+            "ORDER BY command_id",
+            int(execution_id),
+        )
+        row = await conn.fetchrow(
+            "SELECT status FROM noetl.execution WHERE execution_id = $1", int(execution_id)
+        )
+    finally:
+        await conn.close()
+    return (
+        f"execution row: {dict(row) if row else None}\nlast events (newest first):\n"
+        + "\n".join(f"  {dict(e)}" for e in events)
+        + "\ncommands:\n"
+        + "\n".join(f"  {dict(c)}" for c in commands)
+    )
 
 
 async def all_complete(stack: Stack, execution_ids: list[str]) -> None:
     info = info_of(stack)
     async with httpx.AsyncClient(base_url=info.gateway_url, timeout=30.0) as http:
         for execution_id in execution_ids:
-            await ended(http, execution_id)
+            try:
+                await ended(http, execution_id)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{await state_of(info.pg_dsn, execution_id)}") from None
             run = await finish(http, info.pg_dsn, execution_id)
             assert run.status == "COMPLETED", (execution_id, run.detail)
             total = [e for e in run.log if e.event_type == "call.done" and e.node_name == "total"]
@@ -175,7 +208,9 @@ async def exercise(stack: Stack, tag: str, fault: Callable[[], Awaitable[None]])
     await all_complete(stack, runs)
 
 
-@pytest.mark.parametrize("service", ["execution", "events", "worker", "outbox", "gateway", "catalog", "secrets"])
+@pytest.mark.parametrize(
+    "service", ["execution", "events", "worker", "outbox", "gateway", "catalog", "secrets"]
+)
 async def test_runs_finish_through_a_sigkill(stack: Stack, service: str) -> None:
     async def fault() -> None:
         kill(stack, service)
@@ -185,14 +220,26 @@ async def test_runs_finish_through_a_sigkill(stack: Stack, service: str) -> None
     assert restarted[0].restarts >= 1, "the supervisor should have started it again"
 
 
-async def test_runs_finish_through_a_postgres_restart(stack: Stack) -> None:
-    info = info_of(stack)
-    server = EmbeddedPostgres(Path(info.run_dir) / "postgres")
+@contextlib.contextmanager
+def supervisor_paused(stack: Stack) -> Iterator[None]:
+    """The supervisor would start Postgres or NATS again within a second; paused, the outage
+    lasts as long as the test says (SIGSTOP / SIGCONT)."""
+    pid = int((info_of(stack).run_dir / SUPERVISOR_PID_FILE).read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_runs_finish_through_a_postgres_outage(stack: Stack) -> None:
+    server = EmbeddedPostgres(info_of(stack).run_dir / "postgres")
 
     async def fault() -> None:
-        await asyncio.to_thread(server.stop)
-        await asyncio.sleep(3.0)
-        await asyncio.to_thread(stack.up)  # starts only what is missing: Postgres
+        with supervisor_paused(stack):
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(OUTAGE_SECONDS)
+            await asyncio.to_thread(stack.up)  # starts only what is missing: Postgres
 
     await exercise(stack, "postgres", fault)
 
@@ -202,11 +249,23 @@ async def test_runs_finish_through_a_nats_restart(stack: Stack) -> None:
     server = EmbeddedNats(Path(info.run_dir) / "nats")
 
     async def fault() -> None:
-        await asyncio.to_thread(server.stop)
-        await asyncio.sleep(3.0)
-        await asyncio.to_thread(stack.up)
+        with supervisor_paused(stack):
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(OUTAGE_SECONDS)
+            await asyncio.to_thread(stack.up)
 
     await exercise(stack, "nats", fault)
+
+
+async def test_runs_finish_through_a_graceful_down_and_up(stack: Stack) -> None:
+    """`noetl-mesh down` then `up` with runs in flight: Postgres data, the on-disk streams and
+    the durable consumers carry them over (the new stack listens on new ports)."""
+
+    async def fault() -> None:
+        await asyncio.to_thread(stack.down)
+        await asyncio.to_thread(stack.up)
+
+    await exercise(stack, "down_up", fault)
 
 
 async def test_up_on_a_running_stack_leaves_it_alone(stack: Stack) -> None:

@@ -32,7 +32,9 @@ WINDOWS = {
 
 
 @pytest.fixture(params=sorted(WINDOWS))
-async def armed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def armed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     name: str = request.param
     config = StackConfig(
         run_dir=tmp_path_factory.mktemp("failpoint-mesh"),
