@@ -12,6 +12,7 @@ from noetl.v1 import events_pb2_grpc, outbox_pb2_grpc
 from services.common import bus, db, runner
 from services.common.grpc_client import open_channel
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.events.api import EventApi
 from services.events.batcher import AppendBatcher
@@ -52,7 +53,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         events_pb2_grpc.add_EventServiceServicer_to_server(api, server)
 
     try:
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
         await batcher.shutdown()
         await relay.shutdown()

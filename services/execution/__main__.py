@@ -22,6 +22,7 @@ from noetl.v1 import (
 from services.common import bus, db, runner
 from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.execution.admin import Admin
 from services.execution.api import AdminApi, CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
@@ -121,7 +122,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         results_pb2_grpc.add_ResultServiceServicer_to_server(ResultApi(results), server)
 
     try:
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
         feed.shutdown()
         reaper.shutdown()

@@ -22,8 +22,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
@@ -235,13 +237,34 @@ def supervisor_paused(stack: Stack) -> Iterator[None]:
 async def test_runs_finish_through_a_postgres_outage(stack: Stack) -> None:
     server = EmbeddedPostgres(info_of(stack).run_dir / "postgres")
 
+    events_addr = info_of(stack).events_addrs[0]
+
     async def fault() -> None:
         with supervisor_paused(stack):
             await asyncio.to_thread(server.stop)
-            await asyncio.sleep(OUTAGE_SECONDS)
+            # A write path that makes no progress says so, for Kubernetes to act on.
+            await wait_for(
+                lambda: serving_is(events_addr, health_pb2.HealthCheckResponse.NOT_SERVING),
+                what="the events service to report NOT_SERVING",
+                within=OUTAGE_SECONDS,
+                interval=0.5,
+            )
             await asyncio.to_thread(stack.up)  # starts only what is missing: Postgres
+        await wait_for(
+            lambda: serving_is(events_addr, health_pb2.HealthCheckResponse.SERVING),
+            what="the events service to report SERVING again",
+            within=30.0,
+            interval=0.5,
+        )
 
     await exercise(stack, "postgres", fault)
+
+
+async def serving_is(address: str, expected: int) -> bool:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    return bool(response.status == expected)
 
 
 async def test_runs_finish_through_a_nats_restart(stack: Stack) -> None:
