@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
 from services.common import jsonutil
-from services.common.timeutil import as_utc
+from services.common.timeutil import as_utc, utcnow
 from services.execution.engine.records import EventRecord
 from services.execution.orchestrator import TRIGGERS, Orchestrator
 from services.execution.ports import Appended, LogEvent
@@ -238,7 +238,7 @@ def _parse(message: Msg) -> Delivery | None:
         meta=event.meta,
         error=event.error,
         command_id=event.command_id,
-        created_at=created_at or as_utc(datetime.now()),
+        created_at=created_at or utcnow(),
         parent_event_id=_int(body.get("parent_event_id")),
     )
     return Delivery(message, event, record)
