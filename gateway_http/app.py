@@ -46,7 +46,7 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *CatalogRoutes(clients.catalog, timeout).endpoints(),
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
         *StreamRoutes(EventFeeds(clients.events), timeout).endpoints(),
-        *EventRoutes(clients.events, timeout).endpoints(),
+        *EventRoutes(clients.events, timeout, display_redaction=settings.display_redaction).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
         *VarsRoutes(clients.execution, timeout).endpoints(),
         *ResultRoutes(clients.execution, timeout).endpoints(),

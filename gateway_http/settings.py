@@ -22,6 +22,8 @@ class GatewaySettings:
     # http-api.md §1.8: the bearer token of /api/internal/*; empty = those routes answer 503.
     internal_api_token: str
     metrics_enabled: bool
+    # data-model.md §9.10: the pattern display filter on `GET /api/events/{id}/result`.
+    display_redaction: bool
     # Deadline of every call to a service; a missed deadline answers 503 with Retry-After.
     rpc_timeout_seconds: float
     # http-api.md §1.1: longer requests are cut off with 504.
@@ -63,6 +65,7 @@ class GatewaySettings:
             # Surrounding whitespace (a mounted secret's trailing newline) is not part of it.
             internal_api_token=env.text("NOETL_INTERNAL_API_TOKEN"),
             metrics_enabled=not env.flag("NOETL_DISABLE_METRICS", False),
+            display_redaction=env.flag("NOETL_DISPLAY_REDACTION", True),
             rpc_timeout_seconds=env.number("NOETL_GATEWAY_RPC_TIMEOUT", 60.0, minimum=0.1),
             request_timeout_seconds=env.number("NOETL_GATEWAY_REQUEST_TIMEOUT", 1799.0, minimum=1.0),
             drain_seconds=env.number("NOETL_GATEWAY_DRAIN_SECONDS", 30.0, minimum=0.0),

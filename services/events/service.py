@@ -19,7 +19,6 @@ from services.common.db import connection_errors, with_retry
 from services.common.errors import Internal, InvalidArgument, MeshError, NotFound
 from services.common.event_types import EventType
 from services.common.metrics import INGEST_BUCKETS
-from services.common.redaction import redact
 from services.events.batcher import AppendBatcher
 from services.events.batches import COMPLETED, FAILED, BatchOutcome, EventBatch
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
@@ -248,12 +247,11 @@ class EventLog:
         return found
 
     async def event_result(self, event_id: int) -> Any:
-        """The event's `result`, redacted (None when NULL); raises NotFound for an unknown event."""
+        """The event's stored `result` (None when NULL); raises NotFound for an unknown event."""
         found, result = await self._store.event_result(event_id)
         if not found:
             raise NotFound(f"Event {event_id} not found")
-        # Worker results are redacted on the way in; orchestrator-written ones are not.
-        return None if result is None else redact(orjson.loads(result))
+        return None if result is None else orjson.loads(result)
 
     async def project(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
         """(projected, duplicates) of a trusted batch; a replayed batch projects nothing.
