@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway_http.body_limits import BodyLimits
 from services.common.config import EnvReader
 from services.common.sharding import MAX_SHARD_COUNT
 
@@ -43,6 +44,8 @@ class GatewaySettings:
     # http-api.md §7.6: the `auth0` block of `/api/runtime/contract` as (key, value) pairs in contract
     # order, empty values left out; no pairs at all unless GATEWAY_AUTH0_DOMAIN is set.
     auth0: tuple[tuple[str, str], ...]
+    # Per-route request body limits (413 beyond).
+    body_limits: BodyLimits
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -77,6 +80,7 @@ class GatewaySettings:
             shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
             shard_count=shard_count,
             auth0=_auth0(env),
+            body_limits=BodyLimits.load(env),
         )
         if len(catalog) != 1:
             env.problem("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")

@@ -15,10 +15,9 @@ from tests.contract.golden import GoldenFiles
 from tests.contract.support import LINEAR_PATH, expect
 from tests.helpers.invariants import FinishedRun, finish
 from tests.helpers.mesh import ProcessMesh, execute
+from tests.helpers.nowhere import NOWHERE_ENV
 
 pytestmark = pytest.mark.e2e
-
-NOWHERE = "127.0.0.1:9"
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +200,9 @@ async def test_batch_status_not_found(
 async def test_batch_with_the_event_service_down(golden: GoldenFiles) -> None:
     """503 in the §5.2 shape, with Retry-After, when the event service cannot be reached."""
     config = GatewaySettings.load(
-        {"NOETL_CATALOG_ADDR": NOWHERE, "NOETL_EXECUTION_ADDRS": NOWHERE, "NOETL_EVENTS_ADDRS": NOWHERE}
+        {
+            **NOWHERE_ENV,
+        }
     )
     clients = GatewayClients.connect(config)
     try:

@@ -18,6 +18,7 @@ from services.common.grpc_client import Sharded
 from services.common.ids import Snowflake
 from services.execution.results import Results
 from services.execution.store import ResultStore
+from tests.helpers.nowhere import NOWHERE
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh
 from worker.credentials import CommandSecrets
@@ -227,7 +228,7 @@ def tool_call(secrets: CommandSecrets | None = None) -> ToolCall:
         input={},
         render_context={},
         timeout=None,
-        server_url="http://localhost:8082",
+        server_url=f"http://{NOWHERE}",
         secrets=secrets or CommandSecrets(),
     )
 
