@@ -64,6 +64,8 @@ class BatchIntent:
 
     request_id: int
     idempotency_key: str | None  # unique per execution: a replay answers the recorded batch
+    # `batches.batch_digest`: a replay asking something else is a conflict, not the recorded answer.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from services.common.errors import Internal, InvalidArgument, MeshError, NotFoun
 from services.common.event_types import EventType
 from services.common.metrics import INGEST_BUCKETS
 from services.events.batcher import AppendBatcher
-from services.events.batches import COMPLETED, FAILED, BatchOutcome, EventBatch
+from services.events.batches import COMPLETED, FAILED, BatchOutcome, EventBatch, batch_digest
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
 from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
 from services.events.projection import Envelope
@@ -224,7 +224,7 @@ class EventLog:
             parent_execution_id=None,
             require_open=False,
             mirror_subject=self._mirror_subject(execution_id),
-            batch=BatchIntent(request_id, idempotency_key),
+            batch=BatchIntent(request_id, idempotency_key, batch_digest(events, catalog_id)),
         )
         started = time.perf_counter()
         outcome = await self._append_alone(job)

@@ -122,6 +122,13 @@ async def test_batch(gateway: httpx.AsyncClient, golden: GoldenFiles, own_run: F
         accepted["event_ids"],
     )
 
+    # The same key with another body is refused, naming the key (docs/decisions.md).
+    other = await gateway.post(
+        "/api/events/batch", json=batch_body(own_run.execution_id, "third"), headers=headers
+    )
+    assert other.status_code == 409
+    assert "Idempotency-Key 'contract-batch-1' was already used" in other.json()["detail"]
+
     status = await gateway.get(f"/api/events/batch/{accepted['request_id']}/status")
     golden.check("event_batch_status", expect(status, 200))
     assert status.json()["event_ids"] == accepted["event_ids"]
