@@ -21,6 +21,11 @@ from services.events.normalize import TERMINAL_TYPES
 WorkerIdentity = tuple[str, str, int]
 
 
+# NATS refuses a message over its server's max_payload (1 MiB by default); this leaves room for the
+# headers and for a server configured a little lower.
+MIRROR_MAX_BYTES = 768 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Notify:
     subject: str
@@ -226,7 +231,12 @@ def plan(
 
 
 def stream_payload(event: StoredEvent) -> str:
-    """The stream form of an event (data-model.md §11.2), built around the stored JSON text."""
+    """The stream form of an event (data-model.md §11.2), built around the stored JSON text.
+
+    An event whose stream form passes `MIRROR_MAX_BYTES` is mirrored by reference (docs/decisions.md):
+    its `context`, `result` and `meta` are null and `mirror_omitted` says how large the event is and
+    where to read it, so the publish never exceeds NATS's payload limit and dead-letters.
+    """
     scalars = orjson.dumps(
         {
             "event_id": event.event_id,
@@ -244,10 +254,26 @@ def stream_payload(event: StoredEvent) -> str:
         }
     ).decode()
     tail = orjson.dumps({"error": event.error, "worker_id": event.worker_id}).decode()
-    return (
+    whole = (
         f'{scalars[:-1]},"context":{event.context or "null"},"result":{event.result or "null"},'
         f'"meta":{event.meta or "null"},{tail[1:]}'
     )
+    if len(whole) <= MIRROR_MAX_BYTES:  # characters ≤ bytes: the exact size is only needed beyond
+        return whole
+    size = len(whole.encode())
+    if size <= MIRROR_MAX_BYTES:
+        return whole
+    omitted = {
+        "bytes": size,
+        "limit": MIRROR_MAX_BYTES,
+        "read": f"/api/events/{event.event_id}/result",
+    }
+    # An error message can be as large as a result; the reference keeps its first part.
+    short = orjson.dumps(
+        {"error": None if event.error is None else event.error[:1024], "worker_id": event.worker_id}
+    ).decode()
+    reference = orjson.dumps({"mirror_omitted": omitted}).decode()
+    return f'{scalars[:-1]},"context":null,"result":null,"meta":null,{short[1:-1]},{reference[1:]}'
 
 
 def _mint_after(mint: Callable[[], int], head_id: int | None) -> int:
