@@ -206,11 +206,7 @@ async def test_batch_status_not_found(
 
 async def test_batch_with_the_event_service_down(golden: GoldenFiles) -> None:
     """503 in the §5.2 shape, with Retry-After, when the event service cannot be reached."""
-    config = GatewaySettings.load(
-        {
-            **NOWHERE_ENV,
-        }
-    )
+    config = GatewaySettings.load(NOWHERE_ENV)
     clients = GatewayClients.connect(config)
     try:
         transport = httpx.ASGITransport(app=create_app(clients, config))
@@ -251,3 +247,34 @@ async def test_event_result_errors(
     gateway: httpx.AsyncClient, golden: GoldenFiles, name: str, event_id: str, status: int
 ) -> None:
     golden.check(name, expect(await gateway.get(f"/api/events/{event_id}/result"), status))
+
+
+async def test_event_result_display_filter_is_a_view_that_can_be_switched_off(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, own_run: FinishedRun
+) -> None:
+    """data-model.md §9.10: the pattern rules apply to what this route shows (on by default), never to
+    what is stored; `NOETL_DISPLAY_REDACTION=false` shows the result as stored."""
+    payload = {"token_count": 5, "blob": "QUJD" * 20, "rows": [1, 2]}
+    body = {
+        "execution_id": own_run.execution_id,
+        "step": "end",
+        "event_type": "contract.display",
+        "payload": payload,
+        "actionable": False,
+    }
+    event_id = expect_json(await gateway.post("/api/events", json=body))["event_id"]
+
+    shown = expect_json(await gateway.get(f"/api/events/{event_id}/result"))
+    assert shown["context"] == {"token_count": "[REDACTED]", "blob": "[REDACTED]", "rows": [1, 2]}
+    info = process_mesh.info
+    config = GatewaySettings.load(
+        {**NOWHERE_ENV, "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs), "NOETL_DISPLAY_REDACTION": "false"}
+    )
+    clients = GatewayClients.connect(config)
+    try:
+        transport = httpx.ASGITransport(app=create_app(clients, config))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            unfiltered = expect_json(await http.get(f"/api/events/{event_id}/result"))
+    finally:
+        await clients.close()
+    assert unfiltered["context"] == payload

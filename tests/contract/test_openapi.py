@@ -31,11 +31,7 @@ API_ONLY = frozenset({"/api/runtime/contract"})
 
 @pytest.fixture
 async def app() -> AsyncIterator[Starlette]:
-    settings = GatewaySettings.load(
-        {
-            **NOWHERE_ENV,
-        }
-    )
+    settings = GatewaySettings.load(NOWHERE_ENV)
     clients = GatewayClients.connect(settings)
     try:
         yield create_app(clients, settings)
