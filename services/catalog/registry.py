@@ -12,6 +12,7 @@ import yaml
 
 from services.catalog.yaml_guard import check_yaml
 from services.common.errors import InvalidArgument
+from services.common.jsonutil import MAX_NESTING_DEPTH
 from services.common.timeutil import rfc3339, utcnow
 
 _KIND_ALIASES = {
@@ -78,6 +79,10 @@ def parse_document(content: str, resource_type: str) -> Document:
         payload = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidArgument(f"Error registering resource: {_one_line(exc)}.") from exc
+    except RecursionError:  # past a syntax error the two parsers may read differently
+        raise InvalidArgument(
+            f"Error registering resource: the document nests deeper than {MAX_NESTING_DEPTH} levels."
+        ) from None
     if not isinstance(payload, dict):
         raise InvalidArgument("Error registering resource: content is not a YAML mapping.")
     doc = payload

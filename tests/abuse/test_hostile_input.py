@@ -32,8 +32,9 @@ pytestmark = pytest.mark.e2e
 # How much any one service may grow over the whole suite: it sends ~140 MB of refused bodies, and a
 # service that kept (or expanded) one of them would pass this at once.
 RSS_GROWTH_BOUND = 96 * MIB
-# A refused YAML bomb must be answered in bounded time, not after expanding it.
-BOMB_SECONDS = 5.0
+# Every refusal is answered in bounded time (a YAML bomb without expanding it); generous, because
+# the two cores are shared (idle, the slowest case takes well under a second).
+BOMB_SECONDS = 10.0
 TARGET = "tests/abuse/target"
 JSON = {"content-type": "application/json"}
 
@@ -217,6 +218,7 @@ async def test_a_hostile_request_is_refused_naming_the_problem(
     assert response.status_code == case.status, response.text[:500]
     assert case.says in response.text, response.text[:500]
     assert elapsed < BOMB_SECONDS, f"{case.name} took {elapsed:.1f}s"
+    print(f"\n| {case.name} | {case.method} {case.path} | {response.status_code} | {elapsed * 1000:.0f} ms |")
     await assert_all_up(http, process_mesh)
 
 
