@@ -24,6 +24,7 @@ WorkerIdentity = tuple[str, str, int]
 # NATS refuses a message over its server's max_payload (1 MiB by default); this leaves room for the
 # headers and for a server configured a little lower.
 MIRROR_MAX_BYTES = 768 * 1024
+MIRROR_TEXT_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,43 +238,56 @@ def stream_payload(event: StoredEvent) -> str:
     its `context`, `result` and `meta` are null and `mirror_omitted` says how large the event is and
     where to read it, so the publish never exceeds NATS's payload limit and dead-letters.
     """
-    scalars = orjson.dumps(
-        {
-            "event_id": event.event_id,
-            "execution_id": event.execution_id,
-            "catalog_id": event.catalog_id,
-            "event_type": event.event_type,
-            "status": event.status,
-            "created_at": rfc3339(event.created_at),
-            "node_id": event.node_id,
-            "node_name": event.node_name,
-            "node_type": event.node_type,
-            "parent_event_id": event.parent_event_id,
-            "prev_event_id": event.prev_event_id,
-            "parent_execution_id": event.parent_execution_id,
-        }
-    ).decode()
+    scalars = orjson.dumps(_scalars(event, lambda text: text)).decode()
     tail = orjson.dumps({"error": event.error, "worker_id": event.worker_id}).decode()
     whole = (
         f'{scalars[:-1]},"context":{event.context or "null"},"result":{event.result or "null"},'
         f'"meta":{event.meta or "null"},{tail[1:]}'
     )
-    if len(whole) <= MIRROR_MAX_BYTES:  # characters ≤ bytes: the exact size is only needed beyond
+    # A character is at most 4 bytes in UTF-8: only a large event needs its exact size.
+    if len(whole) * 4 <= MIRROR_MAX_BYTES:
         return whole
     size = len(whole.encode())
     if size <= MIRROR_MAX_BYTES:
         return whole
-    omitted = {
-        "bytes": size,
-        "limit": MIRROR_MAX_BYTES,
-        "read": f"/api/events/{event.event_id}/result",
+    reference = {
+        **_scalars(event, _cut),
+        "context": None,
+        "result": None,
+        "meta": None,
+        "error": _cut(event.error),
+        "worker_id": _cut(event.worker_id),
+        "mirror_omitted": {
+            "bytes": size,
+            "limit": MIRROR_MAX_BYTES,
+            "read": f"/api/events/{event.event_id}/result",
+        },
     }
-    # An error message can be as large as a result; the reference keeps its first part.
-    short = orjson.dumps(
-        {"error": None if event.error is None else event.error[:1024], "worker_id": event.worker_id}
-    ).decode()
-    reference = orjson.dumps({"mirror_omitted": omitted}).decode()
-    return f'{scalars[:-1]},"context":null,"result":null,"meta":null,{short[1:-1]},{reference[1:]}'
+    return orjson.dumps(reference).decode()
+
+
+def _scalars(event: StoredEvent, text: Callable[[str | None], str | None]) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "execution_id": event.execution_id,
+        "catalog_id": event.catalog_id,
+        "event_type": text(event.event_type),
+        "status": event.status,
+        "created_at": rfc3339(event.created_at),
+        "node_id": text(event.node_id),
+        "node_name": text(event.node_name),
+        "node_type": text(event.node_type),
+        "parent_event_id": event.parent_event_id,
+        "prev_event_id": event.prev_event_id,
+        "parent_execution_id": event.parent_execution_id,
+    }
+
+
+def _cut(text: str | None) -> str | None:
+    """The first part of a text in the reference form: any field a caller sets may be large."""
+    if text is None or len(text) <= MIRROR_TEXT_CHARS:
+        return text
+    return text[:MIRROR_TEXT_CHARS] + "..."
 
 
 def _mint_after(mint: Callable[[], int], head_id: int | None) -> int:
