@@ -21,7 +21,7 @@ MIB = 1024 * 1024
 # Routes whose bodies carry step data (events) or a stored value (result store), and playbooks;
 # every other route takes `NOETL_GATEWAY_MAX_BODY_BYTES`.
 _EVENT_PATHS = frozenset({"/events", "/events/batch", "/internal/events/project"})
-_PLAYBOOK_PATHS = frozenset({"/catalog/register"})
+_PLAYBOOK_PATHS = frozenset({"/catalog/register", "/catalog/register/batch"})
 _RESULT_PATHS = frozenset({"/result/{execution_id}"})
 
 
