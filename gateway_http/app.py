@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from gateway_http.body_limits import BodyLimits, limited
 from gateway_http.clients import GatewayClients
 from gateway_http.cors import Cors
 from gateway_http.errors import exception_handlers
@@ -46,7 +47,7 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *CatalogRoutes(clients.catalog, timeout).endpoints(),
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
         *StreamRoutes(EventFeeds(clients.events), timeout).endpoints(),
-        *EventRoutes(clients.events, timeout).endpoints(),
+        *EventRoutes(clients.events, timeout, display_redaction=settings.display_redaction).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
         *VarsRoutes(clients.execution, timeout).endpoints(),
         *ResultRoutes(clients.execution, timeout).endpoints(),
@@ -62,7 +63,7 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *WalletRoutes(clients.secrets, timeout).endpoints(),
         *RuntimeRoutes(settings).endpoints(),
     ]
-    routes = _routes(endpoints, settings.internal_api_token)
+    routes = _routes(endpoints, settings.internal_api_token, settings.body_limits)
     middleware = [Middleware(Cors)]
     if settings.metrics_enabled:
         precreate_request_series(routes)
@@ -71,11 +72,11 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
 
 
-def _routes(endpoints: list[Endpoint], internal_token: str) -> list[BaseRoute]:
+def _routes(endpoints: list[Endpoint], internal_token: str, limits: BodyLimits) -> list[BaseRoute]:
     """One route per prefix, so a route's template (the metrics label) is its full path."""
     routes: list[BaseRoute] = []
     for endpoint in endpoints:
-        handler = address_checked(endpoint.handler)
+        handler = address_checked(limited(endpoint.handler, *limits.for_path(endpoint.path)))
         if endpoint.internal:
             handler = gated(handler, internal_token)  # the gate answers before any validation
         for prefix in ("",) if endpoint.root else PREFIXES:

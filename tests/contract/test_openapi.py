@@ -22,8 +22,8 @@ from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.encoding import dumps
 from gateway_http.settings import GatewaySettings
+from tests.helpers.nowhere import NOWHERE_ENV
 
-NOWHERE = "127.0.0.1:9"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 # Served only under /api (http-api.md §1.1); every other /api route has a /noetl twin.
 API_ONLY = frozenset({"/api/runtime/contract"})
@@ -31,9 +31,7 @@ API_ONLY = frozenset({"/api/runtime/contract"})
 
 @pytest.fixture
 async def app() -> AsyncIterator[Starlette]:
-    settings = GatewaySettings.load(
-        {"NOETL_CATALOG_ADDR": NOWHERE, "NOETL_EXECUTION_ADDRS": NOWHERE, "NOETL_EVENTS_ADDRS": NOWHERE}
-    )
+    settings = GatewaySettings.load(NOWHERE_ENV)
     clients = GatewayClients.connect(settings)
     try:
         yield create_app(clients, settings)

@@ -21,19 +21,15 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
+from tests.helpers.shared import REPO
 from tests.helpers.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
-# ../shared beside the repository; never copied into it.
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
 NOETL_CLI = REPO / ".venv" / "cli" / "bin" / "noetl"
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -95,14 +91,6 @@ async def running_process_mesh(
     finally:
         await asyncio.to_thread(stack.down)
         await infra.drop_database(pg_server, dsn)
-
-
-def fixture_file(relative: str) -> Path:
-    """A file under shared/fixtures, or a clean skip when the shared tree is not beside the repo."""
-    path = FIXTURES / relative
-    if not path.is_file():
-        pytest.skip(f"shared fixture {relative} not found under {FIXTURES}")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
