@@ -36,7 +36,14 @@ _COMMAND_EVENTS = frozenset(
     }
 )
 _SMALL_CONTEXT = frozenset(
-    {"loop.done", "playbook.completed", "playbook.failed", "execution.cancelled", "ctx.updated"}
+    {
+        "playbook.initialized",
+        "loop.done",
+        "playbook.completed",
+        "playbook.failed",
+        "execution.cancelled",
+        "ctx.updated",
+    }
 )
 
 
@@ -72,6 +79,8 @@ def console_event(event: common_pb2.Event) -> dict[str, Any]:
         body["expected"] = context_map["iterations_expected"]
     elif kind in _SMALL_CONTEXT:
         body["context"] = clip(context)
+        if event.HasField("parent_execution_id"):
+            body["parent"] = str(event.parent_execution_id)
         error = error or _text(context_map.get("error"))
     if error is not None:
         body["error"] = error

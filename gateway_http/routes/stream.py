@@ -57,13 +57,11 @@ class StreamRoutes:
 
         async def messages() -> AsyncIterator[bytes]:
             try:
-                async for event in follow(feed, after, self._keepalive):
-                    if event is None:
+                async for batch in follow(feed, after, self._keepalive):
+                    if batch is None:
                         yield b": keep-alive\n\n"
                         continue
-                    kind = f"event: {event.event_type}\n" if typed else ""
-                    head = f"id: {event.event_id}\n{kind}data: ".encode()
-                    yield head + dumps(view(event)) + b"\n\n"
+                    yield b"".join(_message(event, view, typed) for event in batch)
             finally:
                 await self._feeds.leave(execution_id, feed)
 
@@ -72,3 +70,8 @@ class StreamRoutes:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+def _message(event: common_pb2.Event, view: EventView, typed: bool) -> bytes:
+    kind = f"event: {event.event_type}\n" if typed else ""
+    return f"id: {event.event_id}\n{kind}data: ".encode() + dumps(view(event)) + b"\n\n"

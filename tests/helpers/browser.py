@@ -45,8 +45,9 @@ def chromium_path() -> str | None:
 class Page:
     """One tab, attached with a flat session: every command carries its `sessionId`."""
 
-    def __init__(self, browser: Browser, session: str) -> None:
+    def __init__(self, browser: Browser, target: str, session: str) -> None:
         self._browser = browser
+        self._target = target
         self._session = session
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -102,6 +103,9 @@ class Page:
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).select()")
         await self.send("Input.insertText", text=text)
 
+    async def close(self) -> None:
+        await self._browser.send("Target.closeTarget", {"targetId": self._target})
+
     async def screenshot(self, path: Path) -> Path:
         answer = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
         await asyncio.to_thread(_write, path, base64.b64decode(answer["data"]))
@@ -155,7 +159,7 @@ class Browser:
     async def new_page(self) -> Page:
         target = await self.send("Target.createTarget", {"url": "about:blank"})
         attached = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
-        page = Page(self, attached["sessionId"])
+        page = Page(self, target["targetId"], attached["sessionId"])
         width, height = VIEWPORT
         await page.send(
             "Emulation.setDeviceMetricsOverride",

@@ -82,7 +82,7 @@ function runForm(path, version, schema) {
     if (type === "boolean") input = h("input", { type: "checkbox", checked: !!prop.default });
     else if (type === "integer" || type === "number") input = h("input", { type: "number", step: type === "integer" ? "1" : "any", value: prop.default ?? "" });
     else if (type === "string") input = h("input", { type: "text", value: prop.default ?? "" });
-    else input = h("textarea", { rows: 3, class: "mono" }, JSON.stringify(prop.default ?? null, null, 2));
+    else input = h("textarea", { rows: 3, class: "mono" }, JSON.stringify(prop.default ?? null));
     input.name = name;
     input.id = `field-${name}`;
     fields.push({ name, type, input, nullable: Array.isArray(prop.type) && prop.type.includes("null") });

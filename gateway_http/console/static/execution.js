@@ -8,43 +8,72 @@ import { Timeline } from "./timeline.js";
 const CHILD_REFRESH_MS = 3000;
 
 export function executionView(id) {
-  const el = h("div", { class: "page execution", "data-execution": id });
+  const el = h("div", { class: "page execution", "data-execution": id }, h("p", { class: "muted" }, "Loading…"));
   let source = null, ticker = null, childTimer = null, stopped = false;
+  let run = null, view = null, redraw = null;
+  const early = [];
+  let ready;
+  const started = new Promise((resolve) => { ready = resolve; });
 
-  const ready = (async () => {
-    let summary, entry = null;
-    try {
-      summary = await api(`/api/executions/${id}?include_events=false`);
-    } catch (err) {
-      el.replaceChildren(errorBox(`Execution ${id}: ${err.message}`));
+  // The stream opens at once; its first event (playbook.initialized) names the catalog entry,
+  // whose playbook gives the graph. Events that come before that are kept and replayed.
+  source = new EventSource(`/ui/api/executions/${id}/stream`);
+  source.onmessage = (message) => {
+    const ev = JSON.parse(message.data);
+    if (!run) {
+      early.push(ev);
+      if (early.length === 1) begin(ev).finally(ready);
       return;
     }
+    receive(ev);
+  };
+  source.onerror = async () => {
+    if (view) view.connection(source.readyState);
+    if (run && !run.running) source.close();
+    if (!run && early.length === 0 && source.readyState === EventSource.CLOSED) {
+      // No stream at all: the detail route says why (an unknown execution is a 404).
+      try { await api(`/api/executions/${id}?include_events=false`); el.replaceChildren(errorBox(`Execution ${id}: no event stream`)); }
+      catch (err) { el.replaceChildren(errorBox(`Execution ${id}: ${err.message}`)); }
+      ready();
+    }
+  };
+
+  function receive(ev) {
+    run.apply(ev);
+    if (!run.running) { source.close(); if (view.hasSubPlaybooks) view.refreshChildren(); }
+    redraw();
+  }
+
+  async function begin(first) {
+    const context = first.context || {};
+    let entry = null, problem = null;
     try {
-      entry = await api("/api/catalog/resource", { method: "POST", body: { catalog_id: summary.catalog_id } });
+      entry = await api("/api/catalog/resource", { method: "POST", body: { catalog_id: context.catalog_id } });
     } catch (err) {
-      el.append(errorBox(`The playbook of this run is not in the catalog (${err.message}); the graph shows only steps that ran.`));
+      problem = errorBox(`The playbook of this run is not in the catalog (${err.message}); the graph shows only steps that ran.`);
     }
     if (stopped) return;
-    const run = new Run(entry ? entry.payload : null);
-    const view = build(el, id, summary, run);
-    const redraw = frameScheduler(view.draw);
-    view.draw();
-    source = new EventSource(`/ui/api/executions/${id}/stream`);
-    source.onmessage = (message) => {
-      run.apply(JSON.parse(message.data));
-      if (!run.running) { source.close(); if (view.hasSubPlaybooks) view.refreshChildren(); }
-      redraw();
+    const summary = {
+      path: context.path || (entry && entry.path) || "unknown", version: entry ? entry.version : "?",
+      start_time: first.at, parent_execution_id: first.parent || null, workload: context.workload,
     };
-    source.onerror = () => { if (!run.running) source.close(); view.connection(source.readyState); };
-    source.onopen = () => view.connection(source.readyState);
+    run = new Run(entry ? entry.payload : null);
+    el.replaceChildren();
+    view = build(el, id, summary, run);
+    if (problem) el.insertBefore(problem, el.children[1]);
+    redraw = frameScheduler(view.draw);
+    for (const ev of early.splice(0)) run.apply(ev);
+    if (!run.running) source.close();
+    view.connection(source.readyState);
+    view.draw();
     ticker = setInterval(() => { if (run.running) redraw(); }, 1000);
     childTimer = setInterval(() => { if (run.running && view.hasSubPlaybooks) view.refreshChildren(); }, CHILD_REFRESH_MS);
     if (view.hasSubPlaybooks) await view.refreshChildren();
-  })();
+  }
 
   return {
-    el, ready,
-    stop: () => { stopped = true; if (source) source.close(); clearInterval(ticker); clearInterval(childTimer); },
+    el, ready: started,
+    stop: () => { stopped = true; source.close(); clearInterval(ticker); clearInterval(childTimer); },
   };
 }
 
@@ -87,7 +116,8 @@ function build(el, id, summary, run) {
 
   const graph = new Graph(run, (name) => select(name));
   const timeline = new Timeline(run, (name, command) => select(name, command));
-  const panel = h("aside", { class: "step-panel", id: "step-panel" }, h("p", { class: "muted" }, "Select a step in the graph or the timeline."));
+  const panel = h("aside", { class: "step-panel", id: "step-panel" }, h("p", { class: "muted" }, "Select a step in the graph or the timeline."),
+    block("Workload", summary.workload));
   const eventFilter = h("input", { type: "search", placeholder: "filter events: type, step, error…", id: "event-filter" });
   const eventDetail = h("pre", { class: "event-detail", id: "event-detail" });
   const eventList = new VirtualList({ rowHeight: 24, height: 320, className: "events", render: (ev) =>
@@ -103,7 +133,7 @@ function build(el, id, summary, run) {
     h("div", { class: "run-body" },
       h("div", { class: "run-main" },
         h("section", { class: "card" }, h("h3", { text: "Graph" }), h("div", { class: "graph-wrap" }, graph.el),
-          h("div", { class: "legend" }, ["pending", "queued", "running", "completed", "failed", "skipped"].map((s) => h("span", { class: `key ${s}` }, s)),
+          h("div", { class: "legend" }, ["pending", "queued", "running", "completed", "failed", "skipped", "cancelled"].map((s) => h("span", { class: `key ${s}` }, s)),
             h("span", { class: "key arc-taken" }, "arc taken"), h("span", { class: "key arc-skipped" }, "arc to a skipped step"), h("span", { class: "key arc-idle" }, "arc not taken"))),
         h("section", { class: "card" }, h("h3", { text: "Timeline" }), timeline.el),
         h("section", { class: "card" }, h("h3", {}, "Events ", eventCount), eventFilter, eventList.el, eventDetail)),

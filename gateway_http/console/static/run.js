@@ -84,6 +84,15 @@ export class Run {
       this.terminal = kind;
       this.ended = ev.at;
       this.error = ev.error || (ev.context && ev.context.error) || null;
+      if (this.status === "CANCELLED") {
+        // Work in flight when the run was cancelled stops counting (dsl.md §13).
+        for (const step of this.steps.values()) {
+          if (step.state === "queued" || step.state === "running") { step.state = "cancelled"; step.last = ev.at; }
+        }
+        for (const command of this.commands.values()) {
+          if (command.state === "queued" || command.state === "running") { command.state = "cancelled"; command.end = ev.at; }
+        }
+      }
       return;
     }
     if (!ev.node || kind === "playbook.initialized" || kind === "workflow.initialized") return;
