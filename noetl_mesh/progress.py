@@ -118,12 +118,12 @@ class Progress:
             view.expected = int(event.context["iterations_expected"])
         if kind == "command.issued" and event.command_id is not None and event.iteration is not None:
             self._iterations[event.command_id] = event.iteration
+        if kind in ("call.done", "call.error", "step.exit"):
+            self._output(self.steps.setdefault(event.node_name, StepView(event.node_name)), event)
         state = _STATES.get(kind)
         if state is None:
             return None
         view = self.steps.setdefault(event.node_name, StepView(event.node_name))
-        if kind in ("call.done", "call.error", "step.exit"):
-            self._output(view, event)
         if view.loop and kind in ("command.completed", "step.exit", "command.issued", "command.claimed"):
             state = "running"  # an iteration finished; the loop is done at loop.done
         if state == "queued" and view.state in ("done", "failed"):
