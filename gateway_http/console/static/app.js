@@ -14,12 +14,9 @@ const routes = [
 ];
 
 let cleanup = null;
-let current = "";
 
 function route() {
   const hash = location.hash || "#/executions";
-  if (hash === current) return;
-  current = hash;
   if (cleanup) cleanup();
   cleanup = null;
   const view = document.getElementById("view");
