@@ -1,11 +1,12 @@
 """Browser tests: headless Chromium (Debian's `chromium`) drives the console of the session mesh.
 
 One browser for the whole module set; each test gets a fresh tab. Screenshots go to a temp
-directory whose path is printed at the end of the run, for a reviewer to look at.
+directory (kept after the run) whose path is printed at the end, for a reviewer to look at.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,8 +19,10 @@ _SHOTS: list[Path] = []
 
 
 @pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("console-screenshots")
+def screenshots() -> Iterator[Path]:
+    """A temp dir of its own, outside pytest's basetemp: pytest keeps only its last three
+    basetemps, and another run on the same machine would delete the pictures before anyone looked."""
+    folder = Path(tempfile.mkdtemp(prefix="noetl-console-screenshots-"))
     _SHOTS.append(folder)
     yield folder
 
