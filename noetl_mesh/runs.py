@@ -55,8 +55,10 @@ def list_runs(args: argparse.Namespace, info: StackInfo) -> int:
             )
         return 0
     table = Table(box=None, header_style="bold")
-    for title in ("execution", "status", "playbook", "started", "duration", "error"):
-        table.add_column(title)
+    # Ids and times must never be cut: a narrow terminal squeezes the error column instead.
+    for title, width in (("execution", 19), ("status", 9), ("playbook", 0), ("started", 19), ("duration", 0)):
+        table.add_column(title, no_wrap=True, min_width=width or None)
+    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=40)
     for item in items:
         colour = STATUS_COLOURS.get(item["status"], "white")
         table.add_row(
