@@ -1,6 +1,7 @@
 """The web console in a real browser, against the session mesh: start a run from the form and
-watch it go live to COMPLETED, read a failed step's error, cancel a running execution, follow a
-loop into its sub-playbook runs, filter the list and see the worker pools.
+watch it go live to COMPLETED, read a failed step's error, cancel a running execution (alone, and
+with its children) and rerun it, follow a loop into its sub-playbook runs, filter the list and see
+the worker pools.
 
 Each test saves screenshots (see the `screenshots` fixture) so a reviewer can look at the pages.
 """
@@ -16,6 +17,7 @@ import pytest
 
 from tests.helpers.browser import Page
 from tests.helpers.mesh import ProcessMesh, events, execute, register, step_result, wait_terminal
+from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -65,10 +67,19 @@ kind: Playbook
 metadata: {name: sleepy, path: tests/console/sleepy}
 workflow:
   - step: start
-    tool: {kind: python, code: "import time; time.sleep(15); result = {'woke': True}"}
+    tool: {kind: python, code: "import time; time.sleep(10); result = {'woke': True}"}
     next: [end]
   - step: end
     tool: {kind: noop}
+"""
+
+WAITS_FOR_SLEEPY = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: waits, path: tests/console/waits}
+workflow:
+  - step: start
+    tool: {kind: playbook, path: tests/console/sleepy, return_step: start}
 """
 
 CHILD = """\
@@ -198,6 +209,39 @@ async def test_cancel_stops_a_running_execution(
     assert detail["status"] == "CANCELLED"
 
 
+async def test_cancel_with_children_then_rerun(
+    page: Page, gateway: httpx.AsyncClient, process_mesh: ProcessMesh, screenshots: Path
+) -> None:
+    await register(gateway, SLEEPY)
+    await register(gateway, WAITS_FOR_SLEEPY)
+    execution_id = await execute(gateway, "tests/console/waits")
+    await open_console(page, process_mesh, f"#/executions/{execution_id}")
+    await page.wait(f"{state_of('g.node[data-step=start]')} === 'running'", what="step 'start' to run")
+
+    async def child_running() -> str | None:
+        listed = (await gateway.get("/ui/api/executions", params={"parent": execution_id})).json()["items"]
+        return listed[0]["execution_id"] if listed and listed[0]["status"] == "RUNNING" else None
+
+    child = await wait_for(child_running, what="the child run", within=15)
+    await page.click("#btn-cancel-cascade")
+    await run_status(page, "CANCELLED", within=15)
+    assert "Cancelled 2 execution" in await page.wait(
+        "document.getElementById('action-message').innerText", what="the cancel answer"
+    )
+    assert (await wait_terminal(gateway, child))["status"] == "CANCELLED"
+    await page.screenshot(screenshots / "06-cancelled-with-children.png")
+
+    await page.click("#btn-rerun")
+    rerun = await page.wait(
+        f"location.hash !== '#/executions/{execution_id}' && /^#\\/executions\\/\\d+$/.test(location.hash) && location.hash",
+        what="the rerun's page",
+    )
+    rerun_id = rerun.rsplit("/", 1)[1]
+    await page.wait(f"{state_of('g.node[data-step=start]')} === 'running'", what="the rerun to run")
+    cancelled = await gateway.post(f"/api/executions/{rerun_id}/cancel", json={"cascade": True})
+    assert cancelled.json()["status"] == "cancelled"
+
+
 async def test_a_loop_of_sub_playbooks_links_to_each_child(
     page: Page, gateway: httpx.AsyncClient, process_mesh: ProcessMesh, screenshots: Path
 ) -> None:
@@ -220,7 +264,7 @@ async def test_a_loop_of_sub_playbooks_links_to_each_child(
         "[...document.querySelectorAll('#step-panel .child-link')].map(a => a.textContent)",
         what="three child runs in the step panel",
     )
-    await page.screenshot(screenshots / "06-loop-and-children.png")
+    await page.screenshot(screenshots / "07-loop-and-children.png")
     listed = (await gateway.get("/ui/api/executions", params={"parent": execution_id})).json()["items"]
     assert sorted(children) == sorted(item["execution_id"] for item in listed)
 
@@ -255,7 +299,7 @@ async def test_the_list_updates_live_and_filters(
     )
     assert rows and all(status == "FAILED" and "tests/console/raises" in path for status, path in rows)
     assert re.search(r"status=FAILED", await page.evaluate("location.hash"))
-    await page.screenshot(screenshots / "07-list-filtered.png")
+    await page.screenshot(screenshots / "08-list-filtered.png")
 
     await open_console(page, process_mesh, "#/pools")
     heartbeat = await page.wait(
@@ -264,4 +308,4 @@ async def test_the_list_updates_live_and_filters(
         what="a worker pool with its heartbeat",
     )
     assert heartbeat.endswith("ago")
-    await page.screenshot(screenshots / "08-pools.png")
+    await page.screenshot(screenshots / "09-pools.png")
