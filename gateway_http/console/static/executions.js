@@ -85,7 +85,12 @@ export function executionsView(params) {
     clearTimeout(typing);
     typing = setTimeout(() => { state.path = pathInput.value.trim(); go(1); }, 250);
   });
+  // A filtered page is a scan in the gateway (listing.py): refreshed half as often.
+  let ticks = 0;
   timer = setInterval(() => {
+    ticks += 1;
+    const filtered = state.status || state.path;
+    if (filtered && ticks % 2) return;
     if (!document.hidden && el.querySelector("#live").checked) load();
   }, REFRESH_MS);
 

@@ -6,7 +6,7 @@ import { ms } from "./run.js";
 
 const W = 176, H = 46, GX = 64, GY = 20, PAD = 30;
 
-export function layout(run) {
+function layout(run) {
   const names = [...run.steps.keys()].filter((n) => run.steps.get(n).declared);
   const out = new Map(names.map((n) => [n, []]));
   for (const arc of run.arcs.values()) if (out.has(arc.src) && out.has(arc.dst)) out.get(arc.src).push(arc);

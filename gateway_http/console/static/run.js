@@ -9,7 +9,7 @@ const TERMINAL = {
 const DONE = new Set(["completed", "failed", "skipped"]);
 
 // A playbook step's outgoing arcs from any of the four `next` shapes (dsl.md §4), plus `spec.on_error`.
-export function arcsOf(step) {
+function arcsOf(step) {
   const arcs = [];
   const next = step.next;
   const add = (item) => {
@@ -26,7 +26,7 @@ export function arcsOf(step) {
   return arcs;
 }
 
-export function toolKind(step) {
+function toolKind(step) {
   if (Array.isArray(step.tool)) return "pipeline";
   return (step.tool && step.tool.kind) || "?";
 }

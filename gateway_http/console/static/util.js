@@ -16,7 +16,7 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-export const svgNS = "http://www.w3.org/2000/svg";
+const svgNS = "http://www.w3.org/2000/svg";
 export function s(tag, attrs, ...children) {
   const el = document.createElementNS(svgNS, tag);
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -29,7 +29,7 @@ export function s(tag, attrs, ...children) {
   return el;
 }
 
-export class ApiError extends Error {}
+class ApiError extends Error {}
 
 // JSON in and out; a non-2xx answer throws with the gateway's `detail`.
 export async function api(path, options = {}) {
@@ -79,7 +79,7 @@ export function badge(status) {
   return h("span", { class: `badge s-${value}`, "data-status": status || "" }, status || "?");
 }
 
-export function pretty(value) {
+function pretty(value) {
   if (value === undefined) return "";
   if (typeof value === "string") return value;
   return JSON.stringify(value, null, 2);
