@@ -73,6 +73,24 @@ workflow:
     tool: {kind: noop}
 """
 
+LONG = 300
+LONG_LOOP = f"""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {{name: long_loop, path: tests/console/long_loop}}
+workload: {{n: {LONG}}}
+workflow:
+  - step: start
+    tool: {{kind: noop}}
+    next: [each]
+  - step: each
+    loop: {{in: "{{{{ workload.n }}}}", iterator: i, spec: {{mode: parallel, max_in_flight: 20}}}}
+    tool: {{kind: noop}}
+    next: [{{step: end, when: '{{{{ event.name == "loop.done" }}}}'}}]
+  - step: end
+    tool: {{kind: noop}}
+"""
+
 WAITS_FOR_SLEEPY = """\
 apiVersion: noetl.io/v2
 kind: Playbook
@@ -274,6 +292,33 @@ async def test_a_loop_of_sub_playbooks_links_to_each_child(
     await run_status(page, "COMPLETED")
 
 
+async def test_a_long_loop_draws_only_the_rows_in_view(
+    page: Page, gateway: httpx.AsyncClient, process_mesh: ProcessMesh, screenshots: Path
+) -> None:
+    await register(gateway, LONG_LOOP)
+    execution_id = await execute(gateway, "tests/console/long_loop")
+    await open_console(page, process_mesh, f"#/executions/{execution_id}")
+    await run_status(page, "COMPLETED", within=90)
+
+    assert await page.evaluate("document.querySelector('g.node[data-step=each] .detail').textContent") == (
+        f"{LONG}/{LONG} · completed"
+    )
+    total = (await gateway.get(f"/api/executions/{execution_id}", params={"page_size": 10})).json()
+    shown = await page.evaluate("document.getElementById('event-count').textContent")
+    assert shown == f"({total['pagination']['total_events']})"
+    assert await page.evaluate("document.querySelectorAll('.erow').length") < 40
+    await page.click("[data-toggle=each]")
+    assert await page.wait("document.querySelectorAll('.irow').length", what="iteration rows") < 40
+    await page.evaluate(
+        "(() => { const l = document.querySelector('.iterations'); l.scrollTop = l.scrollHeight; })()"
+    )
+    await page.wait(
+        f"!!document.querySelector('.irow[data-iteration=\"{LONG - 1}\"]')", what="the last iteration"
+    )
+    assert await page.evaluate("document.querySelectorAll('.irow').length") < 40
+    await page.screenshot(screenshots / "08-long-loop.png")
+
+
 async def test_the_list_updates_live_and_filters(
     page: Page, gateway: httpx.AsyncClient, process_mesh: ProcessMesh, screenshots: Path
 ) -> None:
@@ -299,7 +344,7 @@ async def test_the_list_updates_live_and_filters(
     )
     assert rows and all(status == "FAILED" and "tests/console/raises" in path for status, path in rows)
     assert re.search(r"status=FAILED", await page.evaluate("location.hash"))
-    await page.screenshot(screenshots / "08-list-filtered.png")
+    await page.screenshot(screenshots / "09-list-filtered.png")
 
     await open_console(page, process_mesh, "#/pools")
     heartbeat = await page.wait(
@@ -308,4 +353,4 @@ async def test_the_list_updates_live_and_filters(
         what="a worker pool with its heartbeat",
     )
     assert heartbeat.endswith("ago")
-    await page.screenshot(screenshots / "09-pools.png")
+    await page.screenshot(screenshots / "10-pools.png")
