@@ -167,9 +167,7 @@ async def running_mesh(
             EventsSettings(
                 basics=basics(dsn),
                 bus=bus,
-                execution_addrs=(execution,),
                 outbox_addr=outbox,
-                mirror_events=True,
             ),
             listen=events_port.address,
             before_bind=events_port.release,

@@ -46,9 +46,7 @@ async def backends(module_dsn: str, nats_server: NatsServer) -> AsyncIterator[Ba
         settings = EventsSettings(
             basics=basics(module_dsn),
             bus=outbox.bus,
-            execution_addrs=(NOWHERE,),
             outbox_addr=outbox.address,
-            mirror_events=True,
         )
         host = GrpcHost("events", "127.0.0.1:0", await stack.enter_async_context(assemble_events(settings)))
         port = await host.start()
