@@ -24,7 +24,7 @@ from services.common.grpc_server import GrpcHost
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.infra import NatsServer
-from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
+from tests.helpers.nowhere import NOWHERE_ENV
 from tests.helpers.outbox import MAX_ATTEMPTS, OutboxHarness, insert_rows, outbox_harness, statuses
 from tests.helpers.services import basics
 
