@@ -24,24 +24,33 @@ from services.common.grpc_client import Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
-from services.execution.admin import Admin
-from services.execution.api import AdminApi, CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
-from services.execution.claims import Claims, ClaimSettings
-from services.execution.cleanup import Cleanup
+from services.execution.admin.api import AdminApi
+from services.execution.admin.clients import SecretsCredentials
+from services.execution.admin.service import Admin
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient
-from services.execution.control import Control
-from services.execution.feed import EventFeed, FeedSettings
-from services.execution.lifecycle import LifecycleWriter
-from services.execution.orchestrator import Orchestrator, OrchestratorSettings
-from services.execution.pools import Pools
-from services.execution.projector import Projector
-from services.execution.queries import Queries
-from services.execution.reaper import Reaper
-from services.execution.results import ExpirySweeper, Results
-from services.execution.secrets_client import SecretsCredentials
+from services.execution.commands.api import CommandApi
+from services.execution.commands.claims import Claims, ClaimSettings
+from services.execution.commands.lifecycle import LifecycleWriter
+from services.execution.commands.store import CommandStore
+from services.execution.orchestration.api import ExecutionApi
+from services.execution.orchestration.cleanup import Cleanup
+from services.execution.orchestration.control import Control
+from services.execution.orchestration.feed import EventFeed, FeedSettings
+from services.execution.orchestration.orchestrator import Orchestrator, OrchestratorSettings
+from services.execution.orchestration.projector import Projector
+from services.execution.orchestration.queries import Queries
+from services.execution.orchestration.reaper import Reaper
+from services.execution.orchestration.store import ExecutionStore
+from services.execution.pools.api import PoolApi
+from services.execution.pools.service import Pools
+from services.execution.pools.store import PoolStore
+from services.execution.results.api import ResultApi
+from services.execution.results.service import ExpirySweeper, Results
+from services.execution.results.store import ResultStore
 from services.execution.settings import Settings
-from services.execution.store import ExecutionStore, PoolStore, ResultStore, VariableStore
-from services.execution.variables import Variables
+from services.execution.variables.api import VarsApi
+from services.execution.variables.service import Variables
+from services.execution.variables.store import VariableStore
 
 
 @asynccontextmanager
@@ -50,15 +59,17 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     catalog_channel = open_channel(settings.catalog_addr)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
     store = ExecutionStore(pool)
+    commands = CommandStore(pool)
     events_port = EventsClient(events)
     catalog_port = CatalogClient(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
     # One generator per process: two with the same machine id could mint the same id.
     ids = Snowflake(settings.basics.machine_id)
     results = Results(ResultStore(pool), ids)
-    lifecycle = LifecycleWriter(store, settings.lease_seconds)
-    projector = Projector(store, events_port, lifecycle)
+    lifecycle = LifecycleWriter(commands, settings.lease_seconds)
+    projector = Projector(store, commands, events_port, lifecycle)
     orchestrator = Orchestrator(
         store=store,
+        commands=commands,
         events=events_port,
         catalog=catalog_port,
         results=results,
@@ -67,7 +78,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         projector=projector,
     )
     claims = Claims(
-        store,
+        commands,
         events_port,
         orchestrator,
         projector,
@@ -77,7 +88,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
             worker_heartbeat_stale_seconds=settings.worker_heartbeat_stale_seconds,
         ),
     )
-    queries = Queries(store, events_port, catalog_port, orchestrator)
+    queries = Queries(store, commands, events_port, catalog_port, orchestrator)
     nc = await bus.connect(settings.bus, "noetl-execution")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
@@ -95,6 +106,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     feeding = asyncio.create_task(feed.run(), name="event-feed")
     reaper = Reaper(
         store=store,
+        commands=commands,
         events=events_port,
         orchestrator=orchestrator,
         projector=projector,

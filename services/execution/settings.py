@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from services.common.bus import BusSettings, read_bus_settings
 from services.common.config import EnvReader, ServiceBasics
 from services.common.sharding import MAX_SHARD_COUNT
-from services.execution.reaper import ReaperSettings
+from services.execution.orchestration.reaper import ReaperSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from services.execution.admin import REQUIRED_TABLES
+from services.execution.admin.service import REQUIRED_TABLES
 from tests.helpers.cli import after_header, noetl
 from tests.helpers.mesh import ProcessMesh, database
 

@@ -3,7 +3,7 @@
 The execution service is started with one failpoint armed; the point kills it (`os._exit`, no
 cleanup) the Nth time it is reached, with runs in flight. The supervisor starts it again
 without failpoints, and every run must complete with a sound log: the projections the dead
-process never wrote are rebuilt from the event log (services/execution/projector.py).
+process never wrote are rebuilt from the event log (services/execution/orchestration/projector.py).
 """
 
 from __future__ import annotations

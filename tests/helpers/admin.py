@@ -17,9 +17,9 @@ from noetl.v1 import admin_pb2_grpc, secrets_pb2_grpc
 from services.common import db
 from services.common.grpc_client import open_channel
 from services.common.grpc_server import GrpcHost
-from services.execution.admin import REQUIRED_TABLES, Admin
-from services.execution.api import AdminApi
-from services.execution.secrets_client import SecretsCredentials
+from services.execution.admin.api import AdminApi
+from services.execution.admin.clients import SecretsCredentials
+from services.execution.admin.service import REQUIRED_TABLES, Admin
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
 from tests.helpers.nowhere import NOWHERE

@@ -28,7 +28,7 @@ from services.common.migrate import migrate
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from services.execution.__main__ import assemble as assemble_execution
-from services.execution.reaper import ReaperSettings
+from services.execution.orchestration.reaper import ReaperSettings
 from services.execution.settings import Settings as ExecutionSettings
 from services.outbox.__main__ import assemble as assemble_outbox
 from services.outbox.settings import Settings as OutboxSettings

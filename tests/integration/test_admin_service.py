@@ -24,8 +24,8 @@ from noetl.v1 import admin_pb2, admin_pb2_grpc, secrets_pb2
 
 from services.common import db
 from services.common.migrate import migrate
-from services.execution.admin import REQUIRED_TABLES, Admin
-from services.execution.secrets_client import SecretsCredentials
+from services.execution.admin.clients import SecretsCredentials
+from services.execution.admin.service import REQUIRED_TABLES, Admin
 from tests.helpers import infra
 from tests.helpers.admin import bare_database, running_admin
 from tests.helpers.infra import PgServer

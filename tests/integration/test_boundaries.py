@@ -2,6 +2,8 @@
 
 A static check: every string literal of a service's modules that reads as SQL is scanned for
 `noetl.<table>` references. Docstrings are skipped; f-strings are read with their holes blanked.
+Inside the execution service the same holds per sub-context (`services/execution/<sub>/`), each
+with its own `store.py`; its shared modules and the pure `engine/` touch no table at all.
 """
 
 from __future__ import annotations
@@ -23,10 +25,21 @@ OWNED: dict[str, dict[str, str]] = {
     "outbox": {"outbox": "*"},
     "secrets": {"credential": "*", "keychain": "*", "secret_audit": "*"},
 }
+# The execution service's sub-contexts, by folder. "JOIN" = read only, as a joined table.
+EXECUTION_OWNED: dict[str, dict[str, str]] = {
+    "orchestration": {"execution": "*"},
+    # The reaper's overdue query looks only at commands of running executions.
+    "commands": {"command": "*", "execution": "JOIN"},
+    "pools": {"runtime": "*"},
+    "variables": {"transient": "*"},
+    "results": {"result_store": "*"},
+    "admin": {},  # pg_catalog and ad-hoc SQL, no table of its own
+}
 
 _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|JOIN|INTO|TRUNCATE|MERGE)\b", re.IGNORECASE)
 _TABLE = re.compile(r"\bnoetl\.([A-Za-z_][A-Za-z0-9_]*)")
 _INSERT_BEFORE = re.compile(r"INSERT\s+INTO\s+$", re.IGNORECASE)
+_JOIN_BEFORE = re.compile(r"\bJOIN\s+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +86,11 @@ def _strings(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
-def violations(service: str, relative: str, source: str) -> list[Violation]:
-    owned = OWNED[service]
+def violations(
+    service: str, relative: str, source: str, owned: dict[str, str] | None = None
+) -> list[Violation]:
+    """`owned` narrows the service's tables (a sub-context's)."""
+    owned = OWNED[service] if owned is None else owned
     found: list[Violation] = []
     for line, text in _strings(ast.parse(source)):
         if not _SQL.search(text):
@@ -85,6 +101,8 @@ def violations(service: str, relative: str, source: str) -> list[Violation]:
             if allowed == "*":
                 continue
             if allowed == "INSERT" and _INSERT_BEFORE.search(text[: match.start()]):
+                continue
+            if allowed == "JOIN" and _JOIN_BEFORE.search(text[: match.start()]):
                 continue
             found.append(Violation(relative, line, table, text))
     return found
@@ -108,6 +126,38 @@ def test_a_service_queries_only_its_own_tables(service: str) -> None:
     )
 
 
+def test_every_execution_sub_context_is_listed() -> None:
+    found = {path.name for path in (SERVICES / "execution").iterdir() if (path / "__init__.py").exists()}
+    assert found - {"engine"} == set(EXECUTION_OWNED)
+
+
+@pytest.mark.parametrize("sub", sorted(EXECUTION_OWNED))
+def test_an_execution_sub_context_queries_only_its_own_tables(sub: str) -> None:
+    modules = sorted((SERVICES / "execution" / sub).rglob("*.py"))
+    assert any(path.name == "store.py" for path in modules), f"services/execution/{sub} has no store.py"
+    found = [
+        violation
+        for path in modules
+        for violation in violations(
+            "execution", str(path.relative_to(SERVICES.parent)), path.read_text(), EXECUTION_OWNED[sub]
+        )
+    ]
+    assert not found, f"services/execution/{sub} reaches into tables of another sub-context:\n" + "\n".join(
+        map(str, found)
+    )
+
+
+def test_the_execution_services_shared_modules_and_engine_query_no_table() -> None:
+    root = SERVICES / "execution"
+    shared = [*root.glob("*.py"), *(root / "engine").rglob("*.py")]
+    found = [
+        violation
+        for path in shared
+        for violation in violations("execution", str(path.relative_to(SERVICES.parent)), path.read_text(), {})
+    ]
+    assert not found, "\n".join(map(str, found))
+
+
 @pytest.mark.parametrize(
     ("service", "source", "table"),
     [
@@ -124,6 +174,14 @@ def test_a_service_queries_only_its_own_tables(service: str) -> None:
 )
 def test_the_check_catches_a_foreign_table(service: str, source: str, table: str) -> None:
     assert [v.table for v in violations(service, "example.py", source)] == [table]
+
+
+def test_a_join_only_table_may_be_read_through_a_join_only() -> None:
+    owned = EXECUTION_OWNED["commands"]
+    joined = 'SQL = "SELECT c.* FROM noetl.command c JOIN noetl.execution e USING (execution_id)"'
+    assert violations("execution", "example.py", joined, owned) == []
+    written = "SQL = \"UPDATE noetl.execution SET status = 'FAILED'\""
+    assert [v.table for v in violations("execution", "example.py", written, owned)] == ["execution"]
 
 
 def test_the_check_ignores_docstrings_and_non_sql_text() -> None:

@@ -1,5 +1,5 @@
 """Command-row projection of worker lifecycle events (data-model.md §5, §6.3) written in groups:
-`fold_lifecycle` + `ExecutionStore.write_lifecycle` leave every row as the per-event statements
+`fold_lifecycle` + `CommandStore.write_lifecycle` leave every row as the per-event statements
 would, and `LifecycleWriter` lets concurrent Advance calls share one write. Real Postgres.
 """
 
@@ -16,8 +16,9 @@ import pytest
 
 from services.common import db as common_db
 from services.common.errors import Internal
-from services.execution.lifecycle import LifecycleWriter
-from services.execution.store import ExecutionStore, LifecycleUpdate, LifecycleWrite, fold_lifecycle
+from services.execution.commands.lifecycle import LifecycleUpdate, LifecycleWriter, fold_lifecycle
+from services.execution.commands.status import CommandStatus, can_move
+from services.execution.commands.store import CommandStore, LifecycleWrite
 from tests.helpers.services import Mesh
 
 LEASE = 120.0
@@ -43,7 +44,7 @@ OBSERVED = (
     "heartbeat_at IS NOT NULL AS beat, lease_until > $3 AS leased, completed_at IS NOT NULL AS completed "
     "FROM noetl.command WHERE execution_id = $1 AND command_id = $2"
 )
-# (status, started, extends_lease, worker_id, error) of the events a worker reports (lifecycle.py).
+# (status, started, extends_lease, worker_id, error) of the events a worker reports (commands/lifecycle.py).
 KINDS = [
     ("RUNNING", True, True, "w1"),
     ("RUNNING", True, True, "w2"),
@@ -89,13 +90,15 @@ async def command(db: asyncpg.Connection, status: str, worker: str | None, start
 def update(kind: tuple[str | None, bool, bool, str | None], event_id: int) -> LifecycleUpdate:
     status, started, extends, worker = kind
     error = "boom" if status == "FAILED" else None
-    return LifecycleUpdate(1, event_id, status, started, extends, worker, error)
+    return LifecycleUpdate(
+        1, event_id, None if status is None else CommandStatus(status), started, extends, worker, error
+    )
 
 
 async def test_a_folded_write_leaves_each_row_as_the_per_event_updates_would(
     db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
-    store = ExecutionStore(pool)
+    store = CommandStore(pool)
     rng = random.Random(20261122)
     writes: list[LifecycleWrite] = []
     pairs: list[tuple[int, int, Sequence[LifecycleUpdate]]] = []
@@ -136,7 +139,7 @@ def test_a_terminal_status_is_never_downgraded_and_only_the_holder_extends_the_l
     assert write.latest_event_id == 12
 
 
-class CountingStore(ExecutionStore):
+class CountingStore(CommandStore):
     """The real store, counting the statements it was asked for."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -176,7 +179,7 @@ async def test_concurrent_calls_share_one_write(db: asyncpg.Connection, pool: as
 async def test_a_failed_write_fails_every_caller(mesh: Mesh, db: asyncpg.Connection) -> None:
     closed = await common_db.create_pool(mesh.dsn, max_size=1)
     await closed.close()
-    writer = LifecycleWriter(ExecutionStore(closed), LEASE)
+    writer = LifecycleWriter(CommandStore(closed), LEASE)
     execution_id = await command(db, "CLAIMED", "w1", None)
 
     outcomes = await asyncio.gather(
@@ -192,3 +195,21 @@ async def test_no_updates_write_nothing(pool: asyncpg.Pool) -> None:
     store = CountingStore(pool)
     await LifecycleWriter(store, LEASE).apply(1, [])
     assert store.calls == []
+
+
+@pytest.mark.parametrize("start", [False, True])
+async def test_a_claim_writes_only_what_the_state_machine_allows(
+    db: asyncpg.Connection, pool: asyncpg.Pool, start: bool
+) -> None:
+    store = CommandStore(pool)
+    target = CommandStatus.RUNNING if start else CommandStatus.CLAIMED
+    for status in CommandStatus:
+        execution_id = await command(db, status, "w1", None)
+        row = await store.command_by_event(1, execution_id)
+        assert row is not None
+        async with pool.acquire() as conn:
+            written = await store.mark_claimed(conn, row, "w2", LEASE, 20, started=start)
+        assert written == can_move(status, target), status
+        after = await store.command_by_event(1, execution_id)
+        assert after is not None
+        assert (after.status, after.worker_id) == ((target, "w2") if written else (status, "w1"))

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from noetl.v1 import catalog_pb2, execution_pb2
 
-from services.execution.reaper import ReaperSettings
+from services.execution.orchestration.reaper import ReaperSettings
 from tests.helpers.bus import read_stream, unique_bus
 from tests.helpers.infra import NatsServer
 from tests.helpers.playbooks import Started, start_noop

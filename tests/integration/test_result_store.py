@@ -16,8 +16,8 @@ from noetl.v1 import results_pb2, results_pb2_grpc
 from services.common import db as dbpool
 from services.common.grpc_client import Sharded
 from services.common.ids import Snowflake
-from services.execution.results import Results
-from services.execution.store import ResultStore
+from services.execution.results.service import Results
+from services.execution.results.store import ResultStore
 from tests.helpers.nowhere import NOWHERE
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh

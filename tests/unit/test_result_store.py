@@ -18,7 +18,7 @@ from services.execution.engine.results import (
     result_accessors,
     template_view,
 )
-from services.execution.results import checked_scope, checked_store, ttl_seconds
+from services.execution.results.service import checked_scope, checked_store, ttl_seconds
 from tests.unit.engine_harness import Run, playbook_doc
 from worker.results import preview
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from services.common import jsonutil
 from services.common.errors import MeshError
-from services.execution.orchestrator import Orchestrator, StartInput
+from services.execution.orchestration.orchestrator import Orchestrator, StartInput
 
 # Items start this many at a time: a full batch of 1000 then takes a fraction of the caller's
 # deadline (one at a time it came close to it), without taking every pooled connection at once.

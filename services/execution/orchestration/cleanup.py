@@ -6,8 +6,8 @@ from services.common.errors import NotFound, Unprocessable
 from services.common.sharding import owns
 from services.execution.engine.records import EventType, NewEvent
 from services.execution.engine.status import CANCELLED
-from services.execution.orchestrator import Orchestrator
-from services.execution.store import ExecutionStore
+from services.execution.orchestration.orchestrator import Orchestrator
+from services.execution.orchestration.store import ExecutionStore
 
 # make_interval() takes an int4; a start further back than that predates every execution anyway.
 _MAX_MINUTES = 2**31 - 1

@@ -12,11 +12,13 @@ from prometheus_client import Counter
 from services.common.db import Connection
 from services.common.errors import Conflict, FailedPrecondition, NotFound
 from services.common.timeutil import utcnow
+from services.execution.commands.status import CLAIMED, HELD, RUNNING, can_move
+from services.execution.commands.store import CommandRow, CommandStore
 from services.execution.engine.records import EventType, NewEvent
-from services.execution.orchestrator import Orchestrator
+from services.execution.orchestration.orchestrator import Orchestrator
+from services.execution.orchestration.projector import Projector
+from services.execution.pools.store import PoolStore
 from services.execution.ports import EventsPort
-from services.execution.projector import Projector
-from services.execution.store import TERMINAL_COMMAND, CommandRow, ExecutionStore, PoolStore
 
 CLAIMS = Counter("noetl_command_claims_total", "Claim outcomes", ["outcome"])
 for _outcome in ("claimed", "idempotent", "reclaimed", "conflict", "terminal", "not_found"):
@@ -45,7 +47,7 @@ class Claimed:
 class Claims:
     def __init__(
         self,
-        store: ExecutionStore,
+        store: CommandStore,
         events: EventsPort,
         orchestrator: Orchestrator,
         projector: Projector,
@@ -101,11 +103,12 @@ class Claims:
                     {"code": "active_claim", "message": "Command is being claimed"},
                     retry_after=self._settings.retry_after_seconds,
                 )
-            if row.status in TERMINAL_COMMAND:
+            target = RUNNING if start else CLAIMED
+            if not can_move(row.status, target):
                 CLAIMS.labels("terminal").inc()
                 raise Conflict(_COMMAND_TERMINAL)
             reclaim: dict[str, Any] = {}
-            if row.status in ("CLAIMED", "RUNNING") and row.worker_id:
+            if row.status in HELD and row.worker_id:
                 if row.worker_id == worker_id:
                     CLAIMS.labels("idempotent").inc()
                     return Claimed(row, 0)
@@ -174,14 +177,16 @@ class Claims:
                 CLAIMS.labels("terminal").inc()
                 raise Conflict(_EXECUTION_TERMINAL) from None
             claim_event_id = appended.event_ids[0]
-            await self._store.mark_claimed(
+            if not await self._store.mark_claimed(
                 conn, row, worker_id, self._settings.lease_seconds, appended.event_ids[-1], started=start
-            )
+            ):
+                # The worker's outcome was projected while the claim was being appended.
+                CLAIMS.labels("terminal").inc()
+                raise Conflict(_COMMAND_TERMINAL)
         # The orchestrator's cached state continues from these events: no log read at the next pass.
         await self._orchestrator.absorb(row.execution_id, appended)
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
-        status = "RUNNING" if start else "CLAIMED"
-        return Claimed(replace(row, status=status, worker_id=worker_id), claim_event_id)
+        return Claimed(replace(row, status=target, worker_id=worker_id), claim_event_id)
 
     async def _stale_reason(self, conn: Connection, row: CommandRow, holder: str) -> str | None:
         """Why another worker may take this claim over (data-model.md §6.2); None while it is live."""

@@ -28,9 +28,9 @@ from prometheus_client import Counter
 from services.common import jsonutil
 from services.common.timeutil import as_utc, utcnow
 from services.execution.engine.records import EventRecord
-from services.execution.orchestrator import TRIGGERS, Orchestrator
+from services.execution.orchestration.orchestrator import TRIGGERS, Orchestrator
+from services.execution.orchestration.projector import Projector
 from services.execution.ports import Appended, LogEvent
-from services.execution.projector import Projector
 
 log = logging.getLogger(__name__)
 

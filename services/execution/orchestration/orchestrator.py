@@ -27,6 +27,7 @@ from services.common.bus import command_subject, pool_for
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unprocessable
 from services.common.ids import Snowflake
 from services.common.result_refs import parse_ref, result_reference
+from services.execution.commands.store import CommandStore, NewCommandRow
 from services.execution.engine import evaluate
 from services.execution.engine.dsl import parse_playbook
 from services.execution.engine.model import Playbook
@@ -39,10 +40,10 @@ from services.execution.engine.records import (
 )
 from services.execution.engine.results import hydrated, result_accessors
 from services.execution.engine.state import ExecutionState
+from services.execution.orchestration.projector import Projector
+from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import Appended, CatalogPort, EventsPort, Notification, PlaybookEntry
-from services.execution.projector import Projector
-from services.execution.results import Results
-from services.execution.store import ExecutionStore, NewCommandRow
+from services.execution.results.service import Results
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Orchestrator:
         self,
         *,
         store: ExecutionStore,
+        commands: CommandStore,
         events: EventsPort,
         catalog: CatalogPort,
         results: Results,
@@ -124,6 +126,7 @@ class Orchestrator:
         projector: Projector,
     ) -> None:
         self._store = store
+        self._commands = commands
         # Told which rows this fast path wrote, so their copies from the event feed cost nothing.
         self._projector = projector
         self._events = events
@@ -348,7 +351,7 @@ class Orchestrator:
             )
             for command in decision.commands
         ]
-        await self._store.ensure_commands(
+        await self._commands.ensure_commands(
             tracked.execution_id, tracked.entry.catalog_id, tracked.parent_execution_id, rows
         )
         if decision.terminal is not None:

@@ -12,7 +12,7 @@ from typing import Any
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import Snowflake
 from services.common.runtime_kinds import KINDS, WORKER_POOL
-from services.execution.store import PoolStore, RuntimeRow
+from services.execution.pools.store import PoolStore, RuntimeRow
 
 READY = "ready"
 # An unknown pool is told to come back after registering; a heartbeat period is plenty.

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.common.errors import NotFound
+from services.execution.commands.store import CommandStore
 from services.execution.engine.records import EventRecord
 from services.execution.engine.status import execution_status, status_flags, terminal_event
-from services.execution.orchestrator import Orchestrator
+from services.execution.orchestration.orchestrator import Orchestrator
+from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import CatalogPort, EventsPort
-from services.execution.store import ExecutionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,15 @@ class StatusView:
 
 class Queries:
     def __init__(
-        self, store: ExecutionStore, events: EventsPort, catalog: CatalogPort, orchestrator: Orchestrator
+        self,
+        store: ExecutionStore,
+        commands: CommandStore,
+        events: EventsPort,
+        catalog: CatalogPort,
+        orchestrator: Orchestrator,
     ) -> None:
         self._store = store
+        self._commands = commands
         self._events = events
         self._catalog = catalog
         self._orchestrator = orchestrator
@@ -115,7 +122,7 @@ class Queries:
     async def status(self, execution_id: int) -> StatusView:
         """Raises NotFound ("Execution not found") for an unknown execution."""
         records = await self._log(execution_id, "Execution not found")
-        open_commands = await self._store.open_commands(execution_id)
+        open_commands = await self._commands.open_commands(execution_id)
         flags = status_flags(records, has_open_commands=open_commands > 0)
         terminal = terminal_event(records)
         tracked = await self._orchestrator.state_of(execution_id)

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Sequence
 from prometheus_client import Counter
 
 from services.common.event_types import EventType
-from services.execution.lifecycle import LifecycleEvent, LifecycleWriter, updates_for
+from services.execution.commands.lifecycle import LifecycleEvent, LifecycleWriter, updates_for
+from services.execution.commands.store import CommandStore, NewCommandRow
+from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import EventsPort, LogEvent
-from services.execution.store import ExecutionStore, NewCommandRow
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,11 @@ _REMEMBERED = 50_000
 
 
 class Projector:
-    def __init__(self, store: ExecutionStore, events: EventsPort, lifecycle: LifecycleWriter) -> None:
+    def __init__(
+        self, store: ExecutionStore, commands: CommandStore, events: EventsPort, lifecycle: LifecycleWriter
+    ) -> None:
         self._store = store
+        self._commands = commands
         self._events = events
         self._lifecycle = lifecycle
         # Event ids whose projection this process has written already (the orchestrator's fast
@@ -87,7 +91,7 @@ class Projector:
         Cheap when nothing is wrong: two counts. Otherwise the issued commands are read in pages.
         """
         issued = await self._events.count(execution_id, EventType.COMMAND_ISSUED)
-        if issued != await self._store.command_count(execution_id):
+        if issued != await self._commands.command_count(execution_id):
             async for page in self._events.pages(execution_id, EventType.COMMAND_ISSUED):
                 await self._ensure_commands(execution_id, page)
 
@@ -115,7 +119,7 @@ class Projector:
 
     async def _ensure_commands(self, execution_id: int, issued: Sequence[LogEvent]) -> None:
         first = issued[0]
-        inserted = await self._store.ensure_commands(
+        inserted = await self._commands.ensure_commands(
             execution_id,
             first.catalog_id,
             first.parent_execution_id,

@@ -8,9 +8,9 @@ from typing import Any
 from services.common.errors import NotFound
 from services.execution.engine.records import EventRecord, EventType, NewEvent, canonical_event_type
 from services.execution.engine.status import CANCELLED, COMPLETED, FAILED, RUNNING
-from services.execution.orchestrator import Orchestrator, StartInput
+from services.execution.orchestration.orchestrator import Orchestrator, StartInput
+from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import EventsPort
-from services.execution.store import ExecutionStore
 
 # The newest event of these means "already over" for cancel and the cancellation check (§4.8).
 _ENDED = {

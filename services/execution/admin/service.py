@@ -20,7 +20,7 @@ import asyncpg
 from services.common.db import Pool, connection_errors
 from services.common.errors import InvalidArgument, NotFound
 from services.common.sql import PgTarget, connect, credential_target, split_statements
-from services.execution import admin_store
+from services.execution.admin import store as admin_store
 
 # http-api.md §11.2, in its order.
 REQUIRED_TABLES = ("catalog", "credential", "event", "command", "execution", "keychain", "runtime")

@@ -20,12 +20,15 @@ from prometheus_client import Counter
 
 from services.common import jsonutil
 from services.common.errors import FailedPrecondition, MeshError
+from services.execution.commands.lifecycle import LifecycleUpdate, fold_lifecycle
+from services.execution.commands.status import FAILED
+from services.execution.commands.store import CommandRow, CommandStore, Overdue
 from services.execution.engine.commands import retry_attempts
 from services.execution.engine.records import EventType, NewEvent
-from services.execution.orchestrator import Orchestrator
+from services.execution.orchestration.orchestrator import Orchestrator
+from services.execution.orchestration.projector import Projector
+from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import EventsPort, Notification
-from services.execution.projector import Projector
-from services.execution.store import CommandRow, ExecutionStore, LifecycleUpdate, Overdue
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class Reaper:
         self,
         *,
         store: ExecutionStore,
+        commands: CommandStore,
         events: EventsPort,
         orchestrator: Orchestrator,
         projector: Projector,
@@ -66,6 +70,7 @@ class Reaper:
         settings: ReaperSettings,
     ) -> None:
         self._store = store
+        self._commands = commands
         self._events = events
         self._orchestrator = orchestrator
         self._projector = projector
@@ -98,10 +103,10 @@ class Reaper:
 
     async def reap_once(self) -> int:
         """One reaper run; returns how many commands it acted on (0 when another replica runs)."""
-        async with self._store.pool.acquire() as conn, conn.transaction():
+        async with self._commands.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REAPER_LOCK_KEY):
                 return 0
-            overdue = await self._store.overdue(
+            overdue = await self._commands.overdue(
                 pending_after=self._settings.pending_retry_seconds,
                 lease_seconds=self._settings.lease_seconds,
                 limit=self._settings.max_per_run,
@@ -134,7 +139,7 @@ class Reaper:
         row = item.row
         if item.case == "pending":
             await self._announce(row, f"reaper-{row.command_id}-{row.attempt}-pending")
-            await self._store.touch(row.execution_id, row.command_id)
+            await self._commands.touch(row.execution_id, row.command_id)
             ACTIONS.labels("republished").inc()
         elif item.case == "timeout":
             spec = _context(row).get("spec")
@@ -144,7 +149,7 @@ class Reaper:
         else:
             allowed = retry_attempts(_context(row).get("tool_config") or {})
             if allowed is not None and row.attempt < allowed:
-                attempt = await self._store.next_attempt(row.execution_id, row.command_id)
+                attempt = await self._commands.next_attempt(row.execution_id, row.command_id)
                 await self._announce(row, f"reaper-{row.command_id}-{attempt}")
                 ACTIONS.labels("retried").inc()
             else:
@@ -183,10 +188,9 @@ class Reaper:
             )
         except FailedPrecondition:
             return  # the execution ended meanwhile
-        await self._store.apply_lifecycle(
-            row.execution_id,
-            [LifecycleUpdate(row.command_id, appended.event_ids[0], "FAILED", False, False, None, error)],
-            self._settings.lease_seconds,
+        update = LifecycleUpdate(row.command_id, appended.event_ids[0], FAILED, False, False, None, error)
+        await self._commands.write_lifecycle(
+            fold_lifecycle([(row.execution_id, update)]), self._settings.lease_seconds
         )
         await self._orchestrator.advance(row.execution_id, [EventType.COMMAND_FAILED])
 

@@ -22,7 +22,7 @@ import orjson
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import Snowflake
 from services.common.result_refs import ResultRef
-from services.execution.store import NewResultRow, ResultStore
+from services.execution.results.store import NewResultRow, ResultStore
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,58 @@
+"""CommandService: a worker looks up and claims the commands it was notified of."""
+
+from __future__ import annotations
+
+import grpc
+from noetl.v1 import common_pb2, execution_pb2, execution_pb2_grpc
+
+from services.common import jsonutil
+from services.common.errors import InvalidArgument
+from services.execution.commands.claims import Claims
+from services.execution.commands.store import CommandRow
+
+
+def command_message(row: CommandRow) -> common_pb2.Command:
+    message = common_pb2.Command(
+        event_id=row.event_id,
+        execution_id=row.execution_id,
+        command_id=row.command_id,
+        catalog_id=row.catalog_id,
+        step=row.step,
+        tool_kind=row.tool_kind,
+        context_json=(row.context or "").encode(),
+        meta_json=(row.meta or "").encode(),
+        status=row.status.value,
+        attempt=row.attempt,
+    )
+    if row.worker_id:
+        message.worker_id = row.worker_id
+    return message
+
+
+class CommandApi(execution_pb2_grpc.CommandServiceServicer):
+    def __init__(self, claims: Claims) -> None:
+        self._claims = claims
+
+    async def GetCommand(
+        self, request: execution_pb2.GetCommandRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.GetCommandResponse:
+        execution_id = request.execution_id if request.HasField("execution_id") else None
+        row = await self._claims.find(request.event_id, execution_id)
+        return execution_pb2.GetCommandResponse(command=command_message(row))
+
+    async def Claim(
+        self, request: execution_pb2.ClaimRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.ClaimResponse:
+        if not request.worker_id.strip():
+            raise InvalidArgument("worker_id is required")
+        execution_id = request.execution_id if request.HasField("execution_id") else None
+        claimed = await self._claims.claim(
+            request.event_id,
+            execution_id,
+            request.worker_id.strip(),
+            jsonutil.loads(request.locality_json),
+            start=request.start,
+        )
+        return execution_pb2.ClaimResponse(
+            command=command_message(claimed.command), claim_event_id=claimed.claim_event_id
+        )

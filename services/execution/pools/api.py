@@ -1,0 +1,77 @@
+"""PoolService: the worker-pool registry (on shard 0)."""
+
+from __future__ import annotations
+
+import grpc
+from noetl.v1 import pools_pb2, pools_pb2_grpc
+
+from services.common.wire import timestamp
+from services.execution.messages import json_object
+from services.execution.pools.service import Pools, Registration
+from services.execution.pools.store import RuntimeRow
+
+
+def _registration(message: pools_pb2.PoolRegistration) -> Registration:
+    return Registration(
+        name=message.name,
+        kind=message.kind,
+        uri=message.uri if message.HasField("uri") else None,
+        status=message.status,
+        capacity=message.capacity if message.HasField("capacity") else None,
+        labels=json_object(message.labels_json, "labels_json"),
+        runtime=json_object(message.runtime_json, "runtime_json"),
+    )
+
+
+def _runtime_entry(row: RuntimeRow) -> pools_pb2.RuntimeEntry:
+    message = pools_pb2.RuntimeEntry(
+        runtime_id=row.runtime_id,
+        name=row.name,
+        kind=row.kind,
+        status=row.status,
+        labels_json=(row.labels or "").encode(),
+        capabilities_json=(row.capabilities or "").encode(),
+        runtime_json=(row.runtime or "").encode(),
+        heartbeat=timestamp(row.heartbeat),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
+    if row.uri is not None:
+        message.uri = row.uri
+    if row.capacity is not None:
+        message.capacity = row.capacity
+    return message
+
+
+class PoolApi(pools_pb2_grpc.PoolServiceServicer):
+    def __init__(self, pools: Pools) -> None:
+        self._pools = pools
+
+    async def Register(
+        self, request: pools_pb2.PoolServiceRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceRegisterResponse:
+        runtime_id = await self._pools.register(_registration(request.registration))
+        return pools_pb2.PoolServiceRegisterResponse(runtime_id=runtime_id)
+
+    async def Deregister(
+        self, request: pools_pb2.PoolServiceDeregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceDeregisterResponse:
+        found = await self._pools.deregister(request.kind, request.name)
+        return pools_pb2.PoolServiceDeregisterResponse(found=found)
+
+    async def Heartbeat(
+        self, request: pools_pb2.PoolServiceHeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceHeartbeatResponse:
+        registration = _registration(request.registration) if request.HasField("registration") else None
+        beat = await self._pools.heartbeat(request.kind, request.name, registration)
+        return pools_pb2.PoolServiceHeartbeatResponse(runtime_id=beat.runtime_id, recreated=beat.recreated)
+
+    async def List(
+        self, request: pools_pb2.PoolServiceListRequest, context: grpc.aio.ServicerContext
+    ) -> pools_pb2.PoolServiceListResponse:
+        rows = await self._pools.entries(
+            request.kind,
+            request.runtime_type if request.HasField("runtime_type") else None,
+            request.status if request.HasField("status") else None,
+        )
+        return pools_pb2.PoolServiceListResponse(entries=[_runtime_entry(row) for row in rows])

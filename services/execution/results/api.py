@@ -1,0 +1,57 @@
+"""ResultService: values kept outside the event log."""
+
+from __future__ import annotations
+
+import grpc
+from noetl.v1 import results_pb2, results_pb2_grpc
+
+from services.common import jsonutil
+from services.common.errors import InvalidArgument
+from services.common.result_refs import parse_ref
+from services.common.wire import timestamp
+from services.execution.messages import json_object
+from services.execution.results.service import PutInput, Results
+
+
+class ResultApi(results_pb2_grpc.ResultServiceServicer):
+    def __init__(self, results: Results) -> None:
+        self._results = results
+
+    async def Put(
+        self, request: results_pb2.ResultServicePutRequest, context: grpc.aio.ServicerContext
+    ) -> results_pb2.ResultServicePutResponse:
+        try:
+            data = jsonutil.loads(request.data_json)
+        except ValueError as exc:
+            raise InvalidArgument(f"data_json is not valid JSON: {exc}") from exc
+        stored = await self._results.put(
+            PutInput(
+                execution_id=request.execution_id,
+                name=request.name,
+                data=data,
+                scope=request.scope if request.HasField("scope") else None,
+                store=request.store if request.HasField("store") else None,
+                ttl=request.ttl if request.HasField("ttl") else None,
+                source_step=request.source_step if request.HasField("source_step") else None,
+                correlation=json_object(request.correlation_json, "correlation_json"),
+                extracted=json_object(request.extracted_json, "extracted_json"),
+                compress=request.compress,
+            )
+        )
+        message = results_pb2.ResultServicePutResponse(
+            ref=stored.ref.uri,
+            store=stored.store,
+            scope=stored.scope,
+            bytes=stored.size,
+            sha256=stored.sha256,
+            result_id=stored.ref.result_id,
+        )
+        if stored.expires_at is not None:
+            message.expires_at.CopyFrom(timestamp(stored.expires_at))
+        return message
+
+    async def Resolve(
+        self, request: results_pb2.ResultServiceResolveRequest, context: grpc.aio.ServicerContext
+    ) -> results_pb2.ResultServiceResolveResponse:
+        data = await self._results.resolve(parse_ref(request.ref))
+        return results_pb2.ResultServiceResolveResponse(data_json=data.encode())
