@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 
 from services.events.chain import StoredEvent, stream_payload
-from services.execution.feed import Delivery, _chain, _parse
+from services.execution.orchestration.feed import Delivery, _chain, _parse
 
 WHEN = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
