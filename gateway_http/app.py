@@ -11,7 +11,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from gateway_http.body_limits import BodyLimits, limited
 from gateway_http.clients import GatewayClients
+from gateway_http.console import ConsoleRoutes
 from gateway_http.cors import Cors
 from gateway_http.errors import exception_handlers
 from gateway_http.event_feeds import EventFeeds
@@ -40,13 +42,14 @@ PREFIXES = ("/api", "/noetl")
 
 def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     timeout = settings.rpc_timeout_seconds
+    stream = StreamRoutes(EventFeeds(clients.events), timeout)
     endpoints = [
         *health.endpoints(metrics_enabled=settings.metrics_enabled),
         *AdminRoutes(clients.execution, timeout).endpoints(),
         *CatalogRoutes(clients.catalog, timeout).endpoints(),
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
-        *StreamRoutes(EventFeeds(clients.events), timeout).endpoints(),
-        *EventRoutes(clients.events, timeout).endpoints(),
+        *stream.endpoints(),
+        *EventRoutes(clients.events, timeout, display_redaction=settings.display_redaction).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
         *VarsRoutes(clients.execution, timeout).endpoints(),
         *ResultRoutes(clients.execution, timeout).endpoints(),
@@ -62,7 +65,9 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *WalletRoutes(clients.secrets, timeout).endpoints(),
         *RuntimeRoutes(settings).endpoints(),
     ]
-    routes = _routes(endpoints, settings.internal_api_token)
+    routes = _routes(endpoints, settings.internal_api_token, settings.body_limits)
+    # The web console (gateway_http/console): a page, not API, so outside both prefixes and the OpenAPI document.
+    routes += ConsoleRoutes(clients.execution, stream, timeout).routes()
     middleware = [Middleware(Cors)]
     if settings.metrics_enabled:
         precreate_request_series(routes)
@@ -71,11 +76,11 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
 
 
-def _routes(endpoints: list[Endpoint], internal_token: str) -> list[BaseRoute]:
+def _routes(endpoints: list[Endpoint], internal_token: str, limits: BodyLimits) -> list[BaseRoute]:
     """One route per prefix, so a route's template (the metrics label) is its full path."""
     routes: list[BaseRoute] = []
     for endpoint in endpoints:
-        handler = address_checked(endpoint.handler)
+        handler = address_checked(limited(endpoint.handler, *limits.for_path(endpoint.path)))
         if endpoint.internal:
             handler = gated(handler, internal_token)  # the gate answers before any validation
         for prefix in ("",) if endpoint.root else PREFIXES:

@@ -126,9 +126,9 @@ def _errors(*statuses: str) -> dict[str, Schema]:
 
 # Every route that calls a service can answer 503 (service down or saturated) and 504 (§1.1).
 BACKEND = ("503", "504")
-# A route that reads a JSON body: 400 for a body that is not text, 422 for one that is not
-# JSON or fails validation.
-BODY = ("400", "422")
+# A route that reads a JSON body: 400 for a body that is not text, 413 for one over the route's
+# limit, 422 for one that is not JSON or fails validation (including nesting, NUL, lone surrogates).
+BODY = ("400", "413", "422")
 
 
 def _operation(
@@ -567,7 +567,14 @@ def _event_paths() -> dict[str, Schema]:
                 "events_batch",
                 "events",
                 "Ingest up to 256 worker events of one execution in one transaction",
-                {**_ok("Accepted", ref("EventBatchResponse"), "202"), **_errors(*BODY, "404", *BACKEND)},
+                {
+                    **_ok("Accepted", ref("EventBatchResponse"), "202"),
+                    **_errors(*BODY, "404", "409", *BACKEND),
+                },
+                description=(
+                    "A replay of an `Idempotency-Key` with the same events answers the recorded batch"
+                    " (`duplicate: true`); with other events it is 409 naming the key, and nothing is stored."
+                ),
                 parameters=idempotency,
                 body=_body(ref("EventBatchRequest")),
             )
@@ -587,11 +594,16 @@ def _event_paths() -> dict[str, Schema]:
             "get": _operation(
                 "event_result",
                 "events",
-                "The stored `result` of one event (redacted; null when it has none)",
+                "The stored `result` of one event (null when it has none)",
                 {
                     **_ok("The result object, or null", _nullable({"type": "object"})),
                     **_errors("404", "422", *BACKEND),
                 },
+                description=(
+                    "Shown through the display filter of data-model.md §9.10 (values under secret-looking"
+                    " keys and secret-looking strings read `[REDACTED]`) unless `NOETL_DISPLAY_REDACTION=false`;"
+                    " the stored result itself is never altered."
+                ),
                 parameters=[_path("event_id", "Event id")],
             )
         },
@@ -957,7 +969,7 @@ def _result_paths() -> dict[str, Schema]:
             "get": _operation(
                 "result_resolve",
                 "results",
-                "The stored JSON value of a result reference (secrets redacted)",
+                "The stored JSON value of a result reference, as stored (resolved secrets were replaced by the writer)",
                 {**_ok("The value itself, any JSON type", {}), **_errors("400", "404", "422", *BACKEND)},
                 parameters=[
                     _query(
@@ -1178,6 +1190,7 @@ _ERROR_RESPONSES = {
     "403": "Forbidden",
     "404": "NotFound",
     "409": "Conflict",
+    "413": "PayloadTooLarge",
     "422": "ValidationFailed",
     "500": "ServerError",
     "503": "Unavailable",
@@ -1198,6 +1211,11 @@ def _responses() -> dict[str, Schema]:
             "Internal token gate: missing header, not `Bearer <token>`, or a different token", "Error"
         ),
         "NotFound": error('Not found: `{"detail": "<message>"}`', "Error"),
+        "PayloadTooLarge": error(
+            "The body is over the route's limit; the message states the limit and the variable that"
+            ' sets it: `{"detail": "<message>"}`',
+            "Error",
+        ),
         "Conflict": error('Conflict: a message or `{"code": ...}`', "ServiceError", retry=True),
         "ValidationFailed": error(
             'Request validation (FastAPI list form), or a rule of the service (`{"detail": "<message>"}`)',

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway_http.body_limits import BodyLimits
 from services.common.config import EnvReader
 from services.common.sharding import MAX_SHARD_COUNT
 
@@ -22,6 +23,8 @@ class GatewaySettings:
     # http-api.md §1.8: the bearer token of /api/internal/*; empty = those routes answer 503.
     internal_api_token: str
     metrics_enabled: bool
+    # data-model.md §9.10: the pattern display filter on `GET /api/events/{id}/result`.
+    display_redaction: bool
     # Deadline of every call to a service; a missed deadline answers 503 with Retry-After.
     rpc_timeout_seconds: float
     # http-api.md §1.1: longer requests are cut off with 504.
@@ -41,6 +44,8 @@ class GatewaySettings:
     # http-api.md §7.6: the `auth0` block of `/api/runtime/contract` as (key, value) pairs in contract
     # order, empty values left out; no pairs at all unless GATEWAY_AUTH0_DOMAIN is set.
     auth0: tuple[tuple[str, str], ...]
+    # Per-route request body limits (413 beyond).
+    body_limits: BodyLimits
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -63,6 +68,7 @@ class GatewaySettings:
             # Surrounding whitespace (a mounted secret's trailing newline) is not part of it.
             internal_api_token=env.text("NOETL_INTERNAL_API_TOKEN"),
             metrics_enabled=not env.flag("NOETL_DISABLE_METRICS", False),
+            display_redaction=env.flag("NOETL_DISPLAY_REDACTION", True),
             rpc_timeout_seconds=env.number("NOETL_GATEWAY_RPC_TIMEOUT", 60.0, minimum=0.1),
             request_timeout_seconds=env.number("NOETL_GATEWAY_REQUEST_TIMEOUT", 1799.0, minimum=1.0),
             drain_seconds=env.number("NOETL_GATEWAY_DRAIN_SECONDS", 30.0, minimum=0.0),
@@ -74,6 +80,7 @@ class GatewaySettings:
             shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
             shard_count=shard_count,
             auth0=_auth0(env),
+            body_limits=BodyLimits.load(env),
         )
         if len(catalog) != 1:
             env.problem("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")

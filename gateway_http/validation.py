@@ -23,6 +23,7 @@ from starlette.responses import Response
 from gateway_http.errors import RequestInvalid
 from gateway_http.routes import Handler
 from services.common.errors import InvalidArgument
+from services.common.jsonutil import MAX_NESTING_DEPTH
 from services.common.timeutil import as_utc
 
 INT64_MIN = -(2**63)
@@ -31,6 +32,10 @@ INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
 
 _NUL_MESSAGE = "String should not contain the NUL character (\\u0000)"
+_SURROGATE_MESSAGE = "String should not contain a lone surrogate (\\ud800-\\udfff): it is not valid Unicode"
+_DEPTH_MESSAGE = f"JSON nested deeper than {MAX_NESTING_DEPTH} levels"
+# A lone surrogate can only arrive escaped (raw, it is invalid UTF-8); pairs also match, harmlessly.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # More digits than any bound of this API has (int64 is 19).
 _MAX_INT_DIGITS = 40
 _INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
@@ -386,8 +391,10 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
     """The request body as parsed JSON (`{}` for an empty optional body).
 
     Raises:
-        RequestInvalid: empty required body, non-JSON content type, malformed JSON.
-        InvalidArgument: a body that is not UTF-8/16/32 text (FastAPI's 400).
+        RequestInvalid: empty required body, non-JSON content type, malformed JSON, nesting deeper
+            than `MAX_NESTING_DEPTH`, a NUL character or a lone surrogate in a string.
+        InvalidArgument: a body that is not UTF-8/16/32 text (FastAPI's 400, naming the byte).
+        PayloadTooLarge: a body over the route's limit (`gateway_http.body_limits`).
     """
     raw = await request.body()
     if not raw:
@@ -411,22 +418,33 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         raise RequestInvalid(
             [error_item("json_invalid", ["body", position], "JSON decode error", {}, {"error": str(exc)})]
         ) from None
-    except UnicodeDecodeError:
-        raise InvalidArgument("There was an error parsing the body") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(
+            f"There was an error parsing the body: not valid {exc.encoding.upper()} (byte "
+            f"0x{exc.object[exc.start]:02x} at position {exc.start}: {exc.reason})"
+        ) from None
+    except RecursionError:
+        raise RequestInvalid([error_item("json_invalid", ["body"], _DEPTH_MESSAGE, {})]) from None
     except ValueError as exc:  # an integer literal past Python's 4300-digit limit
         raise RequestInvalid(
             [error_item("json_invalid", ["body", 0], "JSON decode error", {}, {"error": str(exc)})]
         ) from None
-    if b"\\u0000" in raw:  # JSON can only carry U+0000 escaped; the walk is skipped otherwise
+    # Skipped unless the body could hold a problem: U+0000 and lone surrogates arrive escaped, and
+    # nesting needs as many brackets as levels.
+    if (
+        b"\\u0000" in raw
+        or _SURROGATE_ESCAPE.search(raw)
+        or raw.count(b"[") + raw.count(b"{") > MAX_NESTING_DEPTH
+    ):
         problems = Problems()
-        _report_nul(parsed, ["body"], problems)
+        _report_text(parsed, ["body"], problems)
         problems.check()
     return parsed
 
 
 def address_checked(handler: Handler) -> Handler:
     """`handler` behind a check that refuses a NUL character in a path parameter with 422 naming
-    it (see `_report_nul`); bodies get the same check in `read_json`, query values in `Fields`."""
+    it (see `_report_text`); bodies get the same check in `read_json`, query values in `Fields`."""
 
     async def checked(request: Request) -> Response:
         _check_address(request)
@@ -439,24 +457,42 @@ def address_checked(handler: Handler) -> Handler:
 def _check_address(request: Request) -> None:
     problems = Problems()
     for name, value in request.path_params.items():
-        _report_nul(value, ["path", name], problems)
+        _report_text(value, ["path", name], problems)
     problems.check()
 
 
-def _report_nul(value: Any, loc: list[str | int], problems: Problems) -> None:
-    """Postgres cannot store U+0000 in text or jsonb; refused at the edge so that no route answers
-    500 for it after part of the work is done."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            problems.add("string_nul", loc, _NUL_MESSAGE, value)
+def _report_text(value: Any, loc: list[str | int], problems: Problems, depth: int = 0) -> None:
+    """What no service can take, refused at the edge so that no route answers 500 after part of the
+    work is done: U+0000 (Postgres cannot store it in text or jsonb), a lone surrogate (no UTF-8
+    form), and nesting past `MAX_NESTING_DEPTH` (the services' JSON codec stops at 255 levels)."""
+    if depth > MAX_NESTING_DEPTH:
+        problems.add("json_too_deep", loc, _DEPTH_MESSAGE, "...")
+    elif isinstance(value, str):
+        _report_string(value, loc, problems)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                problems.add("string_nul", [*loc, key], _NUL_MESSAGE, key)
-            _report_nul(item, [*loc, key], problems)
+            where = [*loc, _printable(key)]
+            _report_string(key, where, problems)
+            _report_text(item, where, problems, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _report_nul(item, [*loc, index], problems)
+            _report_text(item, [*loc, index], problems, depth + 1)
+
+
+def _report_string(value: str, loc: list[str | int], problems: Problems) -> None:
+    if "\x00" in value:
+        problems.add("string_nul", loc, _NUL_MESSAGE, value)
+    if _printable(value) is not value:
+        problems.add("string_unicode", loc, _SURROGATE_MESSAGE, _printable(value))
+
+
+def _printable(text: str) -> str:
+    """`text` itself when it has a UTF-8 form, else with each lone surrogate written as `\\udxxx`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class _NonFinite(ValueError):

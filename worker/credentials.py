@@ -10,12 +10,21 @@ What is redacted by value: every string (and number) in the resolved data, excep
 connection fields that are not secret (`host`, `port`, `user`, `database`, ... see
 `_NOT_SECRET`), which would otherwise blank out ordinary words of the output. A value under four
 characters is redacted only where it is a whole string, never inside a longer text.
+
+A tool may hand a secret on encoded, so each one is also redacted in its common encodings (as a
+whole value: base64 and base64url with and without padding, URL-encoded, JSON-escaped, hex in
+either case). Nothing else is redacted here: data that merely looks secret (a base64 blob, a
+`token_count` key) is user data and reaches later steps unchanged (data-model.md §9.10).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
+import traceback
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -115,11 +124,16 @@ class CommandSecrets:
         """Redact `value` (a string, or the secret leaves of a map or list) from this command's events."""
         for leaf in _secret_leaves(value, None):
             if leaf:
-                self._values.add(leaf)
+                self._values.update(encodings(leaf))
 
     @property
     def active(self) -> bool:
         return bool(self._values)
+
+    def crash_text(self, exc: BaseException) -> str:
+        """The traceback of `exc` for the log, redacted: an exception's message may quote a secret."""
+        text: str = self.redact("".join(traceback.format_exception(exc)))
+        return text
 
     def redact(self, value: Any) -> Any:
         """A copy of `value` with every remembered secret replaced by `[REDACTED]`."""
@@ -128,6 +142,28 @@ class CommandSecrets:
         # Longest first, so that a secret containing another is replaced whole.
         ordered = sorted(self._values, key=len, reverse=True)
         return _redact(value, ordered, frozenset(self._values))
+
+
+def encodings(secret: str) -> set[str]:
+    """`secret` and the forms a tool is likely to pass it on in; tiny values only as themselves,
+    since the encoding of two characters would blank out ordinary text."""
+    forms = {secret}
+    if len(secret) < _MIN_SUBSTRING:
+        return forms
+    raw = secret.encode()
+    for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        forms.update((encoded, encoded.rstrip("=")))
+    forms.update(
+        (
+            urllib.parse.quote(secret, safe=""),
+            urllib.parse.quote_plus(secret),
+            json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+            raw.hex(),
+            raw.hex().upper(),
+        )
+    )
+    return forms
 
 
 def _secret_leaves(value: Any, key: str | None) -> Iterable[str]:

@@ -133,7 +133,9 @@ class Executor:
         try:
             return await self._runner.run(call)
         except Exception as exc:
-            log.exception("command %s of step %s crashed", call.command_id, call.step)
+            log.error(
+                "command %s of step %s crashed: %s", call.command_id, call.step, call.secrets.crash_text(exc)
+            )
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
 
     async def _heartbeats(self, stream: _EventStream) -> None:

@@ -211,7 +211,7 @@ class ToolRunner:
         except TimeoutError:
             return ToolResult(ok=False, data=None, error=_timeout_message(call), error_kind="timeout")
         except Exception as exc:
-            log.exception("tool %s of step %s crashed", call.kind, call.step)
+            log.error("tool %s of step %s crashed: %s", call.kind, call.step, call.secrets.crash_text(exc))
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
 
 

@@ -46,7 +46,7 @@ class ResultOffload:
         encoded = jsonutil.dumps(data)
         if len(encoded) <= self._inline_bytes:
             return None
-        # Secrets this command resolved never reach the store (the service scrubs keys besides).
+        # Secrets this command resolved never reach the store.
         visible = call.secrets.redact(data)
         if call.secrets.active:
             encoded = jsonutil.dumps(visible)
@@ -73,7 +73,7 @@ class ResultOffload:
             "store": stored.store,
             "scope": stored.scope,
             "bytes": stored.bytes,
-            # A bare 64-digit hex string reads as a secret to event redaction (data-model.md §9.10).
+            # Prefixed so that the display filter's pattern rules leave it visible (data-model.md §9.10).
             "sha256": f"sha256:{stored.sha256}",
             "preview": preview(visible),
         }

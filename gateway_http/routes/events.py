@@ -17,6 +17,7 @@ from starlette.responses import Response
 from gateway_http.coalescing import EmitCoalescer
 from gateway_http.encoding import dumps, json_response
 from gateway_http.formatting import timestamp
+from gateway_http.redaction import redact
 from gateway_http.routes import Endpoint, first_found, set_present
 from gateway_http.validation import Fields, Problems, parse_id, read_json
 from services.common import jsonutil
@@ -28,9 +29,16 @@ QUEUE_DEPTH = 0
 
 
 class EventRoutes:
-    def __init__(self, events: Sharded[events_pb2_grpc.EventServiceStub], rpc_timeout: float) -> None:
+    def __init__(
+        self,
+        events: Sharded[events_pb2_grpc.EventServiceStub],
+        rpc_timeout: float,
+        *,
+        display_redaction: bool,
+    ) -> None:
         self._events = events
         self._timeout = rpc_timeout
+        self._display_redaction = display_redaction
         self._coalescer = EmitCoalescer(events, rpc_timeout)
 
     def endpoints(self) -> list[Endpoint]:
@@ -133,7 +141,8 @@ class EventRoutes:
         return json_response(_batch_body(found.batch))
 
     async def result(self, request: Request) -> Response:
-        """§5.3 → `GetEventResult`: the stored `result`, redacted, or `null`."""
+        """§5.3 → `GetEventResult`: the stored `result` (through the display filter when it is on),
+        or `null`."""
         problems = Problems()
         event_id = problems.path_id(request, "event_id")
         problems.check()
@@ -143,7 +152,8 @@ class EventRoutes:
             lambda stub: stub.GetEventResult(query, timeout=self._timeout),
             f"Event {event_id} not found",
         )
-        return json_response(jsonutil.loads(found.result_json))
+        result = jsonutil.loads(found.result_json)
+        return json_response(redact(result) if self._display_redaction else result)
 
 
 def _batch_item(item: Fields) -> events_pb2.WorkerEvent:

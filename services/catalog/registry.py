@@ -10,7 +10,9 @@ from typing import Any
 
 import yaml
 
+from services.catalog.yaml_guard import check_yaml
 from services.common.errors import InvalidArgument
+from services.common.jsonutil import MAX_NESTING_DEPTH
 from services.common.timeutil import rfc3339, utcnow
 
 _KIND_ALIASES = {
@@ -27,6 +29,11 @@ _KIND_ALIASES = {
 EXECUTABLE_KINDS = frozenset({"playbook", "agent"})
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
 _WHITESPACE = re.compile(r"\s+")
+# The catalog path grammar (docs/decisions.md): segments of letters, digits, `_`, `-` and `.`, not
+# starting with a dot (so no `.`, `..` or hidden names), joined by single `/`; relative; at most
+# MAX_PATH_LENGTH characters. A path names a playbook; it must never read as a file system path.
+MAX_PATH_LENGTH = 255
+_SEGMENT = re.compile(r"[\w-][\w.-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +74,15 @@ def parse_document(content: str, resource_type: str) -> Document:
     The reference answers 500 for unparseable YAML; bad input is the caller's error, so 400.
     """
     text = decode_content(content)
+    check_yaml(text)
     try:
         payload = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidArgument(f"Error registering resource: {_one_line(exc)}.") from exc
+    except RecursionError:  # past a syntax error the two parsers may read differently
+        raise InvalidArgument(
+            f"Error registering resource: the document nests deeper than {MAX_NESTING_DEPTH} levels."
+        ) from None
     if not isinstance(payload, dict):
         raise InvalidArgument("Error registering resource: content is not a YAML mapping.")
     doc = payload
@@ -81,7 +93,27 @@ def parse_document(content: str, resource_type: str) -> Document:
     path = (
         _first_text(metadata.get("path"), doc.get("path"), metadata.get("name"), doc.get("name")) or "unknown"
     )
+    check_path(path)
     return Document(content=text, payload=payload, kind=kind or "playbook", path=path, meta=_meta(metadata))
+
+
+def check_path(path: str) -> None:
+    """Raises InvalidArgument naming what is wrong with a path outside the grammar."""
+    shown = path if len(path) <= 80 else path[:80] + "..."
+    if not path:
+        problem = "it is empty"
+    elif len(path) > MAX_PATH_LENGTH:
+        problem = f"longer than {MAX_PATH_LENGTH} characters ({len(path)})"
+    elif "\\" in path:
+        problem = "a backslash is not a path separator"
+    elif path.startswith("/"):
+        problem = "it must be relative (no leading '/')"
+    else:
+        bad = next((segment for segment in path.split("/") if not _SEGMENT.fullmatch(segment)), None)
+        if bad is None:
+            return
+        problem = f"segment {bad!r} is not letters, digits, '_', '-' and '.' (not starting with '.')"
+    raise InvalidArgument(f"Error registering resource: invalid path {shown!r}: {problem}.")
 
 
 def _meta(metadata: dict[str, Any]) -> dict[str, Any]:

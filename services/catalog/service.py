@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from services.catalog.ports import HistoryPort
@@ -29,8 +30,10 @@ class Catalog:
         self._history = history
 
     async def register(self, content: str, resource_type: str) -> Entry:
-        """Raises Internal when the content is not YAML."""
-        doc = parse_document(content, resource_type or "Playbook")
+        """Raises InvalidArgument when the content is not a YAML mapping or passes a limit
+        (`yaml_guard`, the path grammar)."""
+        # Parsing a large document takes a while; the catalog keeps answering meanwhile.
+        doc = await asyncio.to_thread(parse_document, content, resource_type or "Playbook")
         return await self._store.insert_version(
             catalog_id=self._ids.next_id(),
             path=doc.path,

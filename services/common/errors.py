@@ -33,6 +33,12 @@ class Unprocessable(MeshError):
     http_status = 422
 
 
+class PayloadTooLarge(MeshError):
+    """A request or value over a documented size limit; the message states the limit (HTTP 413)."""
+
+    http_status = 413
+
+
 class NotFound(MeshError):
     http_status = 404
 

@@ -7,6 +7,11 @@ from typing import Any
 
 import orjson
 
+# How deep a caller's JSON or YAML may nest (the gateway and the catalog refuse deeper with 4xx):
+# far more than real playbooks and results use, and well inside orjson's limit of 255 levels,
+# which also holds the envelopes the services wrap around a caller's value.
+MAX_NESTING_DEPTH = 100
+
 
 def dumps(value: Any) -> bytes:
     """Raises TypeError for values JSON cannot carry."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from services.common.errors import Unprocessable
+from services.events.normalize import WorkerEventDraft
 
 DEFAULT_MAX_EVENTS = 256
 DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
@@ -62,3 +65,11 @@ class BatchOutcome:
     event_ids: list[int]
     commands_generated: int
     duplicate: bool
+
+
+def batch_digest(events: Sequence[WorkerEventDraft], catalog_id: int | None) -> str:
+    """sha256 of what a batch asks to store: a replay of its idempotency key must ask the same
+    (http-api.md §5.2; docs/decisions.md), whatever the order of keys in its JSON."""
+    asked = [[e.event_type, e.step, e.context, e.meta, e.command_id, e.worker_id, e.error] for e in events]
+    canonical = json.dumps([catalog_id, asked], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

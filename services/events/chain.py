@@ -21,6 +21,12 @@ from services.events.normalize import TERMINAL_TYPES
 WorkerIdentity = tuple[str, str, int]
 
 
+# NATS refuses a message over its server's max_payload (1 MiB by default); this leaves room for the
+# headers and for a server configured a little lower.
+MIRROR_MAX_BYTES = 768 * 1024
+MIRROR_TEXT_CHARS = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Notify:
     subject: str
@@ -64,6 +70,8 @@ class BatchIntent:
 
     request_id: int
     idempotency_key: str | None  # unique per execution: a replay answers the recorded batch
+    # `batches.batch_digest`: a replay asking something else is a conflict, not the recorded answer.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,30 +232,65 @@ def plan(
 
 
 def stream_payload(event: StoredEvent) -> str:
-    """The stream form of an event (data-model.md §11.2), built around the stored JSON text."""
-    scalars = orjson.dumps(
-        {
-            "event_id": event.event_id,
-            "execution_id": event.execution_id,
-            "catalog_id": event.catalog_id,
-            "event_type": event.event_type,
-            "status": event.status,
-            "created_at": rfc3339(event.created_at),
-            "node_id": event.node_id,
-            "node_name": event.node_name,
-            "node_type": event.node_type,
-            "parent_event_id": event.parent_event_id,
-            "prev_event_id": event.prev_event_id,
-            "parent_execution_id": event.parent_execution_id,
-        }
-    ).decode()
+    """The stream form of an event (data-model.md §11.2), built around the stored JSON text.
+
+    An event whose stream form passes `MIRROR_MAX_BYTES` is mirrored by reference (docs/decisions.md):
+    its `context`, `result` and `meta` are null and `mirror_omitted` says how large the event is and
+    where to read it, so the publish never exceeds NATS's payload limit and dead-letters.
+    """
+    scalars = orjson.dumps(_scalars(event, lambda text: text)).decode()
     tail = orjson.dumps(
         {"error": event.error, "worker_id": event.worker_id, "command_id": event.command_id}
     ).decode()
-    return (
+    whole = (
         f'{scalars[:-1]},"context":{event.context or "null"},"result":{event.result or "null"},'
         f'"meta":{event.meta or "null"},{tail[1:]}'
     )
+    # A character is at most 4 bytes in UTF-8: only a large event needs its exact size.
+    if len(whole) * 4 <= MIRROR_MAX_BYTES:
+        return whole
+    size = len(whole.encode())
+    if size <= MIRROR_MAX_BYTES:
+        return whole
+    reference = {
+        **_scalars(event, _cut),
+        "context": None,
+        "result": None,
+        "meta": None,
+        "error": _cut(event.error),
+        "worker_id": _cut(event.worker_id),
+        "command_id": event.command_id,
+        "mirror_omitted": {
+            "bytes": size,
+            "limit": MIRROR_MAX_BYTES,
+            "read": f"/api/events/{event.event_id}/result",
+        },
+    }
+    return orjson.dumps(reference).decode()
+
+
+def _scalars(event: StoredEvent, text: Callable[[str | None], str | None]) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "execution_id": event.execution_id,
+        "catalog_id": event.catalog_id,
+        "event_type": text(event.event_type),
+        "status": event.status,
+        "created_at": rfc3339(event.created_at),
+        "node_id": text(event.node_id),
+        "node_name": text(event.node_name),
+        "node_type": text(event.node_type),
+        "parent_event_id": event.parent_event_id,
+        "prev_event_id": event.prev_event_id,
+        "parent_execution_id": event.parent_execution_id,
+    }
+
+
+def _cut(text: str | None) -> str | None:
+    """The first part of a text in the reference form: any field a caller sets may be large."""
+    if text is None or len(text) <= MIRROR_TEXT_CHARS:
+        return text
+    return text[:MIRROR_TEXT_CHARS] + "..."
 
 
 def _mint_after(mint: Callable[[], int], head_id: int | None) -> int:

@@ -7,7 +7,6 @@ from typing import Any
 
 from services.common.errors import Unprocessable
 from services.common.event_types import WORKER_IDEMPOTENT, WRITTEN_TERMINAL, canonical_event_type
-from services.common.redaction import redact
 
 TERMINAL_TYPES = tuple(sorted(WRITTEN_TERMINAL))
 _RESULT_KEYS = frozenset({"status", "reference", "context", "command_id"})
@@ -71,8 +70,9 @@ def normalize(
     kind = canonical_event_type(event_type)
     status = status_from_name(kind)
     command_id = _command_id(body.get("command_id"), (meta or {}).get("command_id"))
-    context = redact(body)
-    stored_meta = redact(dict(meta or {}))
+    # Stored as sent: the worker has already replaced the secrets it resolved (data-model.md §9.10).
+    context = body
+    stored_meta = dict(meta or {})
     stored_meta.update(
         {
             "actionable": actionable,

@@ -118,5 +118,7 @@ CREATE TABLE IF NOT EXISTS noetl.event_batch (
     updated_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
     CONSTRAINT chk_event_batch_state CHECK (state IN ('accepted', 'completed', 'failed'))
 );
+-- Project column: sha256 of what the batch asked (a replay of its key must ask the same).
+ALTER TABLE noetl.event_batch ADD COLUMN IF NOT EXISTS request_digest TEXT;
 CREATE UNIQUE INDEX IF NOT EXISTS idx_event_batch_idem ON noetl.event_batch (execution_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;

@@ -18,9 +18,8 @@ from services.common.bus import event_subject
 from services.common.db import connection_errors, with_retry
 from services.common.errors import Internal, InvalidArgument, MeshError, NotFound
 from services.common.metrics import INGEST_BUCKETS
-from services.common.redaction import redact
 from services.events.batcher import AppendBatcher
-from services.events.batches import COMPLETED, BatchOutcome, EventBatch
+from services.events.batches import COMPLETED, BatchOutcome, EventBatch, batch_digest
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
 from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
 from services.events.projection import Envelope
@@ -193,7 +192,7 @@ class EventLog:
             parent_execution_id=None,
             require_open=False,
             mirror_subject=self._mirror_subject(execution_id),
-            batch=BatchIntent(request_id, idempotency_key),
+            batch=BatchIntent(request_id, idempotency_key, batch_digest(events, catalog_id)),
         )
         started = time.perf_counter()
         outcome = await self._append_alone(job)
@@ -211,12 +210,11 @@ class EventLog:
         return found
 
     async def event_result(self, event_id: int) -> Any:
-        """The event's `result`, redacted (None when NULL); raises NotFound for an unknown event."""
+        """The event's stored `result` (None when NULL); raises NotFound for an unknown event."""
         found, result = await self._store.event_result(event_id)
         if not found:
             raise NotFound(f"Event {event_id} not found")
-        # Worker results are redacted on the way in; orchestrator-written ones are not.
-        return None if result is None else redact(orjson.loads(result))
+        return None if result is None else orjson.loads(result)
 
     async def project(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
         """(projected, duplicates) of a trusted batch; a replayed batch projects nothing.

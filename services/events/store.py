@@ -10,6 +10,7 @@ gap-free and makes idempotency and the single terminal event one decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ import asyncpg
 import orjson
 
 from services.common.db import Connection
-from services.common.errors import MeshError
+from services.common.errors import Conflict, MeshError
 from services.common.timeutil import as_utc, utcnow
 from services.events.batches import EventBatch
 from services.events.chain import (
@@ -116,13 +117,14 @@ WHERE EXISTS (SELECT 1 FROM noetl.event e WHERE e.catalog_id = x.id)
 # Worker batches (http-api.md §5.2): the record is written beside the batch's events, under the
 # same execution lock, so a replay of its key either finds the whole batch or nothing.
 _RECORDED_BATCHES = """
-SELECT b.execution_id, b.idempotency_key, b.request_id, b.event_ids
+SELECT b.execution_id, b.idempotency_key, b.request_id, b.event_ids, b.request_digest
 FROM unnest($1::bigint[], $2::text[]) AS k(execution_id, idempotency_key)
 JOIN noetl.event_batch b ON b.execution_id = k.execution_id AND b.idempotency_key = k.idempotency_key
 """
 _INSERT_BATCH = """
-INSERT INTO noetl.event_batch (request_id, execution_id, idempotency_key, event_ids, created_at, updated_at)
-VALUES ($1, $2, $3, $4::bigint[], $5, $5)
+INSERT INTO noetl.event_batch
+    (request_id, execution_id, idempotency_key, event_ids, created_at, updated_at, request_digest)
+VALUES ($1, $2, $3, $4::bigint[], $5, $5, $6)
 """
 _FINISH_BATCH = """
 UPDATE noetl.event_batch SET state = $2, commands_generated = $3, error = $4, updated_at = now() AT TIME ZONE 'utc'
@@ -199,7 +201,7 @@ class EventStore:
             results: list[AppendOutcome | MeshError] = []
             for job in jobs:
                 replay = _replay(job, recorded)
-                if replay is not None:
+                if replay is not None:  # the recorded answer, or the conflict of a different body
                     results.append(replay)
                     continue
                 try:
@@ -216,9 +218,8 @@ class EventStore:
                     continue
                 results.append(outcome)
                 if job.batch is not None and job.batch.idempotency_key:
-                    recorded[(job.execution_id, job.batch.idempotency_key)] = (
-                        job.batch.request_id,
-                        outcome.event_ids,
+                    recorded[(job.execution_id, job.batch.idempotency_key)] = RecordedBatch(
+                        job.batch.request_id, outcome.event_ids, job.batch.digest
                     )
                 if outcome.stored:
                     # Later jobs of the same execution link to this one's last event.
@@ -287,8 +288,8 @@ class EventStore:
     @staticmethod
     async def _recorded_batches(
         conn: Connection, jobs: Sequence[AppendJob]
-    ) -> dict[tuple[int, str], tuple[int, list[int]]]:
-        """(execution_id, idempotency_key) → (request_id, event_ids) of the batches already stored."""
+    ) -> dict[tuple[int, str], RecordedBatch]:
+        """(execution_id, idempotency_key) → the batches already stored."""
         keys = [
             (job.execution_id, job.batch.idempotency_key)
             for job in jobs
@@ -297,7 +298,7 @@ class EventStore:
         if not keys:
             return {}
         rows = await conn.fetch(_RECORDED_BATCHES, *_columns(keys, 2))
-        return {(row[0], row[1]): (row[2], list(row[3])) for row in rows}
+        return {(row[0], row[1]): RecordedBatch(row[2], list(row[3]), row[4]) for row in rows}
 
     @staticmethod
     async def _record_batches(
@@ -305,7 +306,14 @@ class EventStore:
     ) -> None:
         created = now.replace(tzinfo=None)
         rows = [
-            (job.batch.request_id, job.execution_id, job.batch.idempotency_key, outcome.event_ids, created)
+            (
+                job.batch.request_id,
+                job.execution_id,
+                job.batch.idempotency_key,
+                outcome.event_ids,
+                created,
+                job.batch.digest,
+            )
             for job, outcome in written
             if job.batch is not None
         ]
@@ -465,15 +473,31 @@ def _projected_columns(envelopes: Sequence[Envelope]) -> list[list[Any]]:
     ]
 
 
-def _replay(job: AppendJob, recorded: dict[tuple[int, str], tuple[int, list[int]]]) -> AppendOutcome | None:
-    """The recorded answer of a batch whose idempotency key was seen before; nothing is written."""
+def _replay(
+    job: AppendJob, recorded: dict[tuple[int, str], RecordedBatch]
+) -> AppendOutcome | Conflict | None:
+    """The recorded answer of a batch whose idempotency key was seen before, or the conflict of one
+    that asks something else under that key; nothing is written either way."""
     if job.batch is None or not job.batch.idempotency_key:
         return None
     found = recorded.get((job.execution_id, job.batch.idempotency_key))
     if found is None:
         return None
-    request_id, event_ids = found
-    return AppendOutcome(event_ids=list(event_ids), duplicates=[True] * len(event_ids), replay_of=request_id)
+    # A batch recorded before digests were kept (NULL) is taken as the same.
+    if found.digest is not None and job.batch.digest is not None and found.digest != job.batch.digest:
+        return Conflict(
+            f"Idempotency-Key '{job.batch.idempotency_key}' was already used in execution "
+            f"{job.execution_id} for a different batch of events; use a new key for new events"
+        )
+    ids = found.event_ids
+    return AppendOutcome(event_ids=list(ids), duplicates=[True] * len(ids), replay_of=found.request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedBatch:
+    request_id: int
+    event_ids: list[int]
+    digest: str | None
 
 
 def _remember(known: Known, job: AppendJob, outcome: AppendOutcome) -> None:

@@ -54,6 +54,9 @@ class Delivery:
     message: Msg
     event: LogEvent
     record: EventRecord
+    # False for an event mirrored by reference (too large for a NATS message): its JSON fields
+    # are not in the message, so it is read from the log instead.
+    complete: bool = True
 
 
 class EventFeed:
@@ -135,8 +138,12 @@ class EventFeed:
     async def _apply_one(self, execution_id: int, deliveries: list[Delivery]) -> None:
         deliveries.sort(key=lambda d: d.event.event_id)
         try:
+            events = [
+                d.event if d.complete else await self._projector.read(execution_id, d.event)
+                for d in deliveries
+            ]
             await asyncio.gather(
-                self._projector.observe(execution_id, [d.event for d in deliveries]),
+                self._projector.observe(execution_id, events),
                 self._drive(execution_id, deliveries),
             )
         except Exception as exc:
@@ -183,7 +190,10 @@ class EventFeed:
 
 def _chain(deliveries: Sequence[Delivery]) -> Appended | None:
     """The deliveries as an `Appended` the orchestrator can fold without a log read, when they
-    form one unbroken stretch of the chain; None otherwise (the orchestrator reads the log)."""
+    form one unbroken stretch of the chain of complete events; None otherwise (the orchestrator
+    reads the log)."""
+    if not all(d.complete for d in deliveries):
+        return None
     for before, after in itertools.pairwise(deliveries):
         if after.event.prev_event_id != before.event.event_id:
             return None
@@ -241,7 +251,7 @@ def _parse(message: Msg) -> Delivery | None:
         created_at=created_at or utcnow(),
         parent_event_id=_int(body.get("parent_event_id")),
     )
-    return Delivery(message, event, record)
+    return Delivery(message, event, record, complete="mirror_omitted" not in body)
 
 
 def _int(value: object) -> int | None:

@@ -91,6 +91,10 @@ class Projector:
             async for page in self._events.pages(execution_id, EventType.COMMAND_ISSUED):
                 await self._ensure_commands(execution_id, page)
 
+    async def read(self, execution_id: int, event: LogEvent) -> LogEvent:
+        """The whole event from the log (its stream copy was a reference); as given if gone."""
+        return await self._events.one(execution_id, event.event_id) or event
+
     async def heal_command(self, execution_id: int, event_id: int) -> bool:
         """Projects one `command.issued` event by id; False when the log has no such command."""
         found = await self._events.one(execution_id, event_id)

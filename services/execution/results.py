@@ -21,7 +21,6 @@ import orjson
 
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import Snowflake
-from services.common.redaction import redact
 from services.common.result_refs import ResultRef
 from services.execution.store import NewResultRow, ResultStore
 
@@ -116,9 +115,10 @@ class Results:
         self._ids = ids
 
     async def put(self, request: PutInput) -> StoredResult:
-        """Scrubs secrets from `data` and `correlation` (data-model.md §9.10) and stores the value.
+        """Stores the value as given: the writer has replaced the secrets it resolved (data-model.md
+        §9.10), and what merely looks secret is user data.
 
-        `size` and `sha256` describe the compact UTF-8 JSON of the scrubbed value as written.
+        `size` and `sha256` describe the compact UTF-8 JSON of the value as written.
 
         Raises:
             InvalidArgument: a bad execution id, name, scope, store tier or ttl, or a value
@@ -132,7 +132,7 @@ class Results:
         scope = checked_scope(request.scope)
         store = checked_store(request.store)
         ttl = ttl_seconds(request.ttl)
-        encoded = orjson.dumps(redact(request.data))
+        encoded = orjson.dumps(request.data)
         ref = ResultRef(execution_id=request.execution_id, name=name, result_id=self._ids.next_id())
         digest = hashlib.sha256(encoded).hexdigest()
         expires_at = await self._store.insert_result(
@@ -145,7 +145,7 @@ class Results:
                 data=encoded.decode(),
                 size=len(encoded),
                 sha256=digest,
-                correlation=None if request.correlation is None else redact(request.correlation),
+                correlation=request.correlation,
                 extracted=request.extracted,
                 ttl_seconds=ttl,
             )

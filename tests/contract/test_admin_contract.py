@@ -21,8 +21,9 @@ from gateway_http.settings import GatewaySettings
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import expect
 from tests.helpers import infra
-from tests.helpers.admin import NOWHERE, bare_database, running_admin
+from tests.helpers.admin import bare_database, running_admin
 from tests.helpers.infra import PgServer
+from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -34,11 +35,8 @@ async def gateway_before(execution_addr: str) -> AsyncIterator[httpx.AsyncClient
     """The gateway app with `execution_addr` as its one execution shard; nothing else is reachable."""
     settings = GatewaySettings.load(
         {
-            "NOETL_CATALOG_ADDR": NOWHERE,
+            **NOWHERE_ENV,
             "NOETL_EXECUTION_ADDRS": execution_addr,
-            "NOETL_EVENTS_ADDRS": NOWHERE,
-            "NOETL_OUTBOX_ADDR": NOWHERE,
-            "NOETL_SECRETS_ADDR": NOWHERE,
             "NOETL_GATEWAY_RPC_TIMEOUT": "5",
         }
     )

@@ -21,6 +21,7 @@ from tests.contract.golden import GoldenFiles
 from tests.contract.support import LINEAR_PATH, expect
 from tests.helpers.invariants import FinishedRun
 from tests.helpers.mesh import ProcessMesh, register, wait_terminal
+from tests.helpers.nowhere import NOWHERE_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -172,6 +173,8 @@ async def gated_gateway(process_mesh: ProcessMesh, token: str | None) -> AsyncIt
     """A gateway app in this process, configured with `token`, over the session mesh's services."""
     info = process_mesh.info
     env = {
+        **NOWHERE_ENV,
+        "NOETL_SECRETS_ADDR": f"127.0.0.1:{info.ports.secrets}",
         "NOETL_CATALOG_ADDR": info.catalog_addr,
         "NOETL_EXECUTION_ADDRS": ",".join(info.execution_addrs),
         "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs),

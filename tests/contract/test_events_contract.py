@@ -15,10 +15,9 @@ from tests.contract.golden import GoldenFiles
 from tests.contract.support import LINEAR_PATH, expect
 from tests.helpers.invariants import FinishedRun, finish
 from tests.helpers.mesh import ProcessMesh, execute
+from tests.helpers.nowhere import NOWHERE_ENV
 
 pytestmark = pytest.mark.e2e
-
-NOWHERE = "127.0.0.1:9"
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +122,13 @@ async def test_batch(gateway: httpx.AsyncClient, golden: GoldenFiles, own_run: F
         accepted["event_ids"],
     )
 
+    # The same key with another body is refused, naming the key (docs/decisions.md).
+    other = await gateway.post(
+        "/api/events/batch", json=batch_body(own_run.execution_id, "third"), headers=headers
+    )
+    assert other.status_code == 409
+    assert "Idempotency-Key 'contract-batch-1' was already used" in other.json()["detail"]
+
     status = await gateway.get(f"/api/events/batch/{accepted['request_id']}/status")
     golden.check("event_batch_status", expect(status, 200))
     assert status.json()["event_ids"] == accepted["event_ids"]
@@ -200,9 +206,7 @@ async def test_batch_status_not_found(
 
 async def test_batch_with_the_event_service_down(golden: GoldenFiles) -> None:
     """503 in the §5.2 shape, with Retry-After, when the event service cannot be reached."""
-    config = GatewaySettings.load(
-        {"NOETL_CATALOG_ADDR": NOWHERE, "NOETL_EXECUTION_ADDRS": NOWHERE, "NOETL_EVENTS_ADDRS": NOWHERE}
-    )
+    config = GatewaySettings.load(NOWHERE_ENV)
     clients = GatewayClients.connect(config)
     try:
         transport = httpx.ASGITransport(app=create_app(clients, config))
@@ -243,3 +247,34 @@ async def test_event_result_errors(
     gateway: httpx.AsyncClient, golden: GoldenFiles, name: str, event_id: str, status: int
 ) -> None:
     golden.check(name, expect(await gateway.get(f"/api/events/{event_id}/result"), status))
+
+
+async def test_event_result_display_filter_is_a_view_that_can_be_switched_off(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, own_run: FinishedRun
+) -> None:
+    """data-model.md §9.10: the pattern rules apply to what this route shows (on by default), never to
+    what is stored; `NOETL_DISPLAY_REDACTION=false` shows the result as stored."""
+    payload = {"token_count": 5, "blob": "QUJD" * 20, "rows": [1, 2]}
+    body = {
+        "execution_id": own_run.execution_id,
+        "step": "end",
+        "event_type": "contract.display",
+        "payload": payload,
+        "actionable": False,
+    }
+    event_id = expect_json(await gateway.post("/api/events", json=body))["event_id"]
+
+    shown = expect_json(await gateway.get(f"/api/events/{event_id}/result"))
+    assert shown["context"] == {"token_count": "[REDACTED]", "blob": "[REDACTED]", "rows": [1, 2]}
+    info = process_mesh.info
+    config = GatewaySettings.load(
+        {**NOWHERE_ENV, "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs), "NOETL_DISPLAY_REDACTION": "false"}
+    )
+    clients = GatewayClients.connect(config)
+    try:
+        transport = httpx.ASGITransport(app=create_app(clients, config))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            unfiltered = expect_json(await http.get(f"/api/events/{event_id}/result"))
+    finally:
+        await clients.close()
+    assert unfiltered["context"] == payload

@@ -22,10 +22,10 @@ from gateway_http.settings import GatewaySettings
 from services.common.config import ConfigError
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import expect
+from tests.helpers.nowhere import NOWHERE_ENV
 
 pytestmark = pytest.mark.e2e
 
-NOWHERE = "127.0.0.1:9"
 SHARD_INFO = "/api/runtime/shard-info"
 CONTRACT = "/api/runtime/contract"
 
@@ -48,9 +48,7 @@ VECTORS = [
 async def local_gateway(**env: str) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     settings = GatewaySettings.load(
         {
-            "NOETL_CATALOG_ADDR": NOWHERE,
-            "NOETL_EXECUTION_ADDRS": NOWHERE,
-            "NOETL_EVENTS_ADDRS": NOWHERE,
+            **NOWHERE_ENV,
             **env,
         }
     )

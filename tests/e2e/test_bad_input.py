@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import ProcessMesh, fixture_file, gated_playbook, new_rows, register, wait_claimed
+from tests.helpers.mesh import ProcessMesh, gated_playbook, new_rows, register, wait_claimed
+from tests.helpers.shared import fixture_file
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ import pytest
 
 from tests.helpers.cli import noetl
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import ProcessMesh, fixture_file, request_count, step_result
+from tests.helpers.mesh import ProcessMesh, request_count, step_result
+from tests.helpers.shared import fixture_file
 
 pytestmark = pytest.mark.e2e
 

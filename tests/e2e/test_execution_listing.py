@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import ProcessMesh, execute, fixture_file, register
+from tests.helpers.mesh import ProcessMesh, execute, register
+from tests.helpers.shared import fixture_file
 
 
 async def test_list_is_newest_first_with_the_entry_shape(

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import ProcessMesh, execute, fixture_file, register, step_result, step_stdout
+from tests.helpers.mesh import ProcessMesh, execute, register, step_result, step_stdout
+from tests.helpers.shared import fixture_file
 
 pytestmark = pytest.mark.e2e
 

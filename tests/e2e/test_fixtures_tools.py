@@ -15,16 +15,9 @@ import httpx
 import pytest
 
 from tests.helpers.invariants import FinishedRun, finish
-from tests.helpers.mesh import (
-    ProcessMesh,
-    database,
-    execute,
-    fixture_file,
-    pg_credential,
-    register,
-    step_result,
-)
+from tests.helpers.mesh import ProcessMesh, database, execute, pg_credential, register, step_result
 from tests.helpers.mock_api import MockApi, running_mock_api
+from tests.helpers.shared import fixture_file
 
 pytestmark = pytest.mark.e2e
 

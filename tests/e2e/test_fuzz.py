@@ -15,9 +15,8 @@ a body matching its schema. A failure reports the first failing request as found
 - `POST /api/executions/cleanup` always runs as a dry run: a real cleanup would cancel other
   tests' parked executions.
 - Not fuzzed: the SSE stream (`/events/stream`), which answers a stream, not a document (only its
-  content type is checked); and strings holding U+0000, which Postgres cannot store: routes that
-  store text answer 500 for them, and how the gateway should refuse them is still open
-  (docs/decisions.md, Tests).
+  content type is checked). Inputs past the documented limits (size, nesting, YAML bombs) are the
+  abuse suite's (`tests/abuse/`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ import pytest
 from noetl_mesh.state import StackInfo
 from noetl_mesh.state import load as load_state
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import Completed, ProcessMesh, fixture_file, mesh_run, step_result, step_stdout
+from tests.helpers.mesh import Completed, ProcessMesh, mesh_run, step_result, step_stdout
+from tests.helpers.shared import fixture_file
 
 pytestmark = pytest.mark.e2e
 

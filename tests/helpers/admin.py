@@ -22,10 +22,10 @@ from services.execution.api import AdminApi
 from services.execution.secrets_client import SecretsCredentials
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
+from tests.helpers.nowhere import NOWHERE
 
 LOCALHOST = "127.0.0.1"
 # Nothing listens here.
-NOWHERE = "127.0.0.1:9"
 
 
 async def bare_database(pg_server: PgServer, prefix: str, *, without: Iterable[str] = ()) -> str:

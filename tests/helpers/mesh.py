@@ -21,19 +21,15 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
+from tests.helpers.shared import REPO
 from tests.helpers.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
-# ../shared beside the repository; never copied into it.
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
 NOETL_CLI = REPO / ".venv" / "cli" / "bin" / "noetl"
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -95,14 +91,6 @@ async def running_process_mesh(
     finally:
         await asyncio.to_thread(stack.down)
         await infra.drop_database(pg_server, dsn)
-
-
-def fixture_file(relative: str) -> Path:
-    """A file under shared/fixtures, or a clean skip when the shared tree is not beside the repo."""
-    path = FIXTURES / relative
-    if not path.is_file():
-        pytest.skip(f"shared fixture {relative} not found under {FIXTURES}")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,6 +264,11 @@ class Completed:
 
 async def mesh_run(process_mesh: ProcessMesh, file: Path, *args: str) -> Completed:
     """`python -m noetl_mesh --home <session run dir> run FILE ARGS` against the running mesh."""
+    return await mesh_command(process_mesh, "run", str(file), *args)
+
+
+async def mesh_command(process_mesh: ProcessMesh, *args: str, seconds: float = 60.0) -> Completed:
+    """`python -m noetl_mesh --home <session run dir> ARGS` against the running mesh."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("NOETL_MESH_HOME", "NOETL_PG_DSN", "NOETL_NATS_URL")
     }
@@ -285,10 +278,9 @@ async def mesh_run(process_mesh: ProcessMesh, file: Path, *args: str) -> Complet
         "noetl_mesh",
         "--home",
         str(process_mesh.run_dir),
-        "run",
-        str(file),
         *args,
         env=env,
+        seconds=seconds,
     )
 
 

@@ -19,11 +19,11 @@ from services.common.grpc_server import GrpcHost
 from services.common.migrate import migrate
 from services.secrets.__main__ import assemble
 from services.secrets.settings import Settings
+from tests.helpers.nowhere import NOWHERE
 from tests.helpers.services import basics
 
 LOCALHOST = "127.0.0.1"
 # Nothing listens here: a wallet that never resolves aliases does not need the other services.
-NOWHERE = "127.0.0.1:9"
 
 
 def new_key() -> str:

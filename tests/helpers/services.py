@@ -33,9 +33,10 @@ from services.execution.settings import Settings as ExecutionSettings
 from services.outbox.__main__ import assemble as assemble_outbox
 from services.outbox.settings import Settings as OutboxSettings
 from tests.helpers.bus import assert_streams_exist, isolated_bus
+from tests.helpers.nowhere import NOWHERE
 
 LOCALHOST = "127.0.0.1"
-SERVER_URL = "http://localhost:8082"
+SERVER_URL = f"http://{NOWHERE}"  # no test worker here calls back to a gateway
 CLAIM_LEASE_SECONDS = 120
 CLAIM_RETRY_AFTER_SECONDS = 2
 OUTBOX_MAX_ATTEMPTS = 10
@@ -151,6 +152,7 @@ async def running_mesh(
                 catalog_addr=catalog,
                 events_addrs=(events_port.address,),
                 server_url=SERVER_URL,
+                secrets_addr=NOWHERE,
                 lease_seconds=CLAIM_LEASE_SECONDS,
                 retry_after_seconds=CLAIM_RETRY_AFTER_SECONDS,
                 shard_index=0,

@@ -206,11 +206,12 @@ async def test_a_replay_with_the_same_key_stores_nothing_and_answers_the_same_id
 ) -> None:
     execution_id = await new_log(mesh)
     first = await emit(
-        mesh.events, batch(execution_id, [item("a", "call.done", {"n": 1})] * 2, key="k-replay")
+        mesh.events, batch(execution_id, [item("a", "call.done", {"n": 1, "k": 2})] * 2, key="k-replay")
     )
     stored = await count_events(db, execution_id)
-    # A replay is recognised by its key alone, whatever it carries this time.
-    replay = await emit(mesh.events, batch(execution_id, [item("b", "step.exit", {"n": 2})], key="k-replay"))
+    # The same events, their JSON keys in another order.
+    again = [item("a", "call.done", {"k": 2, "n": 1})] * 2
+    replay = await emit(mesh.events, batch(execution_id, again, key="k-replay"))
 
     assert (replay.duplicate, replay.request_id, list(replay.event_ids)) == (
         True,
@@ -219,6 +220,24 @@ async def test_a_replay_with_the_same_key_stores_nothing_and_answers_the_same_id
     )
     assert replay.commands_generated == 0
     assert await count_events(db, execution_id) == stored == 3
+    assert len(await batch_rows(db, execution_id)) == 1
+
+
+async def test_a_replay_of_a_key_with_other_events_is_a_conflict_naming_the_key(
+    mesh: Mesh, db: asyncpg.Connection
+) -> None:
+    execution_id = await new_log(mesh)
+    await emit(mesh.events, batch(execution_id, [item("a", "call.done", {"n": 1})], key="k-reused"))
+    failure = await failure_of(
+        emit(mesh.events, batch(execution_id, [item("a", "call.done", {"n": 2})], key="k-reused"))
+    )
+
+    assert (failure.code, failure.message) == (
+        grpc.StatusCode.ABORTED,
+        f"Idempotency-Key 'k-reused' was already used in execution {execution_id} for a different "
+        "batch of events; use a new key for new events",
+    )
+    assert await count_events(db, execution_id) == 2
     assert len(await batch_rows(db, execution_id)) == 1
 
 
@@ -415,16 +434,14 @@ async def test_get_batch_of_an_unknown_request_is_not_found(mesh: Mesh) -> None:
     )
 
 
-async def test_an_event_result_is_redacted(mesh: Mesh, db: asyncpg.Connection) -> None:
-    result = {"status": "COMPLETED", "context": {"password": "hunter2", "rows": [1, 2]}}
+async def test_an_event_result_is_answered_as_stored(mesh: Mesh, db: asyncpg.Connection) -> None:
+    """The service answers stored data; only the gateway's display filter may hide parts of it."""
+    result = {"status": "COMPLETED", "context": {"password_policy": "min 12", "rows": [1, 2]}}
     execution_id = await new_log(mesh, result=result)
     event_id = await db.fetchval("SELECT event_id FROM noetl.event WHERE execution_id = $1", execution_id)
     found = await mesh.events.GetEventResult(events_pb2.GetEventResultRequest(event_id=event_id), timeout=10)
 
-    assert orjson.loads(found.result_json) == {
-        "status": "COMPLETED",
-        "context": {"password": "[REDACTED]", "rows": [1, 2]},
-    }
+    assert orjson.loads(found.result_json) == result
 
 
 async def test_an_event_without_a_result_answers_empty(mesh: Mesh, db: asyncpg.Connection) -> None:

@@ -21,10 +21,10 @@ from gateway_http.clients import GatewayClients
 from gateway_http.encoding import dumps
 from gateway_http.settings import GatewaySettings
 from services.common.ids import MAX_MACHINE_ID, Snowflake
+from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 from tests.helpers.playbooks import Started, register_noop, start_noop
 from tests.helpers.services import Mesh
 
-NOWHERE = "127.0.0.1:9"
 CONCURRENT = 50
 FAKE_COMMAND = 7 << 60
 
@@ -33,10 +33,8 @@ FAKE_COMMAND = 7 << 60
 async def gateway(events_addr: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings.load(
         {
-            "NOETL_CATALOG_ADDR": NOWHERE,
-            "NOETL_EXECUTION_ADDRS": NOWHERE,
+            **NOWHERE_ENV,
             "NOETL_EVENTS_ADDRS": events_addr,
-            "NOETL_OUTBOX_ADDR": NOWHERE,
             "NOETL_GATEWAY_RPC_TIMEOUT": "10",
         }
     )

@@ -148,3 +148,41 @@ async def test_subscribe_to_an_unknown_execution_is_not_found(mesh: Mesh) -> Non
     failure = await failure_of(call.read())
     assert failure.code is grpc.StatusCode.NOT_FOUND
     assert failure.message == "Execution 123456789 not found"
+
+
+async def test_an_event_too_big_for_nats_is_mirrored_by_reference_not_dead_lettered(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    """NATS refuses payloads over 1 MiB; the mirror carries the event without its data instead."""
+    big = {"status": "COMPLETED", "context": {"rows": ["x" * 1000] * 1500}}
+    request = events_pb2.AppendRequest(
+        execution_id=started.execution_id,
+        catalog_id=started.catalog_id,
+        events=[
+            events_pb2.NewEvent(
+                event_type="test.big", node_name="workflow", status="RUNNING", result_json=orjson.dumps(big)
+            )
+        ],
+    )
+    event_id = int((await mesh.events.Append(request, timeout=10)).event_ids[0])
+
+    async def published() -> asyncpg.Record | None:
+        row = await db.fetchrow(
+            "SELECT status, payload::text AS payload FROM noetl.outbox WHERE event_id = $1 AND subject LIKE 'noetl.events.%'",
+            event_id,
+        )
+        return row if row is not None and row["status"] == "PUBLISHED" else None
+
+    await wait_for(published, what="the big event's mirror row PUBLISHED")
+    messages = await read_stream(
+        mesh.js, mesh.bus.event_stream, execution_events_filter(started.execution_id), at_least=1
+    )
+    (message,) = [m for m in messages if m.msg_id == str(event_id)]
+    payload = orjson.loads(message.data)
+    assert len(message.data) < 2048
+    assert (payload["event_id"], payload["event_type"], payload["result"]) == (event_id, "test.big", None)
+    assert payload["mirror_omitted"]["read"] == f"/api/events/{event_id}/result"
+    assert payload["mirror_omitted"]["bytes"] > payload["mirror_omitted"]["limit"] == 768 * 1024
+    # The log itself keeps the whole event.
+    stored = await db.fetchval("SELECT result::text FROM noetl.event WHERE event_id = $1", event_id)
+    assert orjson.loads(stored) == big

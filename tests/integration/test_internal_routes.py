@@ -24,10 +24,10 @@ from services.common.grpc_server import GrpcHost
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.infra import NatsServer
+from tests.helpers.nowhere import NOWHERE_ENV
 from tests.helpers.outbox import MAX_ATTEMPTS, OutboxHarness, insert_rows, outbox_harness, statuses
 from tests.helpers.services import basics
 
-NOWHERE = "127.0.0.1:9"
 TOKEN = "s3rvice-account-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXECUTION_ID = 332000000000000001
@@ -56,8 +56,7 @@ async def backends(module_dsn: str, nats_server: NatsServer) -> AsyncIterator[Ba
 
 def gateway_settings(backends: Backends, token: str | None) -> GatewaySettings:
     env = {
-        "NOETL_CATALOG_ADDR": NOWHERE,
-        "NOETL_EXECUTION_ADDRS": NOWHERE,
+        **NOWHERE_ENV,
         "NOETL_EVENTS_ADDRS": backends.events_addr,
         "NOETL_OUTBOX_ADDR": backends.outbox.address,
     }

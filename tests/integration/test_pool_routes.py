@@ -16,19 +16,16 @@ import httpx
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
+from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 from tests.helpers.services import Mesh
-
-NOWHERE = "127.0.0.1:9"
 
 
 @asynccontextmanager
 async def gateway(execution_addr: str, **env: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings.load(
         {
-            "NOETL_CATALOG_ADDR": NOWHERE,
+            **NOWHERE_ENV,
             "NOETL_EXECUTION_ADDRS": execution_addr,
-            "NOETL_EVENTS_ADDRS": NOWHERE,
-            "NOETL_OUTBOX_ADDR": NOWHERE,
             "NOETL_GATEWAY_RPC_TIMEOUT": "2",
             **env,
         }

@@ -18,7 +18,8 @@ from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from services.common.migrate import migrate
 from tests.contract.golden import mask
-from tests.helpers.secrets import NOWHERE, Wallet, new_key, running_secrets, wallet_settings
+from tests.helpers.nowhere import NOWHERE_ENV
+from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings
 
 TOKEN = "internal-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -36,9 +37,7 @@ async def wallet(module_dsn: str) -> AsyncIterator[Wallet]:
 async def http(wallet: Wallet) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings.load(
         {
-            "NOETL_CATALOG_ADDR": NOWHERE,
-            "NOETL_EXECUTION_ADDRS": NOWHERE,
-            "NOETL_EVENTS_ADDRS": NOWHERE,
+            **NOWHERE_ENV,
             "NOETL_SECRETS_ADDR": wallet.address,
             "NOETL_INTERNAL_API_TOKEN": TOKEN,
         }

@@ -13,10 +13,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from services.execution.engine.dsl import parse_playbook
@@ -24,18 +22,15 @@ from services.execution.engine.evaluate import advance, needs_follow_up, start
 from services.execution.engine.model import Playbook
 from services.execution.engine.records import Decision, EventRecord, NewCommand
 from services.execution.engine.state import ExecutionState
+from tests.helpers.shared import fixture_file
 
 EXECUTION_ID = 612400000000000001
 CATALOG_ID = 612345678901234567
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "playbooks"
 
 
 def load_fixture(relative: str) -> dict[str, Any]:
-    """A public fixture playbook, or skip the test when the fixtures are not checked out."""
-    path = FIXTURES / relative
-    if not path.is_file():
-        pytest.skip(f"fixture {relative} not available")
-    document = yaml.safe_load(path.read_text())
+    """A public fixture playbook (`tests.helpers.shared.fixture_file`: skipped, or failed in CI)."""
+    document = yaml.safe_load(fixture_file(f"playbooks/{relative}").read_text())
     assert isinstance(document, dict)
     return document
 

@@ -17,16 +17,13 @@ from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.middleware import RequestTimeout
 from gateway_http.settings import GatewaySettings
-
-NOWHERE = "127.0.0.1:9"
+from tests.helpers.nowhere import NOWHERE_ENV
 
 
 def settings(**env: str) -> GatewaySettings:
     return GatewaySettings.load(
         {
-            "NOETL_CATALOG_ADDR": NOWHERE,
-            "NOETL_EXECUTION_ADDRS": NOWHERE,
-            "NOETL_EVENTS_ADDRS": NOWHERE,
+            **NOWHERE_ENV,
             **env,
         }
     )

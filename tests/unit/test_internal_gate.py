@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 
 from gateway_http.internal_gate import BAD_SCHEME, MISSING_HEADER, NOT_CONFIGURED, WRONG_TOKEN, check
 from gateway_http.settings import GatewaySettings
+from tests.helpers.nowhere import NOWHERE_ENV
 
 TOKEN = "tok-123"
 
@@ -52,5 +53,5 @@ def test_the_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize(("raw", "token"), [(" tok \n", "tok"), ("\t\n ", ""), ("", "")])
 def test_the_configured_token_is_trimmed(raw: str, token: str) -> None:
-    settings = GatewaySettings.load({"NOETL_CATALOG_ADDR": "127.0.0.1:9", "NOETL_INTERNAL_API_TOKEN": raw})
+    settings = GatewaySettings.load({**NOWHERE_ENV, "NOETL_INTERNAL_API_TOKEN": raw})
     assert settings.internal_api_token == token

@@ -1,4 +1,10 @@
-"""Secret redaction of stored data — events and result-store values (data-model.md §9.10)."""
+"""The display filter: the reference's pattern and key-name redaction rules (data-model.md §9.10).
+
+Applied only to what a person is shown (`GET /api/events/{id}/result`, `NOETL_DISPLAY_REDACTION`),
+never to what is stored or what a step reads: these rules also match ordinary data (a base64 blob,
+a sha256 digest, a `token_count` key). Secrets themselves are replaced by value before they are
+stored, by the worker that resolved them.
+"""
 
 from __future__ import annotations
 
