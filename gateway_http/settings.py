@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.config import EnvReader
+from services.common.mesh_auth import MeshAuth
+from services.common.mesh_policy import GATEWAY
 from services.common.sharding import MAX_SHARD_COUNT
 
 
@@ -41,6 +43,8 @@ class GatewaySettings:
     # http-api.md §7.6: the `auth0` block of `/api/runtime/contract` as (key, value) pairs in contract
     # order, empty values left out; no pairs at all unless GATEWAY_AUTH0_DOMAIN is set.
     auth0: tuple[tuple[str, str], ...]
+    # How the gateway proves itself to the services (docs/security.md).
+    mesh: MeshAuth
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -74,6 +78,7 @@ class GatewaySettings:
             shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
             shard_count=shard_count,
             auth0=_auth0(env),
+            mesh=MeshAuth.read(env, GATEWAY, serves=False),
         )
         if len(catalog) != 1:
             env.problem("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")

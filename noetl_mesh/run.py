@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 from noetl.v1 import events_pb2, events_pb2_grpc
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from noetl_mesh.credentials import launcher_token
 from noetl_mesh.state import StackInfo
 from services.common import jsonutil
+from services.common.grpc_client import ClientAuth
+from services.common.mesh_auth import TOKEN, MeshAuth
+from services.common.mesh_policy import LAUNCHER
 from services.common.result_refs import result_reference
 
 TERMINAL = {
@@ -163,9 +166,17 @@ def _error_of(event: dict[str, Any]) -> str | None:
     return str(error) if error else None
 
 
-async def follow(events_addr: str, execution_id: int) -> AsyncIterator[dict[str, Any]]:
+def launcher_auth(run_dir: Path) -> ClientAuth:
+    """The launcher's own mesh token when the stack made one (else the stack runs without mesh auth)."""
+    token = launcher_token(run_dir)
+    if token is None:
+        return ClientAuth.off()
+    return ClientAuth(MeshAuth(mode=TOKEN, identity=LAUNCHER, token_file=str(token)))
+
+
+async def follow(events_addr: str, execution_id: int, auth: ClientAuth) -> AsyncIterator[dict[str, Any]]:
     """The execution's events from the event service's live stream, in order, until the end."""
-    async with grpc.aio.insecure_channel(events_addr) as channel:
+    async with auth.open(events_addr) as channel:
         stub = events_pb2_grpc.EventServiceStub(channel)
         async for item in stub.Subscribe(events_pb2.SubscribeRequest(execution_id=execution_id)):
             event = item.event
@@ -218,11 +229,11 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
     began = time.monotonic()
     if console.is_terminal:
         with Live(progress.table(), console=console, refresh_per_second=10) as live:
-            async for event in follow(info.events_addrs[0], execution_id):
+            async for event in follow(info.events_addrs[0], execution_id, launcher_auth(info.run_dir)):
                 progress.apply(event)
                 live.update(progress.table())
     else:
-        async for event in follow(info.events_addrs[0], execution_id):
+        async for event in follow(info.events_addrs[0], execution_id, launcher_auth(info.run_dir)):
             changed = progress.apply(event)
             if changed is not None:
                 view = progress.steps[changed]

@@ -24,6 +24,7 @@ from typing import NoReturn, Self
 
 from noetl_mesh import procs, state
 from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.credentials import mesh_credentials
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
 from noetl_mesh.errors import StartError
 from noetl_mesh.kek import kek_environment
@@ -149,9 +150,15 @@ class Stack:
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
             }
             kek = kek_environment(self.run_dir, self._config.base_env)
-            for machine_id, spec in enumerate(self._processes(ports), start=1):
+            specs = self._processes(ports)
+            credentials = mesh_credentials(self.run_dir, self._config.base_env, (spec.name for spec in specs))
+            if credentials is not None:
+                shared.update(credentials.shared())
+            for machine_id, spec in enumerate(specs, start=1):
                 started = time.monotonic()
                 env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
+                if credentials is not None:
+                    env.update(credentials.for_process(spec.name))
                 if spec.holds_kek:
                     env.update(kek)
                 process = self._launch(spec, env)

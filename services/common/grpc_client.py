@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
 from services.common import telemetry
+from services.common.mesh_auth import AUTHORIZATION, MTLS, TOKEN, MeshAuth, WatchedFile
+from services.common.mesh_tls import channel_credentials
 from services.common.rpc_errors import ClientErrorInterceptor
 from services.common.sharding import shard_for
 
@@ -23,10 +25,83 @@ _OPTIONS = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address, options=_OPTIONS, interceptors=[*telemetry.client_interceptors(), ClientErrorInterceptor()]
-    )
+class _Bearer:
+    """Adds `authorization: Bearer <token>` to a call; the token file is re-read when it changes."""
+
+    def __init__(self, token: WatchedFile) -> None:
+        self._token = token
+
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata[AUTHORIZATION] = f"Bearer {self._token.text().strip()}"
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+# grpc.aio files an interceptor under the first call kind it implements: one class per kind.
+class _BearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request)
+
+
+class _BearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request)
+
+
+class _BearerStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request_iterator)
+
+
+class _BearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request_iterator)
+
+
+class ClientAuth:
+    """How this process proves who it is to other services (one per process, from its `MeshAuth`)."""
+
+    def __init__(self, settings: MeshAuth) -> None:
+        self.settings = settings
+        self._bearer: list[Any] = []
+        if settings.mode == TOKEN:
+            bearer = _Bearer(WatchedFile(settings.token_file))
+            kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+            self._bearer = [kind(bearer) for kind in kinds]
+
+    @classmethod
+    def off(cls) -> ClientAuth:
+        return cls(MeshAuth.off(""))
+
+    def open(self, address: str) -> grpc.aio.Channel:
+        interceptors: list[Any] = [*telemetry.client_interceptors(), ClientErrorInterceptor(), *self._bearer]
+        if self.settings.mode == MTLS:
+            return grpc.aio.secure_channel(
+                address, channel_credentials(self.settings), options=_OPTIONS, interceptors=interceptors
+            )
+        return grpc.aio.insecure_channel(address, options=_OPTIONS, interceptors=interceptors)
+
+
+def open_channel(address: str, auth: ClientAuth) -> grpc.aio.Channel:
+    return auth.open(address)
 
 
 class Sharded(Generic[StubT]):
@@ -35,10 +110,12 @@ class Sharded(Generic[StubT]):
     With one address (the default) every call goes to it through the same code path.
     """
 
-    def __init__(self, addresses: tuple[str, ...], make_stub: Callable[[grpc.aio.Channel], StubT]) -> None:
+    def __init__(
+        self, addresses: tuple[str, ...], make_stub: Callable[[grpc.aio.Channel], StubT], auth: ClientAuth
+    ) -> None:
         if not addresses:
             raise ValueError("at least one address is required")
-        self._channels = [open_channel(address) for address in addresses]
+        self._channels = [auth.open(address) for address in addresses]
         self._stubs = [make_stub(channel) for channel in self._channels]
 
     def for_execution(self, execution_id: int) -> StubT:

@@ -10,7 +10,7 @@ import grpc
 from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc
 
 from services.common import bus, db, runner
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.events.api import EventApi
@@ -30,8 +30,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     nc = await bus.connect(settings.bus, "noetl-events")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    execution = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
-    outbox_channel = open_channel(settings.outbox_addr)
+    mesh = ClientAuth(settings.basics.mesh)
+    execution = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
+    outbox_channel = open_channel(settings.outbox_addr, mesh)
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
     store = EventStore(pool)

@@ -21,7 +21,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50053"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50053", "events"),
             bus=read_bus_settings(env),
             execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
             outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),

@@ -20,7 +20,7 @@ from noetl.v1 import (
 )
 
 from services.common import bus, db, runner
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.execution.admin import Admin
@@ -43,8 +43,9 @@ from services.execution.variables import Variables
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
-    catalog_channel = open_channel(settings.catalog_addr)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    mesh = ClientAuth(settings.basics.mesh)
+    catalog_channel = open_channel(settings.catalog_addr, mesh)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
     store = ExecutionStore(pool)
     events_port = EventsClient(events)
     catalog_port = CatalogClient(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
@@ -84,7 +85,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     )
     command_api = CommandApi(claims)
     pool_api = PoolApi(Pools(PoolStore(pool), ids))
-    secrets_channel = open_channel(settings.secrets_addr)
+    secrets_channel = open_channel(settings.secrets_addr, mesh)
     credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
     admin = Admin(pool, settings.basics.pg_dsn, credentials, settings.sql_timeout_seconds)
 

@@ -45,7 +45,7 @@ class Settings:
                 else:
                     shard_index = ordinal
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50052"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50052", "execution"),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),

@@ -18,7 +18,7 @@ import grpc
 from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, secrets_pb2_grpc
 
 from services.common import db, runner
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.secrets.api import SecretsApi
@@ -85,8 +85,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     if settings.kek.insecure_random_key:
         log.warning(INSECURE_WARNING)
     pool = await db.create_pool(settings.basics.pg_dsn)
-    catalog_channel = open_channel(settings.catalog_addr)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    mesh = ClientAuth(settings.basics.mesh)
+    catalog_channel = open_channel(settings.catalog_addr, mesh)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
     tasks: list[asyncio.Task[None]] = []
     try:
         store = SecretsStore(pool)

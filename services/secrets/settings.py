@@ -55,7 +55,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader(environ)
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50055"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50055", "secrets"),
             kek=read_kek(env),
             audit_required=env.flag("NOETL_SECRET_AUDIT_REQUIRED", False),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),

@@ -34,6 +34,7 @@ async def gateway_before(execution_addr: str) -> AsyncIterator[httpx.AsyncClient
     """The gateway app with `execution_addr` as its one execution shard; nothing else is reachable."""
     settings = GatewaySettings.load(
         {
+            "NOETL_MESH_AUTH": "off",
             "NOETL_CATALOG_ADDR": NOWHERE,
             "NOETL_EXECUTION_ADDRS": execution_addr,
             "NOETL_EVENTS_ADDRS": NOWHERE,

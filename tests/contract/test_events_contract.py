@@ -201,7 +201,12 @@ async def test_batch_status_not_found(
 async def test_batch_with_the_event_service_down(golden: GoldenFiles) -> None:
     """503 in the §5.2 shape, with Retry-After, when the event service cannot be reached."""
     config = GatewaySettings.load(
-        {"NOETL_CATALOG_ADDR": NOWHERE, "NOETL_EXECUTION_ADDRS": NOWHERE, "NOETL_EVENTS_ADDRS": NOWHERE}
+        {
+            "NOETL_MESH_AUTH": "off",
+            "NOETL_CATALOG_ADDR": NOWHERE,
+            "NOETL_EXECUTION_ADDRS": NOWHERE,
+            "NOETL_EVENTS_ADDRS": NOWHERE,
+        }
     )
     clients = GatewayClients.connect(config)
     try:

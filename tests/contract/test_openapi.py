@@ -32,7 +32,12 @@ API_ONLY = frozenset({"/api/runtime/contract"})
 @pytest.fixture
 async def app() -> AsyncIterator[Starlette]:
     settings = GatewaySettings.load(
-        {"NOETL_CATALOG_ADDR": NOWHERE, "NOETL_EXECUTION_ADDRS": NOWHERE, "NOETL_EVENTS_ADDRS": NOWHERE}
+        {
+            "NOETL_MESH_AUTH": "off",
+            "NOETL_CATALOG_ADDR": NOWHERE,
+            "NOETL_EXECUTION_ADDRS": NOWHERE,
+            "NOETL_EVENTS_ADDRS": NOWHERE,
+        }
     )
     clients = GatewayClients.connect(settings)
     try:

@@ -16,6 +16,7 @@ import grpc
 from noetl.v1 import secrets_pb2_grpc
 
 from services.common.grpc_server import GrpcHost
+from services.common.mesh_guard import ServerAuth
 from services.common.migrate import migrate
 from services.secrets.__main__ import assemble
 from services.secrets.settings import Settings
@@ -49,6 +50,7 @@ def wallet_settings(
             "NOETL_CATALOG_ADDR": catalog_addr,
             "NOETL_EVENTS_ADDRS": events_addr,
             "NOETL_KEYCHAIN_CLEANUP_SECONDS": "0",
+            "NOETL_MESH_AUTH": "off",
             **env,
         }
     )
@@ -74,7 +76,7 @@ async def running_secrets(settings: Settings, *, migrated: bool = True) -> Async
     if not migrated:
         await migrate(settings.basics.pg_dsn)
     async with assemble(settings) as registrars:
-        host = GrpcHost("secrets", f"{LOCALHOST}:0", registrars, grace=2.0)
+        host = GrpcHost("secrets", f"{LOCALHOST}:0", registrars, auth=ServerAuth.off(), grace=2.0)
         port = await host.start()
         address = f"{LOCALHOST}:{port}"
         channel = grpc.aio.insecure_channel(address)

@@ -24,6 +24,8 @@ from services.catalog.settings import Settings as CatalogSettings
 from services.common.bus import BusSettings
 from services.common.config import ServiceBasics
 from services.common.grpc_server import GrpcHost, Registrar
+from services.common.mesh_auth import MeshAuth
+from services.common.mesh_guard import ServerAuth
 from services.common.migrate import migrate
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
@@ -63,8 +65,15 @@ _machine_ids = iter(range(100, 1024))
 
 
 def basics(dsn: str, listen: str = f"{LOCALHOST}:0") -> ServiceBasics:
-    """Each in-process service gets a machine id of its own, as separate processes would."""
-    return ServiceBasics(listen=listen, metrics_port=0, pg_dsn=dsn, machine_id=next(_machine_ids))
+    """Each in-process service gets a machine id of its own, as separate processes would.
+
+    Mesh auth is off in these in-process meshes, which test each service's behaviour; who may
+    call what is tested over real gRPC in tests/integration/test_mesh_auth.py, and the process
+    mesh of the e2e tests runs with it on, as `noetl-mesh up` does.
+    """
+    return ServiceBasics(
+        listen=listen, metrics_port=0, pg_dsn=dsn, machine_id=next(_machine_ids), mesh=MeshAuth.off("test")
+    )
 
 
 class _HeldPort:
@@ -98,7 +107,7 @@ async def _serve(
 ) -> str:
     """Assembles and starts one service; stopping it is pushed onto `stack` (LIFO: dependents first)."""
     registrars = await stack.enter_async_context(assemble(settings))
-    host = GrpcHost(name, listen, registrars, grace=2.0)
+    host = GrpcHost(name, listen, registrars, auth=ServerAuth.off(), grace=2.0)
     if before_bind is not None:
         before_bind()
     port = await host.start()

@@ -33,6 +33,7 @@ FAKE_COMMAND = 7 << 60
 async def gateway(events_addr: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings.load(
         {
+            "NOETL_MESH_AUTH": "off",
             "NOETL_CATALOG_ADDR": NOWHERE,
             "NOETL_EXECUTION_ADDRS": NOWHERE,
             "NOETL_EVENTS_ADDRS": events_addr,

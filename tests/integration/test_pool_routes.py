@@ -25,6 +25,7 @@ NOWHERE = "127.0.0.1:9"
 async def gateway(execution_addr: str, **env: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings.load(
         {
+            "NOETL_MESH_AUTH": "off",
             "NOETL_CATALOG_ADDR": NOWHERE,
             "NOETL_EXECUTION_ADDRS": execution_addr,
             "NOETL_EVENTS_ADDRS": NOWHERE,

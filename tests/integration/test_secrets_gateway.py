@@ -36,6 +36,7 @@ async def wallet(module_dsn: str) -> AsyncIterator[Wallet]:
 async def http(wallet: Wallet) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings.load(
         {
+            "NOETL_MESH_AUTH": "off",
             "NOETL_CATALOG_ADDR": NOWHERE,
             "NOETL_EXECUTION_ADDRS": NOWHERE,
             "NOETL_EVENTS_ADDRS": NOWHERE,

@@ -24,6 +24,7 @@ NOWHERE = "127.0.0.1:9"
 def settings(**env: str) -> GatewaySettings:
     return GatewaySettings.load(
         {
+            "NOETL_MESH_AUTH": "off",
             "NOETL_CATALOG_ADDR": NOWHERE,
             "NOETL_EXECUTION_ADDRS": NOWHERE,
             "NOETL_EVENTS_ADDRS": NOWHERE,

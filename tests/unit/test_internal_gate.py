@@ -52,5 +52,7 @@ def test_the_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize(("raw", "token"), [(" tok \n", "tok"), ("\t\n ", ""), ("", "")])
 def test_the_configured_token_is_trimmed(raw: str, token: str) -> None:
-    settings = GatewaySettings.load({"NOETL_CATALOG_ADDR": "127.0.0.1:9", "NOETL_INTERNAL_API_TOKEN": raw})
+    settings = GatewaySettings.load(
+        {"NOETL_MESH_AUTH": "off", "NOETL_CATALOG_ADDR": "127.0.0.1:9", "NOETL_INTERNAL_API_TOKEN": raw}
+    )
     assert settings.internal_api_token == token
