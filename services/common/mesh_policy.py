@@ -148,12 +148,11 @@ class Rule:
         return self._variant is not None
 
     def permits(self, caller: str, request: Any = None) -> bool:
-        if caller not in self._callers:
-            return False
-        if self._variant is None or request is None:
-            return True
-        variant = self._variant(request)
-        return variant is None or caller in self._variant_callers.get(variant, frozenset())
+        """A request of a variant is judged by the variant's entry alone (none: nobody)."""
+        variant = self._variant(request) if self._variant is not None and request is not None else None
+        if variant is None:
+            return caller in self._callers
+        return caller in self._variant_callers.get(variant, frozenset())
 
     def describe(self, request: Any = None) -> str:
         variant = self._variant(request) if self._variant is not None and request is not None else None

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import grpc
 from noetl.v1 import (
     admin_pb2_grpc,
+    binding_pb2_grpc,
     catalog_pb2_grpc,
     events_pb2_grpc,
     execution_pb2_grpc,
@@ -25,6 +26,7 @@ from services.common.grpc_server import Registrar
 from services.common.ids import Snowflake
 from services.execution.admin import Admin
 from services.execution.api import AdminApi, CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
+from services.execution.binding import WorkBinding, WorkBindingApi
 from services.execution.claims import Claims, ClaimSettings
 from services.execution.cleanup import Cleanup
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient
@@ -96,6 +98,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminApi(admin), server)
         vars_pb2_grpc.add_VarsServiceServicer_to_server(VarsApi(Variables(VariableStore(pool))), server)
         results_pb2_grpc.add_ResultServiceServicer_to_server(ResultApi(results), server)
+        binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(WorkBindingApi(WorkBinding(pool)), server)
 
     try:
         yield [register]
