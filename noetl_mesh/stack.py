@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import NoReturn, Self
 
+import asyncpg
+
 from noetl_mesh import procs, state
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import mesh_credentials
@@ -30,6 +32,7 @@ from noetl_mesh.errors import StartError
 from noetl_mesh.kek import kek_environment
 from noetl_mesh.mesh import ProcessSpec, mesh_environment, mesh_processes
 from noetl_mesh.probes import ProbeFailed
+from noetl_mesh.query_role import ensure_query_role
 from noetl_mesh.state import InfraState, ProcessState, StackInfo
 
 log = logging.getLogger(__name__)
@@ -150,6 +153,7 @@ class Stack:
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
             }
             kek = kek_environment(self.run_dir, self._config.base_env)
+            sql = self._query_role(postgres.url)
             specs = self._processes(ports)
             credentials = mesh_credentials(self.run_dir, self._config.base_env, (spec.name for spec in specs))
             if credentials is not None:
@@ -161,6 +165,8 @@ class Stack:
                     env.update(credentials.for_process(spec.name))
                 if spec.holds_kek:
                     env.update(kek)
+                if spec.runs_sql:
+                    env.update(sql)
                 process = self._launch(spec, env)
                 # Recorded before the wait, so an interrupted `up` leaves nothing `down` cannot find.
                 info = info.with_process(process)
@@ -188,6 +194,21 @@ class Stack:
         if result.returncode != 0:
             raise StartError("schema migration failed", name="migrate", log_tail=result.stderr[-4000:])
         log.info("schema: applied (%.1fs)", time.monotonic() - started)
+
+    def _query_role(self, dsn: str) -> dict[str, str]:
+        """`NOETL_POSTGRES_EXECUTE_DSN` for the execution service, unless the caller set one.
+
+        Raises:
+            StartError: the role could not be made.
+        """
+        if self._config.base_env.get("NOETL_POSTGRES_EXECUTE_DSN", "").strip():
+            return {}
+        try:
+            return {"NOETL_POSTGRES_EXECUTE_DSN": ensure_query_role(dsn)}
+        except (asyncpg.PostgresError, OSError) as exc:
+            raise StartError(
+                "cannot make the postgres/execute role", name="migrate", log_tail=str(exc)
+            ) from exc
 
     def _start_postgres(self) -> InfraState:
         if self._config.pg_dsn is not None:

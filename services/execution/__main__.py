@@ -89,7 +89,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool_api = PoolApi(Pools(PoolStore(pool), ids))
     secrets_channel = open_channel(settings.secrets_addr, mesh)
     credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
-    admin = Admin(pool, settings.basics.pg_dsn, credentials, settings.sql_timeout_seconds)
+    admin = Admin(pool, settings.sql_dsn or None, credentials, settings.sql_timeout_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(execution_api, server)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 from noetl.v1 import admin_pb2_grpc, secrets_pb2_grpc
 
+from noetl_mesh.query_role import make_query_role
 from services.common import db
 from services.common.grpc_client import ClientAuth, open_channel
 from services.common.grpc_server import GrpcHost
@@ -73,7 +74,8 @@ async def running_admin(
         channel = open_channel(secrets_addr, ClientAuth.off())
         stack.push_async_callback(channel.close)
         credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(channel))
-        api = AdminApi(Admin(pool, dsn, credentials, timeout_seconds))
+        # Ad-hoc SQL runs as the least-privilege role `noetl-mesh up` would make for this database.
+        api = AdminApi(Admin(pool, await make_query_role(dsn), credentials, timeout_seconds))
         host = GrpcHost(
             "admin",
             f"{LOCALHOST}:0",

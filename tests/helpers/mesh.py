@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.credentials import AUTH_DIR, token_file
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
@@ -67,6 +68,14 @@ class ProcessMesh:
     @property
     def run_dir(self) -> Path:
         return self.info.run_dir
+
+    def mesh_env(self, identity: str) -> dict[str, str]:
+        """Variables that let a client in this process call the mesh's services as `identity`,
+        with the token `noetl-mesh up` made for it (mesh auth is on in the session mesh)."""
+        return {
+            "NOETL_MESH_IDENTITY": identity,
+            "NOETL_MESH_TOKEN_FILE": str(token_file(self.run_dir / AUTH_DIR, identity)),
+        }
 
 
 @asynccontextmanager
