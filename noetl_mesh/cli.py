@@ -13,8 +13,10 @@ from typing import cast
 
 from noetl_mesh import procs
 from noetl_mesh.config import StackConfig
+from noetl_mesh.credentials import write_tokens
 from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
+from services.common.mesh_policy import CALLERS, LAUNCHER
 
 # Exit codes of `status`, after the LSB init-script convention.
 EXIT_DEGRADED = 1
@@ -79,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="set one workload value (repeatable)",
     )  # fmt: skip
     run.set_defaults(handler=_run)
+
+    tokens = commands.add_parser(
+        "tokens", help="write fresh mesh tokens for a cluster (a Secret's files; docs/security.md)"
+    )
+    tokens.add_argument(
+        "directory", type=Path, metavar="DIR", help="where to write <caller>.token and tokens"
+    )
+    tokens.set_defaults(handler=_tokens)
     return parser
 
 
@@ -129,6 +139,16 @@ def _run(stack: Stack, args: argparse.Namespace) -> int:
         print("noetl-mesh: starting the mesh…", file=sys.stderr)
     info = stack.up()
     return run_playbook(args, info)
+
+
+def _tokens(stack: Stack, args: argparse.Namespace) -> int:
+    # Every caller a cluster runs; the launcher's own `run` never runs there.
+    write_tokens(args.directory, [caller for caller in CALLERS if caller != LAUNCHER])
+    print(
+        f"wrote mesh tokens to {args.directory}; e.g. kubectl create secret generic noetl-mesh-tokens "
+        f"--from-file={args.directory}"
+    )
+    return 0
 
 
 def _print_table(status: StackStatus) -> None:

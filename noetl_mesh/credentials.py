@@ -49,15 +49,23 @@ def mesh_credentials(
     if any(base_env.get(name, "").strip() for name in _CALLER_KEYS):
         return None
     directory = run_dir / AUTH_DIR
+    write_tokens(directory, {*identities, LAUNCHER})
+    return MeshCredentials(directory)
+
+
+def write_tokens(directory: Path, identities: Iterable[str]) -> None:
+    """A fresh token per identity (`<identity>.token`) and their digests (`tokens`), all private.
+
+    Also what `noetl-mesh tokens DIR` writes for a Kubernetes Secret (docs/security.md).
+    """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     lines = []
-    for identity in sorted({*identities, LAUNCHER}):
+    for identity in sorted(set(identities)):
         token = secrets.token_urlsafe(32)
         _write_private(token_file(directory, identity), token + "\n")
         lines.append(f"{identity} {token_digest(token)}\n")
     _write_private(directory / TOKENS_FILE, "".join(lines))
-    return MeshCredentials(directory)
 
 
 def launcher_token(run_dir: Path) -> Path | None:
