@@ -198,17 +198,20 @@ class Stack:
     def _query_role(self, dsn: str) -> dict[str, str]:
         """`NOETL_POSTGRES_EXECUTE_DSN` for the execution service, unless the caller set one.
 
-        Raises:
-            StartError: the role could not be made.
+        A login that may not create roles (an external Postgres) leaves it unset: the stack still
+        starts, and `/api/postgres/execute` without a credential says what to configure.
         """
         if self._config.base_env.get("NOETL_POSTGRES_EXECUTE_DSN", "").strip():
             return {}
         try:
             return {"NOETL_POSTGRES_EXECUTE_DSN": ensure_query_role(dsn)}
         except (asyncpg.PostgresError, OSError) as exc:
-            raise StartError(
-                "cannot make the postgres/execute role", name="migrate", log_tail=str(exc)
-            ) from exc
+            log.warning(
+                "postgres/execute role not made (%s); set NOETL_POSTGRES_EXECUTE_DSN to a least-privilege "
+                "login to run ad-hoc SQL (docs/security.md)",
+                exc,
+            )
+            return {}
 
     def _start_postgres(self) -> InfraState:
         if self._config.pg_dsn is not None:
