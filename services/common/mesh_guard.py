@@ -94,7 +94,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if caller is None:
             REFUSALS.labels(rule.name, "unauthenticated").inc()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "mesh credentials missing or not recognised")
-        assert caller is not None  # abort raised
+            raise AssertionError("unreachable: abort raises")
         if not rule.permits(caller, request):
             REFUSALS.labels(rule.name, "permission_denied").inc()
             log.warning("refused %s to caller %r (peer %s)", rule.describe(request), caller, context.peer())
