@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from noetl_mesh.config import Ports, StackConfig
-from noetl_mesh.credentials import AUTH_DIR, token_file
+from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
@@ -72,10 +72,7 @@ class ProcessMesh:
     def mesh_env(self, identity: str) -> dict[str, str]:
         """Variables that let a client in this process call the mesh's services as `identity`,
         with the token `noetl-mesh up` made for it (mesh auth is on in the session mesh)."""
-        return {
-            "NOETL_MESH_IDENTITY": identity,
-            "NOETL_MESH_TOKEN_FILE": str(token_file(self.run_dir / AUTH_DIR, identity)),
-        }
+        return MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)
 
 
 @asynccontextmanager
