@@ -76,16 +76,21 @@ class _BearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self._bearer.details(client_call_details), request_iterator)
 
 
+def bearer_interceptors(token_file: str) -> list[Any]:
+    """Client interceptors that send the token in `token_file` on every kind of call."""
+    bearer = _Bearer(WatchedFile(token_file))
+    return [
+        kind(bearer)
+        for kind in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+    ]
+
+
 class ClientAuth:
     """How this process proves who it is to other services (one per process, from its `MeshAuth`)."""
 
     def __init__(self, settings: MeshAuth) -> None:
         self.settings = settings
-        self._bearer: list[Any] = []
-        if settings.mode == TOKEN:
-            bearer = _Bearer(WatchedFile(settings.token_file))
-            kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
-            self._bearer = [kind(bearer) for kind in kinds]
+        self._bearer = bearer_interceptors(settings.token_file) if settings.mode == TOKEN else []
 
     @classmethod
     def off(cls) -> ClientAuth:
