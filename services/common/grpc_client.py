@@ -9,7 +9,7 @@ import grpc
 
 from services.common import telemetry
 from services.common.mesh_auth import AUTHORIZATION, MTLS, TOKEN, MeshAuth, WatchedFile
-from services.common.mesh_tls import channel_credentials
+from services.common.mesh_tls import RotatingChannel, channel_credentials, client_files
 from services.common.rpc_errors import ClientErrorInterceptor
 from services.common.sharding import shard_for
 
@@ -99,9 +99,14 @@ class ClientAuth:
     def open(self, address: str) -> grpc.aio.Channel:
         interceptors: list[Any] = [*telemetry.client_interceptors(), ClientErrorInterceptor(), *self._bearer]
         if self.settings.mode == MTLS:
-            return grpc.aio.secure_channel(
-                address, channel_credentials(self.settings), options=_OPTIONS, interceptors=interceptors
-            )
+            settings = self.settings
+
+            def secure() -> grpc.aio.Channel:
+                return grpc.aio.secure_channel(
+                    address, channel_credentials(settings), options=_OPTIONS, interceptors=interceptors
+                )
+
+            return RotatingChannel(secure, client_files(settings))
         return grpc.aio.insecure_channel(address, options=_OPTIONS, interceptors=interceptors)
 
 

@@ -196,6 +196,35 @@ async def test_probes_reach_health_on_the_plaintext_port_and_nothing_else(served
         assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
+async def test_a_client_channel_follows_its_rotated_files(served: Served, tmp_path: Path) -> None:
+    """One channel, one stub: first with a certificate the server does not trust, then with a
+    trusted one written over the same files; the stub's calls succeed without a new channel."""
+    directory = tmp_path / "client"
+    Authority.make("not trusted").issue(directory, "gateway")
+    trusted = served.first.issue(tmp_path / "trusted-ca", "gateway")
+    auth = MeshAuth(
+        MTLS,
+        "gateway",
+        tls_cert=str(directory / "tls.crt"),
+        tls_key=str(directory / "tls.key"),
+        tls_ca=trusted.tls_ca,
+    )
+    async with ClientAuth(auth).open(served.address) as channel:
+        stub = outbox_pb2_grpc.OutboxServiceStub(channel)
+        with pytest.raises(Unavailable):
+            await stub.PendingCount(outbox_pb2.PendingCountRequest(), timeout=5)
+        served.first.issue(directory, "gateway")  # cert-manager renews into the same files
+
+        async def answered() -> bool:
+            try:
+                await stub.PendingCount(outbox_pb2.PendingCountRequest(), timeout=5)
+            except Unavailable:
+                return False
+            return True
+
+        await wait_for(answered, what="the channel to use the rotated client files", within=10.0)
+
+
 async def test_rotated_server_files_are_served_without_a_restart(served: Served, tmp_path: Path) -> None:
     second = Authority.make("noetl-mesh test CA 2")
     second.issue(served.server_dir, "outbox")  # rewrites the server's certificate, key and CA bundle
