@@ -44,6 +44,8 @@ spec:
       annotations: {prometheus.io/scrape: "true", prometheus.io/port: {{ $root.Values.metricsPort | quote }}}
     spec:
       terminationGracePeriodSeconds: 30
+      # The image runs as 65532: mounted Secret files (mesh credentials) are group-readable by it.
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, fsGroup: 65532}
       containers:
         - name: {{ $name }}
           image: "{{ $root.Values.image.repository }}:{{ $root.Values.image.tag }}"
@@ -112,7 +114,7 @@ spec:
 - name: mesh-auth
   secret:
     secretName: {{ $auth.tokenSecret }}
-    defaultMode: 0400
+    defaultMode: 0440
     items:
       - {key: {{ .caller }}.token, path: token}
       {{- if .serves }}
@@ -120,7 +122,7 @@ spec:
       {{- end }}
 {{- else if eq $auth.mode "mtls" }}
 - name: mesh-tls
-  secret: {secretName: "{{ $auth.tlsSecretPrefix }}-{{ .caller }}", defaultMode: 0400}
+  secret: {secretName: "{{ $auth.tlsSecretPrefix }}-{{ .caller }}", defaultMode: 0440}
 {{- end }}
 {{- end }}
 
