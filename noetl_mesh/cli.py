@@ -152,9 +152,16 @@ def _tokens(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def _print_table(status: StackStatus) -> None:
-    header = ("NAME", "PID", "ALIVE", "ADDRESS", "LOG")
+    header = ("NAME", "PID", "ALIVE", "RESTARTS", "ADDRESS", "LOG")
     rows = [
-        (r.name, str(r.pid or "-"), "yes" if r.alive else "NO", r.address or "-", str(r.log or "-"))
+        (
+            r.name,
+            str(r.pid or "-"),
+            "yes" if r.alive else "NO",
+            str(r.restarts),
+            r.address or "-",
+            str(r.log or "-"),
+        )
         for r in status.rows
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]

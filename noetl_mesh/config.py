@@ -76,6 +76,8 @@ class StackConfig:
     nats_url: str | None = None
     ready_timeout: float = 60.0
     stop_grace: float = 10.0
+    # A supervisor process restarts whatever crashes (noetl_mesh/supervisor.py).
+    supervise: bool = True
     # Mesh processes inherit the caller's environment, as any command they were started from would.
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 

@@ -53,6 +53,14 @@ def mesh_credentials(
     return MeshCredentials(directory)
 
 
+def current_credentials(run_dir: Path, base_env: Mapping[str, str]) -> MeshCredentials | None:
+    """The tokens the last `up` made, for restarting one process: new ones would strand the rest."""
+    if any(base_env.get(name, "").strip() for name in _CALLER_KEYS):
+        return None
+    directory = run_dir / AUTH_DIR
+    return MeshCredentials(directory) if (directory / TOKENS_FILE).is_file() else None
+
+
 def write_tokens(directory: Path, identities: Iterable[str]) -> None:
     """A fresh token per identity (`<identity>.token`) and their digests (`tokens`), all private.
 

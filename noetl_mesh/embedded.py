@@ -145,7 +145,10 @@ class EmbeddedPostgres:
         pid = self.pid()
         if pid is None:
             return
-        self._pg_ctl(_postgres_account(), ["stop", "-m", "fast", "-w", "-t", str(int(self._timeout))])
+        account = _postgres_account()
+        if account is not None:
+            _grant_traverse(self.data_dir)  # as in `_start_server`: parents may have been tightened
+        self._pg_ctl(account, ["stop", "-m", "fast", "-w", "-t", str(int(self._timeout))])
         procs.wait_gone(pid, None, self._timeout)
 
     def pid(self) -> int | None:

@@ -8,6 +8,7 @@ later `noetl-mesh down` finds it through <run dir>/state.json.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import fcntl
 import logging
@@ -26,7 +27,7 @@ import asyncpg
 
 from noetl_mesh import procs, state
 from noetl_mesh.config import Ports, StackConfig
-from noetl_mesh.credentials import mesh_credentials
+from noetl_mesh.credentials import MeshCredentials, current_credentials, mesh_credentials
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
 from noetl_mesh.errors import StartError
 from noetl_mesh.kek import kek_environment
@@ -41,6 +42,8 @@ ProcessFactory = Callable[[Ports], Sequence[ProcessSpec]]
 """Builds the process list once ports are resolved; tests pass their own to supervise fakes."""
 
 _POLL = 0.1
+SUPERVISOR_PID_FILE = "supervisor.pid"
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
 
 
 class Health(enum.Enum):
@@ -56,6 +59,7 @@ class StatusRow:
     alive: bool
     address: str
     log: Path | None
+    restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,17 +83,11 @@ class Stack:
         self._logs = config.run_dir / "logs"
         # Built even when external servers are configured: down() stops whatever embedded server
         # runs in this run dir, however the stack that started it was configured.
-        self._postgres = EmbeddedPostgres(
-            config.run_dir / "postgres", port=config.ports.postgres, log_path=self._logs / "postgres.log"
-        )
-        self._nats = EmbeddedNats(
-            config.run_dir / "nats",
-            port=config.ports.nats,
-            monitor_port=config.ports.nats_monitor,
-            log_path=self._logs / "nats.log",
-        )
+        self._postgres = self._embedded_postgres(config.ports.postgres)
+        self._nats = self._embedded_nats(config.ports.nats)
         # Our own children, kept so they can be reaped; a later command only has their pids.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._supervisor: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
         self.up()
@@ -109,20 +107,102 @@ class Stack:
         return state.load(self.run_dir)
 
     def up(self) -> StackInfo:
-        """Start the stack, or return the running one. A partly running stack is restarted whole.
+        """Start the stack, or return the running one. Of a partly running stack only what is
+        missing is started (`repair`): Postgres, NATS and live processes are left alone.
 
         Raises:
-            StartError: a process exited or did not become ready; everything started was stopped.
-            InfraError: embedded Postgres or NATS failed; everything started was stopped.
+            StartError: a process exited or did not become ready; a fresh start stops everything.
+            InfraError: embedded Postgres or NATS failed.
         """
         with self._locked():
             current = state.load(self.run_dir)
-            if current is not None:
-                if self._status(current).health is Health.UP:
-                    return current
-                log.info("the stack is partly down; restarting it")
-                self._teardown(current)
-            return self._start()
+            if current is None:
+                return self._start()
+            return self._repair(current)
+
+    def repair(self) -> StackInfo | None:
+        """Starts whatever of the recorded stack is not running, on the ports it had, and leaves
+        the rest alone; None (nothing done) when no stack is recorded. A restarted process never
+        inherits `NOETL_FAILPOINTS`: a failpoint fires in the first life of a process only.
+
+        Raises:
+            StartError: a restarted process exited or did not become ready.
+            InfraError: embedded Postgres or NATS failed to start again.
+        """
+        with self._locked():
+            current = state.load(self.run_dir)
+            return self._repair(current) if current is not None else None
+
+    def _repair(self, info: StackInfo) -> StackInfo:
+        if info.postgres.embedded and self._postgres.pid() is None:
+            log.info("postgres: not running; starting it again")
+            self._postgres = self._embedded_postgres(_port_of(info.postgres.url))
+            self._postgres.start()
+        if info.nats.embedded and self._nats.pid() is None:
+            log.info("nats: not running; starting it again")
+            self._nats.stop()  # reaps the dead server if it was our child
+            # Kept: the new server is our child, and `down` must reap it.
+            self._nats = self._embedded_nats(_port_of(info.nats.url))
+            self._nats.start()
+        shared = {
+            **self._config.base_env,
+            **mesh_environment(info.ports, pg_dsn=info.pg_dsn, nats_url=info.nats_url, run_dir=self.run_dir),
+        }
+        shared.pop("NOETL_FAILPOINTS", None)
+        kek = kek_environment(self.run_dir, self._config.base_env)
+        credentials = current_credentials(self.run_dir, self._config.base_env)
+        if credentials is not None:
+            shared.update(credentials.shared())
+        specs = {spec.name: spec for spec in self._processes(info.ports)}
+        processes = list(info.processes)
+        for index, process in enumerate(processes):
+            if procs.is_alive(process.pid, process.start_ticks):
+                continue
+            spec = specs[process.name]
+            log.info("%s: not running; starting it again", process.name)
+            started = time.monotonic()
+            env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(index + 1)}
+            env.update(self._secrets_for(spec, kek, credentials, info.pg_dsn))
+            fresh = self._launch(spec, env)
+            processes[index] = dataclasses.replace(fresh, restarts=process.restarts + 1)
+            info = dataclasses.replace(info, processes=tuple(processes))
+            state.save(info)
+            self._await_ready(spec, fresh, started)
+        if self._config.supervise:
+            self._start_supervisor()
+        return info
+
+    def _start_supervisor(self) -> None:
+        """One supervisor per run dir (`noetl_mesh.supervisor`), with the mesh's environment."""
+        if self._supervisor_pid() is not None:
+            return
+        with (self._logs / "supervisor.log").open("ab") as log_file:
+            self._supervisor = subprocess.Popen(
+                [sys.executable, "-m", "noetl_mesh.supervisor", str(self.run_dir)],
+                cwd=self.run_dir,
+                env=dict(self._config.base_env),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _supervisor_pid(self) -> int | None:
+        try:
+            pid = int((self.run_dir / SUPERVISOR_PID_FILE).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        alive = procs.is_alive(pid) and "noetl_mesh.supervisor" in procs.command_line(pid)
+        return pid if alive else None
+
+    def _stop_supervisor(self) -> None:
+        pid = self._supervisor_pid()
+        if pid is not None:
+            procs.terminate(pid, grace=10.0)
+        if self._supervisor is not None:  # ours: reaped, not left a zombie
+            self._supervisor.wait()
+            self._supervisor = None
+        (self.run_dir / SUPERVISOR_PID_FILE).unlink(missing_ok=True)
 
     def down(self) -> None:
         """Stop every process in reverse start order, then the embedded servers; forget the stack.
@@ -153,7 +233,6 @@ class Stack:
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
             }
             kek = kek_environment(self.run_dir, self._config.base_env)
-            sql = self._query_role(postgres.url)
             specs = self._processes(ports)
             credentials = mesh_credentials(self.run_dir, self._config.base_env, (spec.name for spec in specs))
             if credentials is not None:
@@ -161,12 +240,7 @@ class Stack:
             for machine_id, spec in enumerate(specs, start=1):
                 started = time.monotonic()
                 env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
-                if credentials is not None:
-                    env.update(credentials.for_process(spec.name))
-                if spec.holds_kek:
-                    env.update(kek)
-                if spec.runs_sql:
-                    env.update(sql)
+                env.update(self._secrets_for(spec, kek, credentials, postgres.url))
                 process = self._launch(spec, env)
                 # Recorded before the wait, so an interrupted `up` leaves nothing `down` cannot find.
                 info = info.with_process(process)
@@ -175,6 +249,8 @@ class Stack:
         except BaseException:
             self._teardown(info)
             raise
+        if self._config.supervise:
+            self._start_supervisor()
         return info
 
     def _migrate(self, dsn: str) -> None:
@@ -195,6 +271,17 @@ class Stack:
             raise StartError("schema migration failed", name="migrate", log_tail=result.stderr[-4000:])
         log.info("schema: applied (%.1fs)", time.monotonic() - started)
 
+    def _secrets_for(
+        self, spec: ProcessSpec, kek: Mapping[str, str], credentials: MeshCredentials | None, dsn: str
+    ) -> dict[str, str]:
+        """What only this process gets: its own mesh token, the wallet's key, the SQL login."""
+        extra = credentials.for_process(spec.name) if credentials is not None else {}
+        if spec.holds_kek:
+            extra.update(kek)
+        if spec.runs_sql:
+            extra.update(self._query_role(dsn))
+        return extra
+
     def _query_role(self, dsn: str) -> dict[str, str]:
         """`NOETL_POSTGRES_EXECUTE_DSN` for the execution service, unless the caller set one.
 
@@ -212,6 +299,17 @@ class Stack:
                 exc,
             )
             return {}
+
+    def _embedded_postgres(self, port: int) -> EmbeddedPostgres:
+        return EmbeddedPostgres(self.run_dir / "postgres", port=port, log_path=self._logs / "postgres.log")
+
+    def _embedded_nats(self, port: int) -> EmbeddedNats:
+        return EmbeddedNats(
+            self.run_dir / "nats",
+            port=port,
+            monitor_port=self._config.ports.nats_monitor,
+            log_path=self._logs / "nats.log",
+        )
 
     def _start_postgres(self) -> InfraState:
         if self._config.pg_dsn is not None:
@@ -231,7 +329,8 @@ class Stack:
 
     def _launch(self, spec: ProcessSpec, env: Mapping[str, str]) -> ProcessState:
         log_path = self._logs / f"{spec.name}.log"
-        with log_path.open("wb") as log_file:
+        _rotate(log_path)
+        with log_path.open("ab") as log_file:
             child = subprocess.Popen(
                 spec.argv,
                 cwd=self.run_dir,
@@ -267,6 +366,8 @@ class Stack:
         log.info("%s: ready (%.1fs)", spec.name, time.monotonic() - started)
 
     def _teardown(self, info: StackInfo | None) -> None:
+        # First: a supervisor would start again what is being stopped.
+        self._stop_supervisor()
         if info is not None:
             for process in reversed(info.processes):
                 procs.terminate(process.pid, process.start_ticks, self._config.stop_grace)
@@ -274,6 +375,12 @@ class Stack:
                 if child is not None:
                     child.wait()
                 log.info("%s: stopped", process.name)
+        # Children of ours that the record no longer names (killed, then restarted elsewhere).
+        for child in self._children.values():
+            if child.poll() is None:
+                procs.terminate(child.pid, None, self._config.stop_grace)
+            child.wait()
+        self._children.clear()
         # Embedded servers in this run dir are ours whatever the record says, and a record may be
         # missing when an earlier `up` died before writing it.
         if self._nats.pid() is not None:
@@ -290,7 +397,8 @@ class Stack:
             self._infra_row(info.nats, self._nats.pid(), 4222),
         ]
         for p in info.processes:
-            rows.append(StatusRow(p.name, p.pid, procs.is_alive(p.pid, p.start_ticks), p.address, p.log))
+            alive = procs.is_alive(p.pid, p.start_ticks)
+            rows.append(StatusRow(p.name, p.pid, alive, p.address, p.log, p.restarts))
         return StackStatus(tuple(rows))
 
     @staticmethod
@@ -309,6 +417,23 @@ class Stack:
         with (self.run_dir / ".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def _rotate(path: Path) -> None:
+    """Logs are appended across restarts; one past `LOG_ROTATE_BYTES` moves to `<name>.1`."""
+    try:
+        if path.stat().st_size > LOG_ROTATE_BYTES:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
+def _port_of(url: str) -> int:
+    """The port a recorded server listened on (0, a free one, if the URL has none)."""
+    try:
+        return urllib.parse.urlsplit(url).port or 0
+    except ValueError:
+        return 0
 
 
 def _address(url: str, default_port: int) -> str:

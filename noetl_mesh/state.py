@@ -32,6 +32,7 @@ class ProcessState:
     start_ticks: int | None
     address: str
     log: Path
+    restarts: int = 0  # how often the launcher found it dead and started it again
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class StackInfo:
                 "nats": _infra_to_dict(self.nats),
                 "processes": [
                     {"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks, "address": p.address,
-                     "log": str(p.log)}
+                     "log": str(p.log), "restarts": p.restarts}
                     for p in self.processes
                 ],
             },
@@ -108,7 +109,14 @@ class StackInfo:
             postgres=_infra_from_dict(data["postgres"]),
             nats=_infra_from_dict(data["nats"]),
             processes=tuple(
-                ProcessState(p["name"], int(p["pid"]), p["start_ticks"], p["address"], Path(p["log"]))
+                ProcessState(
+                    p["name"],
+                    int(p["pid"]),
+                    p["start_ticks"],
+                    p["address"],
+                    Path(p["log"]),
+                    int(p.get("restarts", 0)),
+                )
                 for p in data["processes"]
             ),
         )

@@ -1,10 +1,10 @@
 """Secrets at run time (dsl.md §8.5 D, §16 step 6; data-model.md §9.9-§9.10).
 
 A worker reads secrets only through the secrets service's `Resolve` RPC, right before the tool
-that needs them runs: a `{{ keychain.<alias>.<field> }}` template, a tool's `auth: <alias>`, a
-`secrets` tool. Resolved values live in memory for one command (`CommandSecrets`), and every one
-of them is replaced by `[REDACTED]` in that command's events, also where a tool echoed it into its
-stdout, its result data or its error message.
+that needs them runs: a `{{ keychain.<alias>.<field> }}` template, a tool's `auth: <alias>` (or
+`credential: <alias>`), a `secrets` tool. Resolved values live in memory for one command
+(`CommandSecrets`), and every one of them is replaced by `[REDACTED]` in that command's events,
+also where a tool echoed it into its stdout, its result data or its error message.
 
 What is redacted by value: every string (and number) in the resolved data, except the values of
 connection fields that are not secret (`host`, `port`, `user`, `database`, ... see
@@ -158,3 +158,19 @@ def _redact(value: Any, ordered: list[str], whole: frozenset[str]) -> Any:
     if isinstance(value, list | tuple):
         return [_redact(item, ordered, whole) for item in value]
     return value
+
+
+def credential_alias(config: Mapping[str, Any]) -> str | None:
+    """The credential a tool names: `auth`, else its alias `credential` (real playbooks write
+    either on http and database tools), as a name or `{credential|key|name: <name>}`."""
+    raw = config.get("auth")
+    if raw is None:
+        raw = config.get("credential")
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip()
+    if isinstance(raw, Mapping):
+        for key in ("credential", "key", "name"):
+            value = raw.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return None

@@ -17,6 +17,7 @@ from services.common import jsonutil
 from services.common.errors import Conflict, MeshError, NotFound
 from services.common.grpc_client import Sharded
 from services.common.rpc_errors import from_rpc_error
+from services.common.templating import restore_views
 from worker.credentials import CommandSecrets, SecretsClient
 from worker.pipeline import ToolRunner, tool_config
 from worker.results import ResultOffload
@@ -100,7 +101,7 @@ class Executor:
             kind=command.tool_kind,
             config=tool_config(context.get("tool_config")),
             input=context.get("input") or {},
-            render_context=context.get("render_context") or {},
+            render_context=restore_views(context.get("render_context") or {}),
             timeout=_timeout(context.get("spec"), context.get("tool_config"), self._default_timeout),
             server_url=self._server_url,
             secrets=CommandSecrets(self._secrets, command.execution_id),

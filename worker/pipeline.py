@@ -187,7 +187,7 @@ class ToolRunner:
         rendered: dict[str, Any] = {}
         for key, raw in values.items():
             try:
-                rendered[scoped_key(str(key))] = self._renderer.render_value(raw, context)
+                rendered[str(key)] = self._renderer.render_value(raw, context)
             except TemplateError as exc:
                 raise TemplateError(f"set {key}: {exc.message}") from None
         return rendered
@@ -234,10 +234,16 @@ class PipelineRun:
         return cls(context=context)
 
     def write(self, values: Mapping[str, Any], updates: Mapping[str, Any] | None = None) -> None:
-        """Set values into the flat namespace and its `ctx` alias (§6.1)."""
-        self.context.update(values)
-        self.context["ctx"] = {**self.context["ctx"], **values}
-        self.variables.update(values)
+        """Set `set`-block values (keys as written) into the flat namespace and its `ctx` alias
+        (§6.1); an `iter.x` key is also readable as `iter.x` for the rest of the iteration."""
+        scoped = {scoped_key(key): value for key, value in values.items()}
+        self.context.update(scoped)
+        self.context["ctx"] = {**self.context["ctx"], **scoped}
+        self.variables.update(scoped)
+        own = {scoped_key(key): value for key, value in values.items() if key.startswith("iter.")}
+        if own:
+            iteration = self.context.get("iter")
+            self.context["iter"] = {**(iteration if isinstance(iteration, Mapping) else {}), **own}
         if updates:
             self.context_updates.update(updates)
 

@@ -3,11 +3,14 @@
 Pure: reading the rules, the `output` a rule sees, matching, rendering `then.set`, backoff delays
 and jump targets. Running attempts and sleeping between them is `pipeline.py`'s job.
 
-An error's `kind` is the tool's own `ToolResult.error_kind` when it set one (`timeout`,
-`connection`); otherwise it is read from the message: one starting with `timeout` is a timeout and
-one starting with `connection` a connection failure (tools word them so); an http result with a
-`status_code` >= 400 in its data is an `http` error; anything else is a `tool` error whose `code`
-is the exception name of a python `Name: message` error.
+An error's `kind` follows the Python reference's classification (`noetl/core/errors.py`): an http
+result with a status >= 400 is `rate_limit` (429), `auth` (401, 403), `not_found` (404),
+`client_error` (other 4xx) or `server_error` (5xx), its status kept as `code` and `http_status`.
+Otherwise it is the tool's own `ToolResult.error_kind` when it set one (`timeout`, `connection`),
+else read from the message: one starting with `timeout` is a timeout and one starting with
+`connection` a connection failure (tools word them so); anything else is a `tool` error whose
+`code` is the exception name of a python `Name: message` error. A rule written for the mesh's
+former name of every http error, `http`, still matches: see `decide`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ DEFAULT_ATTEMPTS = 3  # dsl.md §17.7: `max_attempts` when a retry rule names no
 _FALSY = frozenset({"", "false", "False", "0", "none", "None", "null"})
 _PREVIOUS = frozenset({"previous", "prev", "_previous", "@previous"})
 _RETRYABLE_HTTP = frozenset({408, 429})
+_HTTP_KINDS = {429: "rate_limit", 401: "auth", 403: "auth", 404: "not_found"}
+_HTTP_ERROR_KINDS = frozenset({*_HTTP_KINDS.values(), "client_error", "server_error"})
+_LEGACY_HTTP_KIND = "http"  # what every http error was called before the reference's kinds
 _EXCEPTION_NAME = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
 
 
@@ -83,7 +89,7 @@ class Verdict:
     rule: int | None = None  # 1-based index of the matching rule; None when the default applied
     delay: float = 0.0  # before the next attempt, for `retry`
     to: str | None = None  # for `jump`
-    values: dict[str, Any] = field(default_factory=dict)  # rendered `then.set`, under scoped keys
+    values: dict[str, Any] = field(default_factory=dict)  # rendered `then.set`, under its own keys
     context_updates: dict[str, Any] = field(default_factory=dict)  # the `ctx.*` part of `values`
 
 
@@ -148,11 +154,16 @@ def _then(index: int, raw: Any) -> Then:
 
 
 def attempt_output(kind: str, result: ToolResult) -> dict[str, Any]:
-    """The `output` a rule sees: `{status, data, error?, http?}` (dsl.md §9.11)."""
+    """The `output` a rule sees: `{status, data, error?, http?, response?}` (dsl.md §9.11).
+
+    An http tool's `response` is its result (`status_code`, `headers`, `data`, `body`), as the
+    reference's http result reads in rule expressions (`output.response.status_code`).
+    """
     output: dict[str, Any] = {"status": "success" if result.ok else "error", "data": result.data}
     http = _http(kind, result.data)
     if http is not None:
         output["http"] = http
+        output["response"] = result.data
     if not result.ok:
         output["error"] = _error(result.error or "tool failed", http, result.error_kind)
     return output
@@ -175,10 +186,27 @@ def _error(message: str, http: Mapping[str, Any] | None, kind: str | None = None
         return {"kind": "connection", "retryable": True, "code": "connection", "message": message}
     if http is not None and http["status"] >= 400:
         status = http["status"]
-        retryable = status in _RETRYABLE_HTTP or status >= 500
-        return {"kind": "http", "retryable": retryable, "code": status, "message": message}
+        error = {
+            "kind": _HTTP_KINDS.get(status, "server_error" if status >= 500 else "client_error"),
+            "retryable": status in _RETRYABLE_HTTP or status >= 500,
+            "code": status,
+            "http_status": status,
+            "message": message,
+        }
+        retry_after = _retry_after(http["headers"])
+        if retry_after is not None:
+            error["retry_after"] = retry_after
+        return error
     name = _EXCEPTION_NAME.match(message)
     return {"kind": "tool", "retryable": False, "code": name.group(1) if name else None, "message": message}
+
+
+def _retry_after(headers: Any) -> int | None:
+    """A `Retry-After` header in seconds, as the reference reads it (a date is ignored)."""
+    if not isinstance(headers, Mapping):
+        return None
+    raw = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
+    return int(raw) if isinstance(raw, str) and raw.strip().isdigit() else None
 
 
 def decide(
@@ -187,20 +215,19 @@ def decide(
     """Judge one attempt: the first matching rule wins; with none, continue on success, fail on error.
 
     `context` is the worker-side context with `output` and `_attempt` (§8.6 C). A `retry` whose
-    `attempts` are spent falls back to the default, so a success still continues.
+    `attempts` are spent falls back to the default, so a success still continues. A `when` that
+    does not hold for an http error is judged once more with the error's former kind `http`, so
+    rules written either way match (docs/decisions.md).
 
     Raises:
         PolicyError: a `when` or a `then.set` value fails to render.
     """
+    views = _views(context)
     for index, rule in enumerate(rules, start=1):
-        if rule.when is not None and not _holds(rule.when, context, renderer, index):
+        if rule.when is not None and not any(_holds(rule.when, view, renderer, index) for view in views):
             continue
         values = _render_set(rule.then.set, context, renderer, index)
-        updates = {
-            scoped_key(key): values[scoped_key(key)]
-            for key in map(str, rule.then.set)
-            if key.startswith("ctx.")
-        }
+        updates = {scoped_key(key): value for key, value in values.items() if key.startswith("ctx.")}
         do = rule.then.do
         if do is Do.RETRY and attempt >= rule.then.attempts:
             do = _default(ok)
@@ -213,6 +240,18 @@ def decide(
             context_updates=updates,
         )
     return Verdict(do=_default(ok))
+
+
+def _views(context: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The contexts a `when` is judged against: as is, then with an http error's former kind."""
+    output = context.get("output")
+    if not isinstance(output, Mapping):
+        return [context]
+    error = output.get("error")
+    if not isinstance(error, Mapping) or error.get("kind") not in _HTTP_ERROR_KINDS:
+        return [context]
+    legacy = {**error, "kind": _LEGACY_HTTP_KIND}
+    return [context, {**context, "output": {**output, "error": legacy}}]
 
 
 def _default(ok: bool) -> Do:
@@ -233,7 +272,7 @@ def _render_set(
     rendered: dict[str, Any] = {}
     for key, raw in values.items():
         try:
-            rendered[scoped_key(str(key))] = renderer.render_value(raw, context)
+            rendered[str(key)] = renderer.render_value(raw, context)
         except TemplateError as exc:
             raise PolicyError(f"policy rule {index} set {key}: {exc.message}") from None
     return rendered

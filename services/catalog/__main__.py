@@ -17,6 +17,7 @@ from services.catalog.store import CatalogStore
 from services.common import db, runner
 from services.common.grpc_client import ClientAuth, Sharded
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 
 
@@ -33,7 +34,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         def register(server: grpc.aio.Server) -> None:
             catalog_pb2_grpc.add_CatalogServiceServicer_to_server(api, server)
 
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
         await events.close()
         await pool.close()

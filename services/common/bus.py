@@ -40,7 +40,8 @@ async def ensure_streams(js: JetStreamContext, settings: BusSettings) -> None:
         StreamConfig(
             name=settings.command_stream,
             subjects=["noetl.commands", "noetl.commands.>"],
-            storage=StorageType.MEMORY,
+            # On disk: command notifications survive a NATS restart (nothing waits for the reaper).
+            storage=StorageType.FILE,
             retention=RetentionPolicy.LIMITS,
             max_age=3600,
             duplicate_window=120,
@@ -83,6 +84,11 @@ def event_subject(execution_id: int, shard_count: int, tenant: str = "default", 
     return (
         f"noetl.events.{_token(tenant)}.{_token(org)}.{execution_id}.{shard_for(execution_id, shard_count)}"
     )
+
+
+def shard_events_filter(shard_index: int, shard_count: int) -> str:
+    """Every event subject of one execution shard (the last token is the shard, §11.2)."""
+    return "noetl.events.>" if shard_count == 1 else f"noetl.events.*.*.*.{shard_index}"
 
 
 def execution_events_filter(execution_id: int) -> str:

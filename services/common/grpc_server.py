@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.common import metrics, telemetry
 from services.common.grpc_client import MAX_MESSAGE_BYTES
+from services.common.health import WritePathWatch
 from services.common.mesh_guard import AuthInterceptor, ServerAuth
 from services.common.rpc_errors import ErrorInterceptor
 
@@ -101,6 +102,8 @@ class GrpcHost:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for register in registrars:
             register(self._server)
+        self._watches = [r for r in registrars if isinstance(r, WritePathWatch)]
+        self._watching: list[asyncio.Task[None]] = []
         self.port = 0
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -116,6 +119,9 @@ class GrpcHost:
             raise RuntimeError(f"{self.name}: cannot bind gRPC on {self._listen}")
         await self._server.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._watching = [
+            asyncio.create_task(w.run(self._health), name="write-path-watch") for w in self._watches
+        ]
         log.info("%s serving gRPC on port %s (mesh auth: %s)", self.name, self.port, self._auth.settings.mode)
         return self.port
 
@@ -128,6 +134,8 @@ class GrpcHost:
         if self._stopping:
             return
         self._stopping = True
+        for task in self._watching:
+            task.cancel()
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self._grace)
         self._stopped.set()

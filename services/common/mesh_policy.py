@@ -60,7 +60,8 @@ POLICY: Mapping[str, frozenset[str]] = {
     "ExecutionService/Get": _G,
     "ExecutionService/ListExecutions": _G,
     "ExecutionService/Status": _G,
-    "ExecutionService/Advance": frozenset({EVENTS}),
+    # No caller since the one-way pipeline (executions learn of events from a JetStream feed).
+    "ExecutionService/Advance": frozenset(),
     "ExecutionService/Cancel": _G,
     "ExecutionService/CancellationCheck": _G,
     "ExecutionService/Finalize": _G,

@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 
 import uvloop
 
-from services.common import metrics, telemetry
+from services.common import failpoints, metrics, telemetry
 from services.common.config import ConfigError, ServiceBasics
 from services.common.grpc_server import GrpcHost, Registrar
 from services.common.mesh_guard import ServerAuth
@@ -40,8 +40,9 @@ def run(
     """Runs until SIGTERM/SIGINT; `assemble` wires dependencies and yields servicer registrars."""
     configure_logging(name)
     try:
+        failpoints.arm_from(os.environ)
         settings = load_settings()
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         logging.getLogger(name).error("%s", exc)
         return 2
     telemetry.setup_tracing(name)

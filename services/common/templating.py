@@ -21,7 +21,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 import minijinja
 
@@ -155,7 +155,7 @@ class Renderer:
                 return parsed
             expr = _single_expression(template)
             if expr is not None:
-                parsed = _parse_json(self.render_text(f"{{{{ {expr} | tojson }}}}", ctx))
+                parsed = _parse_json(self.render_text(f"{{{{ ({expr}) | tojson }}}}", ctx))
                 if parsed is not _NOT_JSON:
                     return parsed
         return typed(rendered)
@@ -165,6 +165,78 @@ class Renderer:
 
     def _variables(self, text: str) -> frozenset[str]:
         return _undeclared(text)
+
+
+# --- results that answer names besides their value -------------------------------------------
+
+# A command's `render_context` key: step name -> `{accessors?, loop?}`, what the step's result
+# answers by name besides its value (`_ref`, ... of an externalised result, dsl.md §9.12; a loop
+# aggregate's `results` and `count`). JSON drops those names, so they travel beside the value.
+RESULT_VIEWS = "_result_views"
+
+
+class NamedList(list[Any]):
+    """A list that also answers names, as `x.name` and `x['name']` in templates.
+
+    minijinja looks a name up by item first, and hides attributes that start with `_`, so
+    the accessors (`_ref`, ...) are answered by `__getitem__`.
+    """
+
+    def __init__(self, items: list[Any], fields: Mapping[str, Any]) -> None:
+        super().__init__(items)
+        self._fields = fields
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[Any]: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: SupportsIndex | slice | str) -> Any:
+        if isinstance(key, str):
+            return self._fields[key]
+        return super().__getitem__(key)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_fields"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class FieldMap(dict[str, Any]):
+    """A map that also answers `fields` without holding them as keys, so `{{ x | length }}`,
+    loops and `tojson` read exactly as without them (and a key of the user's own wins)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, items: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        super().__init__(items)
+        self._fields = fields
+
+    def __missing__(self, key: str) -> Any:
+        return self._fields[key]
+
+
+def loop_fields(items: list[Any]) -> dict[str, Any]:
+    """What a loop step's aggregate answers besides its items: the reference's object form."""
+    return {"results": items, "count": len(items)}
+
+
+def restore_views(render_context: Mapping[str, Any]) -> dict[str, Any]:
+    """A shipped `render_context` whose step results answer their names again (`RESULT_VIEWS`)."""
+    context = dict(render_context)
+    views = context.pop(RESULT_VIEWS, None)
+    for name, view in views.items() if isinstance(views, Mapping) else ():
+        value = context.get(name)
+        accessors = view.get("accessors") if isinstance(view, Mapping) else None
+        fields = dict(accessors) if isinstance(accessors, Mapping) else {}
+        if isinstance(value, list):
+            loop = isinstance(view, Mapping) and view.get("loop") is True
+            context[name] = NamedList(value, {**fields, **(loop_fields(value) if loop else {})})
+        elif isinstance(value, Mapping) and fields:
+            context[name] = FieldMap(value, fields)
+    return context
 
 
 # Variable analysis does not depend on filters or settings, so one plain environment serves it.

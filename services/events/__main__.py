@@ -7,15 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc
+from noetl.v1 import events_pb2_grpc, outbox_pb2_grpc
 
 from services.common import bus, db, runner
-from services.common.grpc_client import ClientAuth, Sharded, open_channel
+from services.common.grpc_client import ClientAuth, open_channel
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.events.api import EventApi
 from services.events.batcher import AppendBatcher
-from services.events.clients import ExecutionAdvancer, OutboxClient
+from services.events.clients import OutboxClient
 from services.events.relay import Relay
 from services.events.service import EventLog, EventLogSettings
 from services.events.settings import Settings
@@ -30,9 +31,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     nc = await bus.connect(settings.bus, "noetl-events")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    mesh = ClientAuth(settings.basics.mesh)
-    execution = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
-    outbox_channel = open_channel(settings.outbox_addr, mesh)
+    outbox_channel = open_channel(settings.outbox_addr, ClientAuth(settings.basics.mesh))
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
     store = EventStore(pool)
@@ -44,11 +43,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         store=store,
         batcher=batcher,
         relay=relay,
-        advancer=ExecutionAdvancer(execution),
         wakeups=Wakeups(nc),
-        settings=EventLogSettings(
-            mirror_events=settings.mirror_events, event_shard_count=settings.bus.event_shard_count
-        ),
+        settings=EventLogSettings(event_shard_count=settings.bus.event_shard_count),
         mint=mint,
     )
     api = EventApi(log, settings.batch_limits)
@@ -57,11 +53,11 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         events_pb2_grpc.add_EventServiceServicer_to_server(api, server)
 
     try:
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
         await batcher.shutdown()
         await relay.shutdown()
-        await execution.close()
         await outbox_channel.close()
         await nc.drain()
         await pool.close()

@@ -241,7 +241,9 @@ def stream_payload(event: StoredEvent) -> str:
             "parent_execution_id": event.parent_execution_id,
         }
     ).decode()
-    tail = orjson.dumps({"error": event.error, "worker_id": event.worker_id}).decode()
+    tail = orjson.dumps(
+        {"error": event.error, "worker_id": event.worker_id, "command_id": event.command_id}
+    ).decode()
     return (
         f'{scalars[:-1]},"context":{event.context or "null"},"result":{event.result or "null"},'
         f'"meta":{event.meta or "null"},{tail[1:]}'

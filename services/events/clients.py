@@ -2,27 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from noetl.v1 import execution_pb2, execution_pb2_grpc, outbox_pb2, outbox_pb2_grpc
-
-from services.common.grpc_client import Sharded
-from services.events.chain import StoredEvent
-from services.events.messages import event_message
-
-
-class ExecutionAdvancer:
-    def __init__(self, execution: Sharded[execution_pb2_grpc.ExecutionServiceStub]) -> None:
-        self._execution = execution
-
-    async def advance(self, execution_id: int, events: Sequence[StoredEvent]) -> int:
-        response = await self._execution.for_execution(execution_id).Advance(
-            execution_pb2.AdvanceRequest(
-                execution_id=execution_id, events=[event_message(e) for e in events]
-            ),
-            timeout=60,
-        )
-        return int(response.commands_generated)
+from noetl.v1 import outbox_pb2, outbox_pb2_grpc
 
 
 class OutboxClient:

@@ -7,8 +7,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -17,16 +17,14 @@ from prometheus_client import Counter, Histogram
 from services.common.bus import event_subject
 from services.common.db import connection_errors, with_retry
 from services.common.errors import Internal, InvalidArgument, MeshError, NotFound
-from services.common.event_types import EventType
 from services.common.metrics import INGEST_BUCKETS
 from services.common.redaction import redact
 from services.events.batcher import AppendBatcher
-from services.events.batches import COMPLETED, FAILED, BatchOutcome, EventBatch
+from services.events.batches import COMPLETED, BatchOutcome, EventBatch
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
 from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
 from services.events.projection import Envelope
 from services.events.relay import Relay
-from services.events.runs import Run, advance_runs
 from services.events.store import EventStore
 from services.events.wakeups import Wakeups
 
@@ -64,22 +62,6 @@ for _kind in (*KNOWN_TYPES, "other"):
 TERMINAL_DEDUP.labels("suppressed")
 
 PAGE = 500
-# Worker events the execution service acts on: command rows (status, lease) and, for the two
-# completions, an orchestration pass. Others (call.done, step.exit, ...) are folded later from the log.
-ADVANCE_TYPES = frozenset(
-    {
-        EventType.COMMAND_STARTED,
-        EventType.COMMAND_HEARTBEAT,
-        EventType.COMMAND_COMPLETED,
-        EventType.COMMAND_FAILED,
-    }
-)
-
-
-class Advancer(Protocol):
-    """The execution service's Advance, as the event log needs it."""
-
-    async def advance(self, execution_id: int, events: Sequence[StoredEvent]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +73,6 @@ class EmitOutcome:
 
 @dataclass(frozen=True, slots=True)
 class EventLogSettings:
-    mirror_events: bool
     event_shard_count: int
     follow_poll_seconds: float = 1.0
 
@@ -103,7 +84,6 @@ class EventLog:
         store: EventStore,
         batcher: AppendBatcher,
         relay: Relay,
-        advancer: Advancer,
         wakeups: Wakeups,
         settings: EventLogSettings,
         mint: Callable[[], int],
@@ -112,7 +92,6 @@ class EventLog:
         self._mint = mint
         self._batcher = batcher
         self._relay = relay
-        self._advancer = advancer
         self._wakeups = wakeups
         self._settings = settings
 
@@ -141,7 +120,8 @@ class EventLog:
         return outcome
 
     async def emit(self, execution_id: int, events: Sequence[WorkerEventDraft]) -> EmitOutcome:
-        """Stores worker events, then lets the owning orchestrator shard react to them.
+        """Stores worker events. The owning shard reacts to them from the event stream, never
+        inside this call: ingest does not wait on orchestration (`commands_generated` is 0).
 
         Raises:
             NotFound: the execution has no events.
@@ -149,16 +129,12 @@ class EventLog:
         outcome = await self.append(
             execution_id, _drafts(events), catalog_id=None, parent_execution_id=None, require_open=False
         )
-        generated = await self._orchestrate(execution_id, outcome.stored)
-        return EmitOutcome(outcome.event_ids, outcome.duplicates, generated)
+        return EmitOutcome(outcome.event_ids, outcome.duplicates, 0)
 
     async def emit_each(self, items: Sequence[tuple[int, WorkerEventDraft]]) -> list[EmitOutcome | MeshError]:
-        """(execution_id, event) items stored and advanced independently, as `emit` would one by
-        one; answered in order, each with its outcome or its own error (NotFound, Unavailable, ...).
-
-        The items share group commits, and each execution's owning shard gets one `Advance` with
-        its new events in chain order rather than one per event.
-        """
+        """(execution_id, event) items stored independently, as `emit` would one by one (sharing
+        group commits); answered in order, each with its outcome or its own error (NotFound,
+        Unavailable, ...)."""
         started = time.perf_counter()
         appended = await asyncio.gather(
             *(
@@ -177,21 +153,14 @@ class EventLog:
             return_exceptions=True,
         )
         results: list[EmitOutcome | MeshError] = []
-        stored: list[list[StoredEvent]] = []
         for outcome in appended:
             if isinstance(outcome, AppendOutcome):
                 self._after_commit(outcome, started)
                 results.append(EmitOutcome(outcome.event_ids, outcome.duplicates, 0))
-                stored.append(outcome.stored)
             elif isinstance(outcome, MeshError):
                 results.append(outcome)
-                stored.append([])
             else:
                 raise outcome
-        by_execution: dict[int, list[Run]] = {}
-        for run in advance_runs(stored, ADVANCE_TYPES):
-            by_execution.setdefault(run.execution_id, []).append(run)
-        await asyncio.gather(*(self._advance_in_order(runs, results) for runs in by_execution.values()))
         return results
 
     async def emit_batch(
@@ -202,7 +171,7 @@ class EventLog:
         catalog_id: int | None,
         idempotency_key: str | None,
     ) -> BatchOutcome:
-        """Stores a worker batch and its record in one transaction, then orchestrates as `emit` does.
+        """Stores a worker batch and its record in one transaction (the shard reacts as to `emit`).
 
         A batch whose idempotency key this execution has recorded answers that batch's request id
         and event ids as a duplicate, storing and orchestrating nothing.
@@ -211,7 +180,6 @@ class EventLog:
             NotFound: the execution has no events and no catalog_id was given.
             Unavailable: the database connection was lost (`db_unavailable`); nothing was written.
             Internal: the database refused the batch; nothing was written.
-            MeshError: orchestration failed after the commit (the batch is recorded as `failed`).
         """
         request_id = self._mint()
         drafts = _drafts(events)
@@ -232,13 +200,8 @@ class EventLog:
         if outcome.replay_of is not None:
             return BatchOutcome(outcome.replay_of, outcome.event_ids, 0, duplicate=True)
         self._after_commit(outcome, started)
-        try:
-            generated = await self._orchestrate(execution_id, outcome.stored)
-        except MeshError as exc:
-            await self._finish_batch(request_id, FAILED, None, str(exc.detail))
-            raise
-        await self._finish_batch(request_id, COMPLETED, generated, None)
-        return BatchOutcome(request_id, outcome.event_ids, generated, duplicate=False)
+        await self._finish_batch(request_id, COMPLETED, 0, None)
+        return BatchOutcome(request_id, outcome.event_ids, 0, duplicate=False)
 
     async def batch(self, request_id: int) -> EventBatch:
         """Raises NotFound for a request id this shard has not recorded."""
@@ -326,25 +289,6 @@ class EventLog:
             return []
         return await self._store.catalog_usage(catalog_ids)
 
-    async def _orchestrate(self, execution_id: int, stored: Sequence[StoredEvent]) -> int:
-        """Commands generated by the owning orchestrator shard's reaction to newly stored events."""
-        # The whole batch goes along, so the orchestrator can fold it without reading it back.
-        acts = any(event.event_type in ADVANCE_TYPES for event in stored)
-        return await self._advancer.advance(execution_id, stored) if acts else 0
-
-    async def _advance_in_order(self, runs: Sequence[Run], results: list[EmitOutcome | MeshError]) -> None:
-        """Advances one execution's runs one after the other; a failure is answered to the run's actors."""
-        for run in runs:
-            try:
-                generated = await self._advancer.advance(run.execution_id, run.events)
-            except MeshError as exc:
-                for index in run.acting:
-                    results[index] = exc
-                continue
-            credited = results[run.credited]
-            if isinstance(credited, EmitOutcome):
-                results[run.credited] = replace(credited, commands_generated=generated)
-
     async def _append_alone(self, job: AppendJob) -> AppendOutcome:
         """One job in a transaction of its own: a batch is a group commit already, and its
         caller must tell a lost database (503, retry) from a refused batch (500)."""
@@ -370,9 +314,8 @@ class EventLog:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, MeshError):
             log.exception("could not mark batch %s %s", request_id, state)
 
-    def _mirror_subject(self, execution_id: int) -> str | None:
-        if not self._settings.mirror_events:
-            return None
+    def _mirror_subject(self, execution_id: int) -> str:
+        # Always mirrored: the owning shard learns of every event from the stream.
         return event_subject(execution_id, self._settings.event_shard_count)
 
     def _after_commit(self, outcome: AppendOutcome, started: float) -> None:

@@ -11,9 +11,7 @@ from services.events.batches import DEFAULT_MAX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTE
 class Settings:
     basics: ServiceBasics
     bus: BusSettings
-    execution_addrs: tuple[str, ...]
     outbox_addr: str
-    mirror_events: bool
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
 
     @classmethod
@@ -23,9 +21,7 @@ class Settings:
         settings = cls(
             basics=ServiceBasics.read(env, "127.0.0.1:50053", "events"),
             bus=read_bus_settings(env),
-            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
             outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
-            mirror_events=env.flag("NOETL_EVENT_MIRROR_ENABLED", True),
             # http-api.md §1.1: enforced by this service, the only one that sees every batch.
             batch_limits=BatchLimits(
                 max_events=env.integer("NOETL_BATCH_MAX_EVENTS_PER_REQUEST", DEFAULT_MAX_EVENTS, minimum=1),

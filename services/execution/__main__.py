@@ -23,6 +23,7 @@ from noetl.v1 import (
 from services.common import bus, db, runner
 from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.execution.admin import Admin
 from services.execution.api import AdminApi, CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
@@ -31,8 +32,11 @@ from services.execution.claims import Claims, ClaimSettings
 from services.execution.cleanup import Cleanup
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient
 from services.execution.control import Control
+from services.execution.feed import EventFeed, FeedSettings
+from services.execution.lifecycle import LifecycleWriter
 from services.execution.orchestrator import Orchestrator, OrchestratorSettings
 from services.execution.pools import Pools
+from services.execution.projector import Projector
 from services.execution.queries import Queries
 from services.execution.reaper import Reaper
 from services.execution.results import ExpirySweeper, Results
@@ -54,6 +58,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     # One generator per process: two with the same machine id could mint the same id.
     ids = Snowflake(settings.basics.machine_id)
     results = Results(ResultStore(pool), ids)
+    lifecycle = LifecycleWriter(store, settings.lease_seconds)
+    projector = Projector(store, events_port, lifecycle)
     orchestrator = Orchestrator(
         store=store,
         events=events_port,
@@ -61,11 +67,13 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         results=results,
         ids=ids,
         settings=OrchestratorSettings(server_url=settings.server_url),
+        projector=projector,
     )
     claims = Claims(
         store,
         events_port,
         orchestrator,
+        projector,
         ClaimSettings(
             lease_seconds=settings.lease_seconds,
             retry_after_seconds=settings.retry_after_seconds,
@@ -76,15 +84,32 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     nc = await bus.connect(settings.bus, "noetl-execution")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    reaper = Reaper(store, events_port, orchestrator, BusPublisher(js), settings.reaper)
+    feed = EventFeed(
+        js,
+        projector,
+        orchestrator,
+        FeedSettings(
+            stream=settings.bus.event_stream,
+            durable=f"noetl_execution_{settings.shard_index}",
+            subject=bus.shard_events_filter(settings.shard_index, settings.shard_count),
+        ),
+        prepare=lambda: bus.ensure_streams(js, settings.bus),
+    )
+    feeding = asyncio.create_task(feed.run(), name="event-feed")
+    reaper = Reaper(
+        store=store,
+        events=events_port,
+        orchestrator=orchestrator,
+        projector=projector,
+        publisher=BusPublisher(js),
+        settings=settings.reaper,
+    )
     reaping = asyncio.create_task(reaper.run(), name="command-reaper")
     sweeper = ExpirySweeper(results)
     sweeping = asyncio.create_task(sweeper.run(), name="result-sweeper")
     control = Control(orchestrator, events_port, store)
     cleanup = Cleanup(orchestrator, store, settings.shard_index, settings.shard_count)
-    execution_api = ExecutionApi(
-        orchestrator, queries, control, store, settings.lease_seconds, cleanup=cleanup
-    )
+    execution_api = ExecutionApi(orchestrator, queries, control, lifecycle, cleanup=cleanup)
     command_api = CommandApi(claims)
     pool_api = PoolApi(Pools(PoolStore(pool), ids))
     secrets_channel = open_channel(settings.secrets_addr, mesh)
@@ -101,10 +126,13 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(WorkBindingApi(WorkBinding(pool)), server)
 
     try:
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
+        feed.shutdown()
         reaper.shutdown()
         sweeper.shutdown()
+        await feeding
         await reaping
         await sweeping
         await nc.drain()

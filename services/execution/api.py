@@ -37,7 +37,7 @@ from services.execution.pools import Pools, Registration
 from services.execution.ports import Appended
 from services.execution.queries import Queries, Summary
 from services.execution.results import PutInput, Results
-from services.execution.store import CommandRow, ExecutionStore, RuntimeRow, VariableRow
+from services.execution.store import CommandRow, RuntimeRow, VariableRow
 from services.execution.variables import Variables
 
 
@@ -106,18 +106,15 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         orchestrator: Orchestrator,
         queries: Queries,
         control: Control,
-        store: ExecutionStore,
-        lease: float,
+        lifecycle: LifecycleWriter,
         *,
         cleanup: Cleanup,
     ) -> None:
         self._orchestrator = orchestrator
         self._queries = queries
         self._control = control
-        self._store = store
-        self._lease = float(lease)
         self._cleanup = cleanup
-        self._lifecycle = LifecycleWriter(store, self._lease)
+        self._lifecycle = lifecycle
 
     async def Start(
         self, request: execution_pb2.StartRequest, context: grpc.aio.ServicerContext

@@ -15,6 +15,7 @@ from services.common.timeutil import utcnow
 from services.execution.engine.records import EventType, NewEvent
 from services.execution.orchestrator import Orchestrator
 from services.execution.ports import EventsPort
+from services.execution.projector import Projector
 from services.execution.store import TERMINAL_COMMAND, CommandRow, ExecutionStore, PoolStore
 
 CLAIMS = Counter("noetl_command_claims_total", "Claim outcomes", ["outcome"])
@@ -43,11 +44,17 @@ class Claimed:
 
 class Claims:
     def __init__(
-        self, store: ExecutionStore, events: EventsPort, orchestrator: Orchestrator, settings: ClaimSettings
+        self,
+        store: ExecutionStore,
+        events: EventsPort,
+        orchestrator: Orchestrator,
+        projector: Projector,
+        settings: ClaimSettings,
     ) -> None:
         self._store = store
         self._events = events
         self._orchestrator = orchestrator
+        self._projector = projector
         self._settings = settings
 
     async def find(self, event_id: int, execution_id: int | None) -> CommandRow:
@@ -57,6 +64,10 @@ class Claims:
             # The pass that issued it may still be writing its rows: wait for it once.
             await self._orchestrator.barrier(execution_id)
             row = await self._store.command_by_event(event_id, execution_id)
+            if row is None and await self._projector.heal_command(execution_id, event_id):
+                # Issued in the log, but its row was never written (a crash or a lost connection
+                # right after the append): projected now, so the command still runs.
+                row = await self._store.command_by_event(event_id, execution_id)
         elif row is None:
             # HTTP workers claim by event id alone (http-api.md §6.2).
             for delay in _UNROUTED_LOOKUP_DELAYS:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -12,7 +12,30 @@ from services.common import jsonutil
 from services.common.grpc_client import Sharded
 from services.common.timeutil import as_utc
 from services.execution.engine.records import EventRecord, NewEvent
-from services.execution.ports import Appended, Notification, PlaybookEntry
+from services.execution.ports import Appended, LogEvent, Notification, PlaybookEntry
+
+# A log is read in pages of this many events: never one message whatever its length.
+LOG_PAGE = 500
+
+
+def log_event_from_message(event: common_pb2.Event) -> LogEvent:
+    return LogEvent(
+        event_id=event.event_id,
+        execution_id=event.execution_id,
+        catalog_id=event.catalog_id,
+        parent_execution_id=event.parent_execution_id if event.HasField("parent_execution_id") else None,
+        prev_event_id=event.prev_event_id if event.HasField("prev_event_id") else None,
+        event_type=event.event_type,
+        node_name=event.node_name or None,
+        node_type=event.node_type or None,
+        status=event.status or None,
+        context=jsonutil.loads(event.context_json),
+        meta=jsonutil.loads(event.meta_json),
+        error=event.error if event.HasField("error") else None,
+        worker_id=event.worker_id if event.HasField("worker_id") else None,
+        command_id=event.command_id if event.HasField("command_id") else None,
+        created_at=as_utc(event.created_at.ToDatetime()) if event.HasField("created_at") else None,
+    )
 
 
 def record_from_message(event: common_pb2.Event) -> EventRecord:
@@ -111,11 +134,48 @@ class EventsClient:
         )
 
     async def since(self, execution_id: int, after_event_id: int | None) -> list[EventRecord]:
-        request = events_pb2.ListEventsRequest(execution_id=execution_id)
+        found: list[EventRecord] = []
+        cursor = after_event_id
+        while True:
+            page = await self._page(execution_id, cursor, None, LOG_PAGE)
+            found.extend(record_from_message(e) for e in page)
+            if len(page) < LOG_PAGE:
+                return found
+            cursor = page[-1].event_id
+
+    async def count(self, execution_id: int, event_type: str) -> int:
+        request = events_pb2.ListEventsRequest(
+            execution_id=execution_id, event_type=event_type, page=1, page_size=1
+        )
+        response = await self._events.for_execution(execution_id).ListEvents(request, timeout=30)
+        return int(response.total)
+
+    async def pages(self, execution_id: int, event_type: str) -> AsyncIterator[list[LogEvent]]:
+        cursor: int | None = None
+        while True:
+            page = await self._page(execution_id, cursor, event_type, LOG_PAGE)
+            if page:
+                yield [log_event_from_message(e) for e in page]
+            if len(page) < LOG_PAGE:
+                return
+            cursor = page[-1].event_id
+
+    async def one(self, execution_id: int, event_id: int) -> LogEvent | None:
+        page = await self._page(execution_id, event_id - 1, None, 1)
+        if not page or page[0].event_id != event_id:
+            return None
+        return log_event_from_message(page[0])
+
+    async def _page(
+        self, execution_id: int, after_event_id: int | None, event_type: str | None, size: int
+    ) -> list[common_pb2.Event]:
+        request = events_pb2.ListEventsRequest(execution_id=execution_id, page=1, page_size=size)
         if after_event_id is not None:
             request.after_event_id = after_event_id
+        if event_type is not None:
+            request.event_type = event_type
         response = await self._events.for_execution(execution_id).ListEvents(request, timeout=30)
-        return [record_from_message(e) for e in response.events]
+        return list(response.events)
 
 
 class BusPublisher:

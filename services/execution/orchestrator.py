@@ -15,13 +15,14 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from prometheus_client import Counter, Histogram
 
+from services.common import failpoints
 from services.common.bus import command_subject, pool_for
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unprocessable
 from services.common.ids import Snowflake
@@ -39,6 +40,7 @@ from services.execution.engine.records import (
 from services.execution.engine.results import hydrated, result_accessors
 from services.execution.engine.state import ExecutionState
 from services.execution.ports import Appended, CatalogPort, EventsPort, Notification, PlaybookEntry
+from services.execution.projector import Projector
 from services.execution.results import Results
 from services.execution.store import ExecutionStore, NewCommandRow
 
@@ -59,6 +61,7 @@ PASS_SECONDS = Histogram(
 for _part in ("evaluate", "total"):
     PASS_SECONDS.labels(_part)
 
+_T = TypeVar("_T")
 EXECUTABLE = frozenset({"playbook", "agent"})
 TRIGGERS = frozenset({EventType.COMMAND_COMPLETED, EventType.COMMAND_FAILED})
 # Worker events that carry a step result, which may be a result-store reference (dsl.md §9.12).
@@ -118,8 +121,11 @@ class Orchestrator:
         results: Results,
         ids: Snowflake,
         settings: OrchestratorSettings,
+        projector: Projector,
     ) -> None:
         self._store = store
+        # Told which rows this fast path wrote, so their copies from the event feed cost nothing.
+        self._projector = projector
         self._events = events
         self._catalog = catalog
         self._results = results
@@ -128,6 +134,15 @@ class Orchestrator:
         self._tracked: OrderedDict[int, Tracked] = OrderedDict()
         self._playbooks: OrderedDict[int, Playbook] = OrderedDict()
         self._loading: dict[int, asyncio.Lock] = {}
+        self._detached: set[asyncio.Task[Any]] = set()
+
+    async def _whole(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Runs a pass to its end even when the caller goes away (a deadline, a dropped stream):
+        a pass is never half-applied because of who asked for it."""
+        task = asyncio.ensure_future(work)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+        return await asyncio.shield(task)
 
     async def start(self, request: StartInput) -> tuple[int, int]:
         """Validates and starts an execution; returns (execution_id, commands issued).
@@ -165,17 +180,21 @@ class Orchestrator:
             pool=pool,
             trace=request.trace,
         )
-        async with tracked.lock:
-            self._remember(tracked)
-            await self._store.record_start(
-                execution_id=execution_id,
-                catalog_id=entry.catalog_id,
-                parent_execution_id=request.parent_execution_id,
-                commands=[],
-            )
-            issued = await self._persist(tracked, decision, require_open=False)
+        issued = await self._whole(self._start(tracked, decision))
         DRIVES.labels("dispatched").inc()
         return execution_id, issued
+
+    async def _start(self, tracked: Tracked, decision: Decision) -> int:
+        """The log's root first: until it is committed nothing of the run exists anywhere, and
+        once it is, every projection follows from it (here, or by the projector after a crash)."""
+        async with tracked.lock:
+            self._remember(tracked)
+            try:
+                return await self._persist(tracked, decision, require_open=False)
+            except BaseException:
+                if tracked.state is None:  # nothing was written: nothing to remember
+                    self._tracked.pop(tracked.execution_id, None)
+                raise
 
     async def advance(
         self, execution_id: int, trigger_types: Sequence[str], committed: Appended | None = None
@@ -188,6 +207,9 @@ class Orchestrator:
         """
         if not any(kind in TRIGGERS for kind in trigger_types):
             return 0
+        return await self._whole(self._advance(execution_id, committed))
+
+    async def _advance(self, execution_id: int, committed: Appended | None) -> int:
         tracked = await self._load(execution_id)
         if tracked is None:
             return 0
@@ -303,7 +325,16 @@ class Orchestrator:
             DRIVES.labels("closed").inc()
             await self._sync(tracked)
             return 0
+        failpoints.hit("orchestrator.after_append")
         ids = appended.event_ids
+        if tracked.state is None:
+            failpoints.hit("orchestrator.start.after_append")
+            await self._store.ensure_execution(
+                execution_id=tracked.execution_id,
+                catalog_id=tracked.entry.catalog_id,
+                parent_execution_id=tracked.parent_execution_id,
+                start_time=appended.stored[0].created_at if appended.stored else None,
+            )
         rows = [
             NewCommandRow(
                 command_id=command.command_id,
@@ -317,14 +348,16 @@ class Orchestrator:
             )
             for command in decision.commands
         ]
-        await self._store.insert_commands(
+        await self._store.ensure_commands(
             tracked.execution_id, tracked.entry.catalog_id, tracked.parent_execution_id, rows
         )
         if decision.terminal is not None:
+            failpoints.hit("orchestrator.before_terminal_projection")
             last = decision.events[-1]
             await self._store.finish(
                 tracked.execution_id, decision.terminal, last.error, ids[-1], last.event_type
             )
+        self._projector.written(ids)
         if not self._continue(tracked, appended):
             await self._sync(tracked)
         return len(rows)
@@ -373,10 +406,17 @@ class Orchestrator:
         return f"{self._settings.server_url}/api/result/resolve?ref={quote(ref, safe='')}"
 
     def _continue(self, tracked: Tracked, appended: Appended) -> bool:
-        """Folds `appended` when it links to the last folded event; False when there is a gap."""
-        if tracked.state is None or not appended.stored or appended.linked_to != tracked.last_event_id:
+        """Folds `appended` (one unbroken stretch of the chain) when it continues the last folded
+        event, skipping a prefix folded already; False when there is a gap."""
+        if tracked.state is None or not appended.stored:
             return False
-        self._fold(tracked, appended.stored)
+        records = appended.stored
+        if appended.linked_to != tracked.last_event_id:
+            ids = [record.event_id for record in records]
+            if tracked.last_event_id not in ids:
+                return False
+            records = records[ids.index(tracked.last_event_id) + 1 :]
+        self._fold(tracked, records)
         return True
 
     @staticmethod
@@ -416,7 +456,7 @@ class Orchestrator:
             execution_id=execution_id,
             entry=entry,
             playbook=self._playbook(entry),
-            parent_execution_id=await self._store.parent_of(execution_id),
+            parent_execution_id=_parent_of(context),
             pool=pool_for(entry.path, meta.get("execution_pool")),
             trace=meta.get("trace"),
         )
@@ -481,3 +521,12 @@ def _requested_kind(resource_kind: str | None) -> str | None:
     if kind not in EXECUTABLE:
         raise Unprocessable(f"Catalog kind '{resource_kind}' is not executable")
     return kind
+
+
+def _parent_of(root_context: dict[str, Any]) -> int | None:
+    """The parent named by the root event (a sub-playbook's), as the log recorded it."""
+    value = root_context.get("parent_execution_id")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -5,10 +5,12 @@ Adapters over gRPC live in `clients.py`; tests of pure logic can pass simple obj
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+from services.common.event_types import canonical_event_type
 from services.execution.engine.records import EventRecord, NewEvent
 
 
@@ -38,6 +40,31 @@ class Appended:
     linked_to: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One stored event as projections need it, whichever way it arrived (feed or log read)."""
+
+    event_id: int
+    execution_id: int
+    catalog_id: int
+    parent_execution_id: int | None
+    prev_event_id: int | None
+    event_type: str
+    node_name: str | None
+    node_type: str | None
+    status: str | None
+    context: Any
+    meta: Any
+    error: str | None
+    worker_id: str | None
+    command_id: int | None
+    created_at: datetime | None
+
+    @property
+    def kind(self) -> str:
+        return canonical_event_type(self.event_type)
+
+
 class CatalogPort(Protocol):
     async def resolve(
         self, *, path: str | None, catalog_id: int | None, version: int | None
@@ -62,4 +89,16 @@ class EventsPort(Protocol):
 
     async def since(self, execution_id: int, after_event_id: int | None) -> list[EventRecord]:
         """Every event after the cursor, oldest first."""
+        ...
+
+    async def count(self, execution_id: int, event_type: str) -> int:
+        """How many events of that type the execution's log holds."""
+        ...
+
+    def pages(self, execution_id: int, event_type: str) -> AsyncIterator[list[LogEvent]]:
+        """The execution's events of that type, oldest first, a bounded page at a time."""
+        ...
+
+    async def one(self, execution_id: int, event_id: int) -> LogEvent | None:
+        """One event by id; None when the log has no such event."""
         ...

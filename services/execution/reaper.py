@@ -24,6 +24,7 @@ from services.execution.engine.commands import retry_attempts
 from services.execution.engine.records import EventType, NewEvent
 from services.execution.orchestrator import Orchestrator
 from services.execution.ports import EventsPort, Notification
+from services.execution.projector import Projector
 from services.execution.store import CommandRow, ExecutionStore, LifecycleUpdate, Overdue
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ REAPER_LOCK_KEY = 0x7265617065  # "reape"
 ACTIONS = Counter("noetl_command_reaper_total", "Reaper actions", ["action"])
 for _action in ("republished", "retried", "failed_lease", "failed_timeout"):
     ACTIONS.labels(_action)
+RECONCILE_ERRORS = Counter("noetl_reconcile_errors_total", "Executions a reconciler run had to skip")
 
 
 class Publisher(Protocol):
@@ -55,15 +57,18 @@ class Reaper:
 
     def __init__(
         self,
+        *,
         store: ExecutionStore,
         events: EventsPort,
         orchestrator: Orchestrator,
+        projector: Projector,
         publisher: Publisher,
         settings: ReaperSettings,
     ) -> None:
         self._store = store
         self._events = events
         self._orchestrator = orchestrator
+        self._projector = projector
         self._publisher = publisher
         self._settings = settings
         self._stop = asyncio.Event()
@@ -109,10 +114,20 @@ class Reaper:
         return len(overdue)
 
     async def reconcile_once(self) -> int:
-        """Re-drives every running execution with one pass (a no-op where nothing is due)."""
+        """Heals and re-drives every running execution with one pass (a no-op where nothing is due).
+
+        One by one, each on its own: an execution whose log cannot be read or whose pass fails is
+        logged and skipped, never stopping the others."""
         issued = 0
         for execution_id in await self._store.running_executions(limit=10_000):
-            issued += await self._orchestrator.advance(execution_id, [EventType.COMMAND_COMPLETED])
+            if self._stop.is_set():
+                break
+            try:
+                await self._projector.heal(execution_id)
+                issued += await self._orchestrator.advance(execution_id, [EventType.COMMAND_COMPLETED])
+            except Exception as exc:
+                RECONCILE_ERRORS.inc()
+                log.warning("reconciler: execution %s skipped this round: %s", execution_id, exc)
         return issued
 
     async def _handle(self, item: Overdue) -> None:

@@ -49,6 +49,15 @@ class NewCommandRow:
     prev_event_id: int | None
 
 
+_INSERT_COMMANDS = """
+INSERT INTO noetl.command (command_id, event_id, execution_id, catalog_id, parent_execution_id,
+    step_name, tool_kind, status, context, meta, iter_index, prev_event_id, attempt)
+SELECT c.command_id, c.event_id, $1, $2, $3, c.step, c.tool_kind, 'PENDING', c.context::jsonb,
+    c.meta::jsonb, c.iter_index, c.prev_event_id, 1
+FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[],
+    $11::bigint[]) AS c(command_id, event_id, step, tool_kind, context, meta, iter_index, prev_event_id)
+ON CONFLICT DO NOTHING
+"""
 _COMMAND_COLUMNS = (
     "command_id, event_id, execution_id, catalog_id, step_name, tool_kind, status, worker_id, claimed_at, "
     "lease_until, attempt, context::text, meta::text"
@@ -77,55 +86,37 @@ class ExecutionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def record_start(
+    async def ensure_execution(
         self,
         *,
         execution_id: int,
         catalog_id: int,
         parent_execution_id: int | None,
-        commands: Sequence[NewCommandRow],
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO noetl.execution (execution_id, catalog_id, parent_execution_id, status, start_time) "
-                "VALUES ($1, $2, $3, 'RUNNING', now()) ON CONFLICT (execution_id) DO NOTHING",
-                execution_id,
-                catalog_id,
-                parent_execution_id,
-            )
-            await self._insert_commands(conn, execution_id, catalog_id, parent_execution_id, commands)
+        start_time: datetime | None,
+    ) -> bool:
+        """The execution's row, inserted once (its log's root event is written first); True when new."""
+        status = await self.pool.execute(
+            "INSERT INTO noetl.execution (execution_id, catalog_id, parent_execution_id, status, start_time) "
+            "VALUES ($1, $2, $3, 'RUNNING', COALESCE($4, now())) ON CONFLICT (execution_id) DO NOTHING",
+            execution_id,
+            catalog_id,
+            parent_execution_id,
+            start_time,
+        )
+        return bool(status.endswith(" 1"))
 
-    async def insert_commands(
+    async def ensure_commands(
         self,
         execution_id: int,
         catalog_id: int,
         parent_execution_id: int | None,
         commands: Sequence[NewCommandRow],
-    ) -> None:
-        if commands:
-            async with self.pool.acquire() as conn:
-                await self._insert_commands(conn, execution_id, catalog_id, parent_execution_id, commands)
-
-    @staticmethod
-    async def _insert_commands(
-        conn: Connection,
-        execution_id: int,
-        catalog_id: int,
-        parent_execution_id: int | None,
-        commands: Sequence[NewCommandRow],
-    ) -> None:
+    ) -> int:
+        """Inserts the rows that do not exist yet; returns how many were new."""
         if not commands:
-            return
-        await conn.execute(
-            """
-            INSERT INTO noetl.command (command_id, event_id, execution_id, catalog_id, parent_execution_id,
-                step_name, tool_kind, status, context, meta, iter_index, prev_event_id, attempt)
-            SELECT c.command_id, c.event_id, $1, $2, $3, c.step, c.tool_kind, 'PENDING', c.context::jsonb,
-                c.meta::jsonb, c.iter_index, c.prev_event_id, 1
-            FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[],
-                $11::bigint[]) AS c(command_id, event_id, step, tool_kind, context, meta, iter_index, prev_event_id)
-            ON CONFLICT DO NOTHING
-            """,
+            return 0
+        status = await self.pool.execute(
+            _INSERT_COMMANDS,
             execution_id,
             catalog_id,
             parent_execution_id,
@@ -138,12 +129,20 @@ class ExecutionStore:
             [c.iter_index for c in commands],
             [c.prev_event_id for c in commands],
         )
+        return int(status.rpartition(" ")[2] or 0)
+
+    async def command_count(self, execution_id: int) -> int:
+        value = await self.pool.fetchval(
+            "SELECT count(*) FROM noetl.command WHERE execution_id = $1", execution_id
+        )
+        return int(value)
 
     async def finish(
         self, execution_id: int, status: str, error: str | None, last_event_id: int, last_event_type: str
-    ) -> None:
-        """A terminal status never goes back to RUNNING."""
-        await self.pool.execute(
+    ) -> bool:
+        """The final status, written once: it never changes afterwards (dsl.md §15.1 rule 0).
+        True when this call wrote it."""
+        written = await self.pool.execute(
             "UPDATE noetl.execution SET status = $2, error = $3, end_time = now(), last_event_id = $4, "
             "last_event_type = $5, updated_at = now() WHERE execution_id = $1 AND status = 'RUNNING'",
             execution_id,
@@ -152,6 +151,7 @@ class ExecutionStore:
             last_event_id,
             last_event_type,
         )
+        return bool(written.endswith(" 1"))
 
     async def overdue(self, *, pending_after: float, lease_seconds: float, limit: int) -> list[Overdue]:
         """Commands whose notification may be lost, whose holder stopped heartbeating, or that ran

@@ -14,6 +14,7 @@ from noetl.v1 import outbox_pb2_grpc
 
 from services.common import bus, db, runner
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.outbox.api import OutboxApi
 from services.outbox.metrics import GaugeRefresher
 from services.outbox.publisher import Publisher, check_duplicate_windows
@@ -64,7 +65,8 @@ async def _running(settings: Settings, pool: asyncpg.Pool, nc: NatsClient) -> As
         outbox_pb2_grpc.add_OutboxServiceServicer_to_server(api, server)
 
     try:
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
         publisher.shutdown()
         gauges.shutdown()

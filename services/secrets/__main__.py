@@ -20,6 +20,7 @@ from noetl.v1 import binding_pb2_grpc, catalog_pb2_grpc, events_pb2_grpc, secret
 from services.common import db, runner
 from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
+from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.secrets.api import SecretsApi
 from services.secrets.audit import Auditor
@@ -123,7 +124,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         def register(server: grpc.aio.Server) -> None:
             secrets_pb2_grpc.add_SecretsServiceServicer_to_server(api, server)
 
-        yield [register]
+        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+        yield [register, WritePathWatch(database_probe(pool))]
     finally:
         for task in tasks:
             task.cancel()

@@ -134,13 +134,17 @@ async def test_cancel_cascade_stops_the_running_child(
     assert (await wait_terminal(gateway, child))["status"] == "CANCELLED"
 
     # The parent's running step sees its child cancelled and fails (worker/tools/playbook.py); that
-    # `command.failed`, the newest terminal-set event, makes the parent read FAILED (dsl.md §15.1
-    # rule 1). It stays cancelled: nothing is dispatched after the cancel.
+    # late `command.failed` does not change the parent's final status (dsl.md §15.1 rule 0): list,
+    # detail and /status all say CANCELLED, and nothing is dispatched after the cancel.
     async def parent_step_ended() -> bool:
         return any(e["event_type"] == "command.failed" for e in await events(gateway, parent))
 
     await wait_for(parent_step_ended, within=30, what="the parent's running step to end")
-    assert (await gateway.get(f"/api/executions/{parent}")).json()["status"] == "FAILED"
+    assert (await gateway.get(f"/api/executions/{parent}")).json()["status"] == "CANCELLED"
+    listed = (await gateway.get("/api/executions", params={"page_size": 100})).json()
+    assert [e["status"] for e in listed if str(e["execution_id"]) == parent] == ["CANCELLED"]
+    flags = (await gateway.get(f"/api/executions/{parent}/status")).json()
+    assert (flags["completed"], flags["failed"]) == (True, False)
     check = (await gateway.get(f"/api/executions/{parent}/cancellation-check")).json()
     assert check["cancelled"] is True
     parent_log = {e.event_type: e for e in await logged_events(process_mesh.pg_dsn, parent)}

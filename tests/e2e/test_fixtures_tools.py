@@ -8,7 +8,6 @@ a credential `pg_local` registered through the gateway, pointing at the mesh's t
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,15 @@ import httpx
 import pytest
 
 from tests.helpers.invariants import FinishedRun, finish
-from tests.helpers.mesh import ProcessMesh, database, execute, fixture_file, register, step_result
+from tests.helpers.mesh import (
+    ProcessMesh,
+    database,
+    execute,
+    fixture_file,
+    pg_credential,
+    register,
+    step_result,
+)
 from tests.helpers.mock_api import MockApi, running_mock_api
 
 pytestmark = pytest.mark.e2e
@@ -29,22 +36,6 @@ SCORER = "fixtures/playbooks/playbook_composition/user_profile_scorer"
 def mock_api() -> Iterator[tuple[str, MockApi]]:
     with running_mock_api() as served:
         yield served
-
-
-def pg_credential(name: str, dsn: str) -> dict[str, Any]:
-    """The README §4.2 registration body for the database `dsn` names."""
-    parts = urllib.parse.urlsplit(dsn)
-    return {
-        "name": name,
-        "type": "postgres",
-        "data": {
-            "db_host": parts.hostname or "127.0.0.1",
-            "db_port": str(parts.port or 5432),
-            "db_user": urllib.parse.unquote(parts.username or ""),
-            "db_password": urllib.parse.unquote(parts.password or ""),
-            "db_name": parts.path.lstrip("/"),
-        },
-    }
 
 
 @pytest.fixture

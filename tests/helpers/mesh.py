@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -77,11 +78,12 @@ class ProcessMesh:
 
 @asynccontextmanager
 async def running_process_mesh(
-    pg_server: PgServer, run_dir: Path, env: Mapping[str, str] | None = None
+    pg_server: PgServer, run_dir: Path, env: Mapping[str, str] | None = None, *, supervise: bool = False
 ) -> AsyncIterator[ProcessMesh]:
     """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit.
 
     `env` is laid over this process's environment for every mesh process (e.g. short leases).
+    Unsupervised unless asked: tests that stop a process on purpose expect it to stay stopped.
     """
     dsn = await infra.fresh_database(pg_server, prefix="mesh_e2e")
     config = StackConfig(
@@ -90,6 +92,7 @@ async def running_process_mesh(
         pg_dsn=dsn,
         nats_url=None,
         base_env={**os.environ, **(env or {})},
+        supervise=supervise,
     )
     stack = Stack(config)
     try:
@@ -383,3 +386,19 @@ async def wait_claimed(
     live = await wait_for(claimed, within=seconds, what=f"a claim of {step!r} in execution {execution_id}")
     assert live is not None  # wait_for returns only a truthy value
     return live
+
+
+def pg_credential(name: str, dsn: str) -> dict[str, Any]:
+    """The README §4.2 registration body for the database `dsn` names."""
+    parts = urllib.parse.urlsplit(dsn)
+    return {
+        "name": name,
+        "type": "postgres",
+        "data": {
+            "db_host": parts.hostname or "127.0.0.1",
+            "db_port": str(parts.port or 5432),
+            "db_user": urllib.parse.unquote(parts.username or ""),
+            "db_password": urllib.parse.unquote(parts.password or ""),
+            "db_name": parts.path.lstrip("/"),
+        },
+    }

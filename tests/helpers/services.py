@@ -194,9 +194,7 @@ async def running_mesh(
             EventsSettings(
                 basics=basics(dsn, mesh=auth("events")),
                 bus=bus,
-                execution_addrs=(execution,),
                 outbox_addr=outbox,
-                mirror_events=True,
             ),
             listen=events_port.address,
             auth=ServerAuth(auth("events")),

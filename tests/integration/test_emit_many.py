@@ -143,7 +143,7 @@ async def test_an_item_error_is_the_error_emit_gives_the_same_event(
     assert not item.error.HasField("retry_after")
 
 
-async def test_a_command_reported_in_one_call_advances_once_and_credits_its_completion(
+async def test_a_command_reported_in_one_call_advances_the_run_once(
     mesh: Mesh, db: asyncpg.Connection
 ) -> None:
     path = f"tests/emit-many/{uuid.uuid4().hex[:10]}"
@@ -169,14 +169,19 @@ async def test_a_command_reported_in_one_call_advances_once_and_credits_its_comp
     )
 
     assert [r.HasField("error") for r in results] == [False] * 4
-    # One pass issued `end`; it is the completion's answer, as with Emit.
-    assert [r.commands_generated for r in results] == [0, 0, 0, 1]
-    rows = await db.fetch(
-        "SELECT step_name, status, started_at IS NOT NULL AS began FROM noetl.command WHERE execution_id = $1 "
-        "ORDER BY step_name",
-        execution,
-    )
-    assert [(r["step_name"], r["status"], r["began"]) for r in rows] == [
+    # Ingest answers before orchestration, which follows from the event stream.
+    assert [r.commands_generated for r in results] == [0, 0, 0, 0]
+
+    async def rows() -> list[tuple[str, str, bool]] | None:
+        found = await db.fetch(
+            "SELECT step_name, status, started_at IS NOT NULL AS began FROM noetl.command "
+            "WHERE execution_id = $1 ORDER BY step_name",
+            execution,
+        )
+        commands = [(r["step_name"], r["status"], r["began"]) for r in found]
+        return commands if len(commands) == 2 and commands[1][1] == "COMPLETED" else None
+
+    assert await wait_for(rows, what="the next command") == [
         ("end", "PENDING", False),
         ("start", "COMPLETED", True),
     ]
@@ -199,13 +204,17 @@ async def test_events_of_several_executions_each_reach_their_own_command(
 
     assert not any(r.HasField("error") for r in results)
     for run, beat, began in zip(runs, results[:3], results[3:], strict=True):
-        row = await db.fetchrow(
-            "SELECT status, heartbeat_at IS NOT NULL AS beat, latest_event_id FROM noetl.command "
-            "WHERE execution_id = $1 AND command_id = $2",
-            run.execution_id,
-            run.command_id,
-        )
-        assert row is not None
+
+        async def projected(run: Started = run) -> asyncpg.Record | None:
+            row: asyncpg.Record | None = await db.fetchrow(
+                "SELECT status, heartbeat_at IS NOT NULL AS beat, latest_event_id FROM noetl.command "
+                "WHERE execution_id = $1 AND command_id = $2 AND status = 'RUNNING' AND heartbeat_at IS NOT NULL",
+                run.execution_id,
+                run.command_id,
+            )
+            return row
+
+        row = await wait_for(projected, what="the lifecycle projection")
         assert (row["status"], row["beat"]) == ("RUNNING", True)
         assert row["latest_event_id"] == max(beat.event_id, began.event_id)
 

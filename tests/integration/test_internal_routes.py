@@ -47,9 +47,7 @@ async def backends(module_dsn: str, nats_server: NatsServer) -> AsyncIterator[Ba
         settings = EventsSettings(
             basics=basics(module_dsn),
             bus=outbox.bus,
-            execution_addrs=(NOWHERE,),
             outbox_addr=outbox.address,
-            mirror_events=True,
         )
         host = GrpcHost(
             "events",

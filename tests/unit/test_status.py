@@ -111,6 +111,16 @@ def test_completed_steps_and_current_step() -> None:
     assert status_flags(log(INIT), has_open_commands=False).current_step is None
 
 
+def test_a_final_event_is_final_whatever_arrives_later() -> None:
+    """§15.1 rule 0: a late worker `command.failed` after the cancel never reads FAILED."""
+    events = log(INIT, ("execution.cancelled", "p", "CANCELLED"), FAILED_A)
+    assert execution_status(events) == "CANCELLED"
+    flags = status_flags(events, has_open_commands=False)
+    assert (flags.completed, flags.failed) == (True, False)
+    done = log(INIT, ("playbook.completed", "p", "COMPLETED"), FAILED_A)
+    assert execution_status(done) == "COMPLETED"
+
+
 def test_terminal_event_is_the_newest_of_the_terminal_set() -> None:
     events = log(INIT, FAILED_A, ("playbook.completed", "p", "COMPLETED"), EXIT_A)
     found = terminal_event(events)

@@ -58,6 +58,11 @@ def test_typed_rendering_keeps_json_types_exact() -> None:
     assert R.render_value("{{ 12345678901234567890 }}", CTX) == pytest.approx(1.2345678901234567e19)
 
 
+def test_a_whole_expression_with_an_operator_keeps_its_value() -> None:
+    # Rendered text in Python notation is read back through `tojson` of the whole expression.
+    assert R.render_value("{{ seen + [letter] }}", {"seen": ["a"], "letter": "b"}) == ["a", "b"]
+
+
 def test_render_value_is_recursive_and_renders_keys_as_text() -> None:
     value = {"{{ name }}_id": "{{ user.id }}", "list": ["{{ flag }}", 3, None, {"deep": "{{ n }}"}], "n": 2}
     assert R.render_value(value, CTX) == {"Alice_id": 7, "list": [True, 3, None, {"deep": 5}], "n": 2}

@@ -227,6 +227,22 @@ async def test_policy_ctx_values_come_back_as_context_updates() -> None:
     }
 
 
+async def test_iter_values_set_by_a_rule_read_back_as_iter_and_bare() -> None:
+    echo = Echo()
+    runner = ToolRunner({"py": Scripted(ok({"value": 2})), "echo": echo})
+    spec = {"policy": {"rules": [{"else": {"then": {"set": {"iter.shaped": "{{ output.data }}"}}}}]}}
+    tasks = [
+        {"name": "shape", "kind": "py", "spec": spec},
+        {
+            "name": "read",
+            "kind": "echo",
+            "input": {"dotted": "{{ iter.shaped.value }}", "bare": "{{ shaped.value }}"},
+        },
+    ]
+    result = await runner.run(command(tasks))
+    assert result.ok and result.data["read"] == {"name": "read", "dotted": 2, "bare": 2}
+
+
 async def test_a_failing_task_fails_the_pipeline_with_its_error() -> None:
     echo = Echo()
     runner = ToolRunner(

@@ -116,23 +116,71 @@ def test_error_kinds_from_the_message(error: str, kind: str, retryable: bool) ->
     assert (output["error"]["kind"], output["error"]["retryable"]) == (kind, retryable)
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(404, False), (408, True), (429, True), (503, True)])
-def test_http_errors_are_retryable_for_408_429_and_5xx(status: int, retryable: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (400, "client_error", False),
+        (401, "auth", False),
+        (403, "auth", False),
+        (404, "not_found", False),
+        (408, "client_error", True),
+        (429, "rate_limit", True),
+        (500, "server_error", True),
+        (503, "server_error", True),
+    ],
+)
+def test_http_errors_are_classified_like_the_reference(status: int, kind: str, retryable: bool) -> None:
     data = {"status_code": status, "headers": {"x": "1"}, "data": {}, "body": {}}
     output = attempt_output("http", ToolResult(ok=False, data=data, error=f"HTTP {status}"))
     assert output["http"] == {"status": status, "headers": {"x": "1"}}
+    assert output["response"] == data
     assert output["error"] == {
-        "kind": "http",
+        "kind": kind,
         "retryable": retryable,
         "code": status,
+        "http_status": status,
         "message": f"HTTP {status}",
     }
+
+
+def test_a_retry_after_header_is_kept_in_seconds() -> None:
+    data = {"status_code": 429, "headers": {"retry-after": "7"}, "data": {}, "body": {}}
+    output = attempt_output("http", ToolResult(ok=False, data=data, error="HTTP 429"))
+    assert output["error"]["retry_after"] == 7
+
+
+@pytest.mark.parametrize(
+    ("when", "matches"),
+    [
+        ("output.error.kind == 'server_error'", True),
+        ("output.error.kind == 'http'", True),
+        ("output.error.kind == 'http' and output.error.code == 502", True),
+        ("output.error.kind == 'rate_limit'", False),
+        ("output.error.kind == 'tool'", False),
+    ],
+)
+def test_rules_match_the_reference_kind_and_the_former_http_kind(when: str, matches: bool) -> None:
+    data = {"status_code": 502, "headers": {}, "data": {}, "body": {}}
+    result = ToolResult(ok=False, data=data, error="HTTP 502")
+    rules = parse_rules(
+        _spec({"when": when, "then": {"do": "continue", "set": {"k": "{{ output.error.kind }}"}}})
+    )
+    context = {"_attempt": 1, "output": attempt_output("http", result)}
+    verdict = decide(rules, ok=False, attempt=1, context=context, renderer=RENDERER)
+    assert (verdict.do, verdict.values) == (
+        (Do.CONTINUE, {"k": "server_error"}) if matches else (Do.FAIL, {})
+    )
 
 
 def test_http_success_carries_http() -> None:
     data = {"status_code": 200, "headers": {}, "data": {"a": 1}, "body": {"a": 1}}
     output = attempt_output("http", ToolResult(ok=True, data=data))
-    assert output == {"status": "success", "data": data, "http": {"status": 200, "headers": {}}}
+    assert output == {
+        "status": "success",
+        "data": data,
+        "http": {"status": 200, "headers": {}},
+        "response": data,
+    }
 
 
 # Matching
@@ -219,7 +267,7 @@ def test_then_set_renders_against_output_and_collects_ctx_keys() -> None:
         )
     )
     verdict = _decide(rules, OK, who="me")
-    assert verdict.values == {"test_counter": 42, "label": "me", "local": "success"}
+    assert verdict.values == {"ctx.test_counter": 42, "ctx.label": "me", "local": "success"}
     assert verdict.context_updates == {"test_counter": 42, "label": "me"}
 
 

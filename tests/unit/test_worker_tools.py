@@ -102,6 +102,18 @@ async def test_http_sends_numbers_as_decimal_text_and_json_bodies(mock_api: tupl
     assert form.data["body"]["body"] == "a=1"
 
 
+async def test_http_keeps_the_query_of_its_url_beside_params(mock_api: tuple[str, MockApi]) -> None:
+    url, _ = mock_api
+    tool = HttpTool()
+    try:
+        alone = await tool.run(call("http", {"url": f"{url}/api/v1/echo?a=1&b=2"}))
+        both = await tool.run(call("http", {"url": f"{url}/api/v1/echo?a=1&b=2", "params": {"b": 3, "c": 4}}))
+    finally:
+        await tool.close()
+    assert alone.data["body"]["query"] == {"a": "1", "b": "2"}
+    assert both.data["body"]["query"] == {"a": "1", "b": "3", "c": "4"}
+
+
 async def test_http_error_status_is_a_tool_error_that_keeps_its_data(mock_api: tuple[str, MockApi]) -> None:
     url, _ = mock_api
     tool = HttpTool()
@@ -114,7 +126,7 @@ async def test_http_error_status_is_a_tool_error_that_keeps_its_data(mock_api: t
     assert result.data["data"] == {"status_code": 429}
     output = attempt_output("http", result)
     assert output["http"]["status"] == 429
-    assert output["error"]["kind"] == "http" and output["error"]["retryable"] is True
+    assert output["error"]["kind"] == "rate_limit" and output["error"]["retryable"] is True
     assert attempt_output("http", missing)["error"]["retryable"] is False
 
 

@@ -5,7 +5,7 @@ Result data `{status_code, headers, data, body}`, the parsed JSON body (or the t
 data, so policy rules see `output.http.status` (§9.11); a connection failure or a timeout is an
 error of kind `connection` / `timeout`, both retryable.
 
-`auth: <alias>` names a credential resolved through the secrets service: `token` /
+`auth: <alias>` (alias `credential:`) names a credential resolved through the secrets service: `token` /
 `access_token` / `bearer_token` → `Authorization: Bearer`, `username`|`user` + `password` → basic
 auth, `api_key` → the header named by `header` (default `X-API-Key`), and a `headers` map is added
 as it is. Headers the playbook sets itself win.
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from worker.credentials import SecretError
+from worker.credentials import SecretError, credential_alias
 from worker.tools.base import ToolCall, ToolResult
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -64,7 +64,8 @@ class HttpTool:
             request = client.build_request(
                 method,
                 url,
-                params=_text_map(config.get("params")),
+                # httpx replaces the query of `url` with `params`; keep both (params win).
+                params=httpx.URL(url).params.merge(_text_map(config.get("params"))),
                 headers=headers,
                 timeout=timeout,
                 **_body(config),
@@ -171,23 +172,13 @@ def _timeout(config: Mapping[str, Any], budget: float | None) -> float:
     return seconds if budget is None else min(seconds, budget)
 
 
-def _alias(raw: Any) -> str | None:
-    if isinstance(raw, str) and raw.strip():
-        return raw.strip()
-    if isinstance(raw, Mapping):
-        for key in ("credential", "key", "name"):
-            if isinstance(raw.get(key), str) and raw[key].strip():
-                return str(raw[key]).strip()
-    return None
-
-
 async def _auth_headers(call: ToolCall) -> dict[str, str]:
     """Headers from the `auth` credential (none without one).
 
     Raises:
         SecretError: the credential cannot be resolved.
     """
-    alias = _alias(call.config.get("auth"))
+    alias = credential_alias(call.config)
     if alias is None:
         return {}
     data = await call.secrets.credential(alias)

@@ -1,29 +1,34 @@
 """The `postgres` tool (dsl.md §9.5).
 
-`auth` names a credential (type `postgres`) that the worker resolves through the secrets service
+`auth` (alias `credential`) names a credential (type `postgres`) that the worker resolves through the secrets service
 right before it connects: `host|db_host`, `port|db_port`, `user|db_user`, `password|db_password`,
 `database|db_name`, optional `schema` (the search path) and `sslmode`, or a `connection_string`.
 A `connection` DSN in the tool config is used when there is no `auth`.
 
-All statements but the last run as one script (simple protocol, so any number of them, dollar
-quotes included); the last decides the result: `{columns, rows, row_count}` for a query, else
-`{affected_rows}`. Values are JSON-safe (timestamps as ISO text, numerics as numbers, json parsed).
-A SQL error is a tool error naming its class, message and SQLSTATE.
+A statement's result is `{columns, rows, row_count}` for a query, else `{affected_rows}`. Several
+statements run one by one, in one transaction unless the script has its own `BEGIN`/`COMMIT`; the
+result is the last statement's, plus each statement's own under `command_<index>` (0-based, the
+Python reference's keys) and `statement_count`. Values are JSON-safe (timestamps as ISO text,
+numerics as numbers, json parsed). A SQL error is a tool error naming its class, message and
+SQLSTATE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
-from services.common.sql import PgTarget, connect, credential_target, split_statements
-from worker.credentials import SecretError
+from services.common.sql import PgTarget, connect, credential_target, split_statements, strip_comments
+from worker.credentials import SecretError, credential_alias
 from worker.tools.base import ToolCall, ToolResult
 from worker.tools.sql_common import returns_rows, rows_result
+
+_TRANSACTION_CONTROL = re.compile(r"\s*(begin|start|commit|end|rollback|abort)\b", re.IGNORECASE)
 
 
 class PostgresTool:
@@ -79,20 +84,9 @@ def _sql(config: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _alias(raw: Any) -> str | None:
-    if isinstance(raw, str) and raw.strip():
-        return raw.strip()
-    if isinstance(raw, Mapping):
-        for key in ("credential", "key", "name"):
-            value = raw.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-    return None
-
-
 async def _target(call: ToolCall) -> PgTarget:
     """Raises SecretError: no credential named, or it cannot be resolved or used."""
-    alias = _alias(call.config.get("auth"))
+    alias = credential_alias(call.config)
     if alias is None:
         dsn = call.config.get("connection") or call.config.get("connection_string")
         if isinstance(dsn, str) and dsn.strip():
@@ -109,16 +103,31 @@ async def _target(call: ToolCall) -> PgTarget:
 
 
 async def _execute(connection: asyncpg.Connection, statements: list[str]) -> dict[str, Any]:
-    *script, last = statements
-    if script:
-        await connection.execute(";\n".join(script))
-    if returns_rows(last):
-        prepared = await connection.prepare(last)
+    if len(statements) == 1:
+        return await _statement(connection, statements[0])
+    # One transaction, as the script would be in one simple query, unless it runs its own.
+    transaction: contextlib.AbstractAsyncContextManager[Any] = (
+        contextlib.nullcontext() if _controls_transactions(statements) else connection.transaction()
+    )
+    async with transaction:
+        results = [await _statement(connection, statement) for statement in statements]
+    per_statement = {f"command_{index}": result for index, result in enumerate(results)}
+    return {**results[-1], **per_statement, "statement_count": len(results)}
+
+
+async def _statement(connection: asyncpg.Connection, statement: str) -> dict[str, Any]:
+    if returns_rows(statement):
+        prepared = await connection.prepare(statement)
         records = await prepared.fetch()
         columns = [attribute.name for attribute in prepared.get_attributes()]
         return rows_result(columns, [tuple(record) for record in records])
-    status = await connection.execute(last)
+    # No arguments: the simple protocol, which takes any statement (DO blocks, dollar quotes).
+    status = await connection.execute(statement)
     return {"affected_rows": _affected(status)}
+
+
+def _controls_transactions(statements: list[str]) -> bool:
+    return any(_TRANSACTION_CONTROL.match(strip_comments(statement)) for statement in statements)
 
 
 def _affected(status: str) -> int:

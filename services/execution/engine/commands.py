@@ -60,14 +60,18 @@ def build_command_context(
     Raises:
         TemplateError: a server-rendered template fails.
     """
-    extra_input = iteration.input_variables() if iteration is not None else {}
+    # Step-level `input` sits under the tool's own (tool-level wins key by key), iteration
+    # variables over both (dsl.md §3.1, §5). A single tool's config also sees the input's keys
+    # (`params: {page: "{{ page }}"}` beside `input: {page: ...}`, docs/decisions.md); a
+    # pipeline's tasks see it as the command input, on the worker.
+    input_map: dict[str, Any] = renderer.render_value(dict(step.input or {}), context)
     if isinstance(step.tool, Pipeline):
         tool_config: Any = [_render_task(renderer, task.config, context) for task in step.tool.tasks]
-        input_map: dict[str, Any] = dict(extra_input)
     else:
-        tool_config = _render_tool(renderer, step.tool, context)
-        rendered_input = renderer.render_value(dict(step.tool.input or {}), context)
-        input_map = {**rendered_input, **extra_input}
+        input_map.update(renderer.render_value(dict(step.tool.input or {}), context))
+        tool_config = _render_tool(renderer, step.tool, {**context, **input_map})
+    if iteration is not None:
+        input_map.update(iteration.input_variables())
     command: dict[str, Any] = {
         "tool_config": tool_config,
         "input": input_map,

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from services.common.templating import RESULT_VIEWS
 from services.execution.engine.model import Pipeline, Playbook
-from services.execution.engine.results import SequenceView, template_view
+from services.execution.engine.results import SequenceView, result_accessors_of, template_view
 from services.execution.engine.state import ExecutionState, StepStatus
 
 
@@ -20,6 +21,7 @@ class Contexts:
         self._playbook = playbook
         self._pass_ctx: dict[str, Any] = {}  # step-level sets rendered during this pass
         self._views: dict[str, Any] | None = None
+        self._shipped_views: dict[str, dict[str, Any]] = {}  # RESULT_VIEWS of the shipped context
         self._dispatch: dict[str, Any] | None = None
 
     def add_ctx(self, values: Mapping[str, Any]) -> None:
@@ -42,8 +44,11 @@ class Contexts:
         """
         variables = {**self._flat(), **extra}
         context = dict(variables)
-        # Plain lists on the wire; `.data` on a list is a server-side template nicety.
+        # Plain lists on the wire; `.data` on a list is a server-side template nicety. The names a
+        # result answers besides its value go beside it, for the worker to restore.
         context.update((k, list(v) if isinstance(v, SequenceView) else v) for k, v in self._load().items())
+        if self._shipped_views:
+            context[RESULT_VIEWS] = self._shipped_views
         context.update(self._identity())
         context["workload"] = dict(self._state.workload)
         context["ctx"] = variables
@@ -90,7 +95,11 @@ class Contexts:
                     continue
                 step = self._playbook.step(name)
                 pipeline = step is not None and isinstance(step.tool, Pipeline)
-                views[name] = template_view(step_state.result_data(), pipeline=pipeline)
+                data = step_state.result_data()
+                views[name] = template_view(data, pipeline=pipeline, loop=finished_loop)
+                accessors = result_accessors_of(data)
+                if accessors or finished_loop:
+                    self._shipped_views[name] = {"accessors": accessors, "loop": finished_loop}
             self._views = views
         return self._views
 

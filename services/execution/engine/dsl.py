@@ -118,6 +118,7 @@ def _parse_step(raw: Any, index: int) -> Step:
         next=_parse_next(step.get("next"), spec.next_mode, where),
         spec=spec,
         args=_optional_mapping(step.get("args"), f"{where}: args"),
+        input=_optional_mapping(step.get("input"), f"{where}: input"),
     )
 
 

@@ -114,6 +114,8 @@ class Step:
     next: Next | None = None
     spec: StepSpec = field(default_factory=StepSpec)
     args: Mapping[str, Any] | None = None
+    # Step-level `input` beside `tool`: the tool's input under it, key by key (dsl.md §3.1).
+    input: Mapping[str, Any] | None = None
 
     @property
     def tool_kind(self) -> str:

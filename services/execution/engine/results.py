@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, SupportsIndex, overload
+from typing import Any
 
-from services.common.templating import scoped_key
+from services.common.templating import FieldMap, NamedList, loop_fields, scoped_key
 from services.execution.engine.records import EventRecord
 
 _ERROR_STATUSES = frozenset({"error", "failed"})
@@ -32,66 +32,22 @@ def extract_user_data(value: Any) -> Any:
     return context if data is _MISSING else data
 
 
-class _NamedList(list[Any]):
-    """A list that also answers names, as `x.name` and `x['name']` in templates.
-
-    minijinja looks a name up by item first, and hides attributes that start with `_`, so
-    the accessors (`_ref`, ...) are answered by `__getitem__`.
-    """
-
-    def __init__(self, items: list[Any], fields: Mapping[str, Any]) -> None:
-        super().__init__(items)
-        self._fields = fields
-
-    @overload
-    def __getitem__(self, key: SupportsIndex) -> Any: ...
-    @overload
-    def __getitem__(self, key: slice) -> list[Any]: ...
-    @overload
-    def __getitem__(self, key: str) -> Any: ...
-    def __getitem__(self, key: SupportsIndex | slice | str) -> Any:
-        if isinstance(key, str):
-            return self._fields[key]
-        return super().__getitem__(key)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["_fields"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class SequenceView(_NamedList):
+class SequenceView(NamedList):
     """A list result that also answers `.data` with itself (`{{ loop_step.data }}`, §12.7), and
-    the accessors of an externalised result."""
+    the names of `fields` (a loop aggregate's object form, an externalised result's accessors)."""
 
-    def __init__(self, items: list[Any], accessors: Mapping[str, Any] | None = None) -> None:
-        super().__init__(items, accessors or {})
+    def __init__(self, items: list[Any], fields: Mapping[str, Any] | None = None) -> None:
+        super().__init__(items, fields or {})
 
     @property
     def data(self) -> list[Any]:
         return list(self)
 
 
-class RowsView(_NamedList):
+class RowsView(NamedList):
     """A query result as later steps see it (fixtures convention C6): the row list itself, so
     `{{ step }}` hands on the rows, while its fields still answer (`step.rows`, `step.columns`,
     `step.row_count`, a pipeline task's label)."""
-
-
-class MapView(dict[str, Any]):
-    """A map result that also answers the accessors of an externalised result without holding
-    them as keys, so `{{ step | length }}`, loops and `tojson` read exactly as they would inline
-    (and a key of the user's own wins)."""
-
-    __slots__ = ("_accessors",)
-
-    def __init__(self, items: Mapping[str, Any], accessors: Mapping[str, Any]) -> None:
-        super().__init__(items)
-        self._accessors = accessors
-
-    def __missing__(self, key: str) -> Any:
-        return self._accessors[key]
 
 
 class ReferencedMap(dict[str, Any]):
@@ -144,18 +100,18 @@ def hydrated(record: EventRecord, value: Any, accessors: Mapping[str, Any]) -> E
     return dataclasses.replace(record, context=new_payload, result={**envelope, "context": new_payload})
 
 
-def template_view(data: Any, *, pipeline: bool = False) -> Any:
+def template_view(data: Any, *, pipeline: bool = False, loop: bool = False) -> Any:
     """How templates see a step's user data (§11.2, §9.11).
 
     A pipeline result (label → task data) is flattened so that both `step.label.field` and
     `step.field` resolve; a map without its own `data` key gains a `data` alias to itself,
-    and so does a list (a loop step's aggregate). A step whose only result is a SQL result set
-    (duckdb, postgres) is seen as its rows (C6), with its fields still reachable. A result read
-    back from the result store also answers its accessors (§9.12).
+    and so does a list. A loop step's aggregate also answers `results` and `count`. A step whose
+    only result is a SQL result set (duckdb, postgres) is seen as its rows (C6), with its fields
+    still reachable. A result read back from the result store also answers its accessors (§9.12).
     """
-    accessors = data.accessors if isinstance(data, ReferencedMap | ReferencedList) else {}
+    accessors = result_accessors_of(data)
     if isinstance(data, list):
-        return SequenceView(data, accessors)
+        return SequenceView(data, {**accessors, **(loop_fields(data) if loop else {})})
     if not isinstance(data, Mapping):
         return data
     view = dict(data)
@@ -169,11 +125,16 @@ def template_view(data: Any, *, pipeline: bool = False) -> Any:
     if "data" not in view:
         view["data"] = data
     if accessors:
-        view = MapView(view, accessors)
+        view = FieldMap(view, accessors)
     query = _query_result(data, pipeline)
     if query is not None:
         return RowsView(query["rows"], view)
     return view
+
+
+def result_accessors_of(data: Any) -> dict[str, Any]:
+    """The accessors of user data read back from the result store; none for inline data."""
+    return dict(data.accessors) if isinstance(data, ReferencedMap | ReferencedList) else {}
 
 
 def _query_result(data: Mapping[str, Any], pipeline: bool) -> Mapping[str, Any] | None:

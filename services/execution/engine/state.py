@@ -304,9 +304,11 @@ class ExecutionState:
         if command.iteration is None:
             step.envelope = record.result
             step.data = data
-            updates = context_updates(data)
-            if updates:
-                self.context_updates.update(updates)
+        # A loop iteration's `ctx.*` policy values apply too, in `call.done` order: a sequential
+        # loop's order, a parallel loop's completion order (docs/decisions.md).
+        updates = context_updates(data)
+        if updates:
+            self.context_updates.update(updates)
 
     def _on_call_error(self, record: EventRecord) -> None:
         command = self._command(record)

@@ -47,10 +47,19 @@ class StatusFlags:
     completed_steps: tuple[str, ...]
 
 
+# A run's final event (§15.1 rule 0): once written, the status it names never changes.
+_FINAL = frozenset({EventType.PLAYBOOK_COMPLETED, EventType.PLAYBOOK_FAILED, EventType.EXECUTION_CANCELLED})
+
+
 def terminal_event(events: Iterable[EventRecord]) -> EventRecord | None:
-    """The newest event of the terminal set (`command.failed` included), if any."""
+    """The run's final event when it has one (the first: nothing after it counts), else the
+    newest event of the terminal set (`command.failed` included), if any."""
+    ordered = _ordered(events)
+    final = next((e for e in ordered if canonical_event_type(e.event_type) in _FINAL), None)
+    if final is not None:
+        return final
     newest: EventRecord | None = None
-    for event in events:
+    for event in ordered:
         if canonical_event_type(event.event_type) in _TERMINAL_STATUS and (
             newest is None or event.event_id > newest.event_id
         ):

@@ -1,0 +1,68 @@
+"""Deterministic failpoints: crash a process at a named point, for the fault suite.
+
+`NOETL_FAILPOINTS="name=action[@hit],..."` arms points at start-up; `action` is `exit` (the
+process dies at once, as a SIGKILL would leave it: no cleanup, no flush) or `raise` (the code
+path fails with `FailpointError`). `@hit` fires on that hit of the point (default the first).
+Unset, `hit()` is a dictionary look-up on an empty dict. Never set in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+EXIT_CODE = 86
+
+
+class FailpointError(RuntimeError):
+    pass
+
+
+class _Armed:
+    __slots__ = ("action", "at", "seen")
+
+    def __init__(self, action: str, at: int) -> None:
+        self.action = action
+        self.at = at
+        self.seen = 0
+
+
+_armed: dict[str, _Armed] = {}
+
+
+def arm(spec: str) -> None:
+    """Parses a `NOETL_FAILPOINTS` value; raises ValueError naming a malformed entry."""
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, rest = entry.partition("=")
+        action, _, at = rest.partition("@")
+        if not name or action not in ("exit", "raise") or (at and not at.isdigit()):
+            raise ValueError(f"malformed failpoint {entry!r}: expected name=exit|raise[@N]")
+        _armed[name] = _Armed(action, int(at or 1))
+
+
+def arm_from(environ: Mapping[str, str]) -> None:
+    spec = environ.get("NOETL_FAILPOINTS", "")
+    if spec:
+        arm(spec)
+        log.warning("failpoints armed: %s", spec)
+
+
+def hit(name: str) -> None:
+    point = _armed.get(name)
+    if point is None:
+        return
+    point.seen += 1
+    if point.seen != point.at:
+        return
+    if point.action == "exit":
+        print(f"failpoint {name}: exiting", file=sys.stderr, flush=True)
+        os._exit(EXIT_CODE)
+    raise FailpointError(f"failpoint {name}")
+
+
+def disarm() -> None:
+    _armed.clear()
