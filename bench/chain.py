@@ -30,6 +30,7 @@ from bench.http import Poster, RawPoster
 from bench.playbooks import CHAIN_STEPS, call, chain, execute, register
 from bench.stats import per_unit_lines, percentile
 from bench.target import Snapshot, Target
+from services.common.mesh_policy import LAUNCHER
 
 TERMINAL = frozenset({"playbook.completed", "playbook.failed", "execution.cancelled"})
 RUN_TIMEOUT = 60.0
@@ -130,7 +131,7 @@ async def run_chain(target: Target, *, kind: str, runs: int, warmup: int, poll: 
     """`poll` times by the status route even when the Subscribe stream is available."""
     poster = RawPoster(target.gateway_url)
     use_stream = target.events_addr is not None and not poll
-    channel = grpc.aio.insecure_channel(target.events_addr) if use_stream and target.events_addr else None
+    channel = target.channel(target.events_addr, LAUNCHER) if use_stream and target.events_addr else None
     stub = events_pb2_grpc.EventServiceStub(channel) if channel is not None else None
     result = ChainResult(kind=kind, method="Subscribe stream" if stub else "status poll 5 ms")
     meter = CpuMeter(target.cpu_roots)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import grpc
 import orjson
 from noetl.v1 import (
     catalog_pb2,
@@ -34,6 +33,7 @@ from bench.ingest import FAKE_COMMAND_BASE, PARKED_POOL, parked_targets
 from bench.playbooks import SetupError
 from bench.stats import percentile
 from bench.target import Target
+from services.common.mesh_policy import GATEWAY
 
 ROUNDS = 10
 
@@ -79,8 +79,9 @@ async def run_gateway(target: Target, *, calls: int, warmup: int) -> list[Compar
     if target.execution_addr is None or target.events_addr is None or target.catalog_addr is None:
         raise SetupError("the gateway benchmark needs the mesh's run dir (--run-dir) to reach the services")
     http = RawPoster(target.gateway_url)
+    # Compared with the gateway's own calls, so made as the gateway.
     channels = [
-        grpc.aio.insecure_channel(addr)
+        target.channel(addr, GATEWAY)
         for addr in (target.catalog_addr, target.execution_addr, target.events_addr)
     ]
     catalog = catalog_pb2_grpc.CatalogServiceStub(channels[0])

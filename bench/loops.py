@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import grpc
 from noetl.v1 import events_pb2_grpc
 
 from bench import passes
@@ -28,6 +27,7 @@ from bench.http import RawPoster
 from bench.playbooks import call, execute, register
 from bench.stats import histogram_mean, percentile
 from bench.target import Snapshot, Target
+from services.common.mesh_policy import LAUNCHER
 
 RUN_TIMEOUT = 300.0
 POLL_SECONDS = 0.01
@@ -178,7 +178,7 @@ def _measure(result: LoopResult, events: list[Event]) -> None:
 
 async def run_loops(target: Target, *, names: list[str], runs: int, warmup: int) -> list[LoopResult]:
     poster = RawPoster(target.gateway_url)
-    channel = grpc.aio.insecure_channel(target.events_addr) if target.events_addr else None
+    channel = target.channel(target.events_addr, LAUNCHER) if target.events_addr else None
     stub = events_pb2_grpc.EventServiceStub(channel) if channel is not None else None
     results = []
     try:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
-import grpc
 import nats
 import orjson
 from nats.js.api import DeliverPolicy
@@ -38,6 +37,7 @@ from bench.stats import histogram_mean, percentile
 from bench.target import Snapshot, Target
 from services.common.bus import event_subject, execution_events_filter
 from services.common.ids import Snowflake
+from services.common.mesh_policy import EXECUTION
 
 # Bench ids come from a machine id no mesh process uses, so they never collide with real ones;
 # drained rows' event ids (their message ids) lie far above any snowflake of this era (< 2^59).
@@ -156,7 +156,8 @@ async def run_relay(target: Target, *, events: int) -> RelayResult:
             arrived.set()
 
     nc = await nats.connect(nats_url)
-    channel = grpc.aio.insecure_channel(events_addr)
+    # Appends as the execution service does.
+    channel = target.channel(events_addr, EXECUTION)
     stub = events_pb2_grpc.EventServiceStub(channel)
     answered: dict[int, datetime] = {}
     try:

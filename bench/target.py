@@ -13,11 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from bench.cpu import mesh_roots
 from noetl_mesh import state
 from noetl_mesh.config import REPO_ROOT, Ports, StackConfig
+from noetl_mesh.credentials import AUTH_DIR, token_file
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
+from services.common.grpc_client import bearer_interceptors
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,15 @@ class Target:
     cpu_roots: dict[str, int] = field(default_factory=dict)
     pg_dsn: str | None = None
     nats_url: str | None = None
+    run_dir: Path | None = None
+
+    def channel(self, address: str, identity: str) -> grpc.aio.Channel:
+        """A plain channel that calls as `identity` with the token the stack made for it (mesh auth
+        is on: docs/security.md); without the stack's tokens, one without credentials."""
+        token = token_file(self.run_dir / AUTH_DIR, identity) if self.run_dir is not None else None
+        if token is None or not token.is_file():
+            return grpc.aio.insecure_channel(address)
+        return grpc.aio.insecure_channel(address, interceptors=bearer_interceptors(str(token)))
 
 
 def _from_info(info: StackInfo, description: str) -> Target:
@@ -52,6 +65,7 @@ def _from_info(info: StackInfo, description: str) -> Target:
         cpu_roots=mesh_roots(info.run_dir, {proc.name: proc.pid for proc in info.processes}),
         pg_dsn=info.pg_dsn,
         nats_url=info.nats_url,
+        run_dir=info.run_dir,
     )
 
 

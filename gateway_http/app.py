@@ -2,7 +2,8 @@
 
 Every `/api/<x>` route is also served as `/noetl/<x>` (§1.1). The `/noetl` prefix does not
 enforce a session (§1.8 leaves it open): the gateway accepts the CLI's `Authorization` and
-`x-session-token` headers and ignores them, as it does on `/api`.
+`x-session-token` headers and ignores them, as it does on `/api`, unless HTTP auth is switched on
+(`gateway_http.http_auth`, docs/security.md): then both prefixes need a bearer token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway_http.console import ConsoleRoutes
 from gateway_http.cors import Cors
 from gateway_http.errors import exception_handlers
 from gateway_http.event_feeds import EventFeeds
+from gateway_http.http_auth import HttpAuth
 from gateway_http.internal_gate import gated
 from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
 from gateway_http.routes import Endpoint, health
@@ -73,6 +75,9 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         precreate_request_series(routes)
         middleware.append(Middleware(RequestMetrics))
     middleware.append(Middleware(RequestTimeout, seconds=settings.request_timeout_seconds))
+    if settings.http_auth.enabled:
+        # Innermost: refusals are counted and carry CORS headers like any other answer.
+        middleware.append(Middleware(HttpAuth, settings=settings.http_auth))
     return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
 
 

@@ -21,7 +21,7 @@ from noetl.v1 import (
 )
 
 from gateway_http.settings import GatewaySettings
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 
 
 class ExecutionShard:
@@ -55,13 +55,14 @@ class GatewayClients:
     @classmethod
     def connect(cls, settings: GatewaySettings) -> GatewayClients:
         """Opens the channels (lazily connecting); call inside the event loop that will use them."""
-        channel = open_channel(settings.catalog_addr)
-        outbox_channel = open_channel(settings.outbox_addr)
-        secrets_channel = open_channel(settings.secrets_addr)
+        mesh = ClientAuth(settings.mesh)
+        channel = open_channel(settings.catalog_addr, mesh)
+        outbox_channel = open_channel(settings.outbox_addr, mesh)
+        secrets_channel = open_channel(settings.secrets_addr, mesh)
         return cls(
             catalog=catalog_pb2_grpc.CatalogServiceStub(channel),
-            execution=Sharded(settings.execution_addrs, ExecutionShard),
-            events=Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub),
+            execution=Sharded(settings.execution_addrs, ExecutionShard, mesh),
+            events=Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh),
             outbox=outbox_pb2_grpc.OutboxServiceStub(outbox_channel),
             secrets=secrets_pb2_grpc.SecretsServiceStub(secrets_channel),
             catalog_channel=channel,

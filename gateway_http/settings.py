@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway_http.body_limits import BodyLimits
+from gateway_http.http_auth import HttpAuthSettings
 from services.common.config import EnvReader
+from services.common.mesh_auth import MeshAuth
+from services.common.mesh_policy import GATEWAY
 from services.common.sharding import MAX_SHARD_COUNT
 
 
@@ -46,6 +49,10 @@ class GatewaySettings:
     auth0: tuple[tuple[str, str], ...]
     # Per-route request body limits (413 beyond).
     body_limits: BodyLimits
+    # How the gateway proves itself to the services (docs/security.md).
+    mesh: MeshAuth
+    # Who may call the HTTP API (off by default; docs/security.md).
+    http_auth: HttpAuthSettings
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -57,6 +64,7 @@ class GatewaySettings:
         shard_count = env.integer(
             "NOETL_SHARD_COUNT", max(1, len(execution_addrs)), minimum=1, maximum=MAX_SHARD_COUNT
         )
+        auth0 = _auth0(env)
         settings = cls(
             host=env.text("NOETL_HOST", "0.0.0.0"),
             port=env.integer("NOETL_PORT", 8082, minimum=0, maximum=65535),
@@ -79,8 +87,10 @@ class GatewaySettings:
             tls_client_ca=env.text("NOETL_TLS_CLIENT_CA"),
             shard_index=env.integer("NOETL_SHARD_INDEX", 0, minimum=0, maximum=shard_count - 1),
             shard_count=shard_count,
-            auth0=_auth0(env),
+            auth0=auth0,
             body_limits=BodyLimits.load(env),
+            mesh=MeshAuth.read(env, GATEWAY, serves=False),
+            http_auth=HttpAuthSettings.read(env, dict(auth0)),
         )
         if len(catalog) != 1:
             env.problem("NOETL_CATALOG_ADDR must be exactly one host:port (the catalog is not sharded)")

@@ -13,9 +13,11 @@ from typing import cast
 
 from noetl_mesh import procs
 from noetl_mesh.config import StackConfig
+from noetl_mesh.credentials import write_tokens
 from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
 from noetl_mesh.state import StackInfo
+from services.common.mesh_policy import CALLERS, LAUNCHER
 
 # Exit codes of `status`, after the LSB init-script convention.
 EXIT_DEGRADED = 1
@@ -109,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON document: status, each step's result"
     )
     show.set_defaults(handler=_show)
+
+    tokens = commands.add_parser(
+        "tokens", help="write fresh mesh tokens for a cluster (a Secret's files; docs/security.md)"
+    )
+    tokens.add_argument(
+        "directory", type=Path, metavar="DIR", help="where to write <caller>.token and tokens"
+    )
+    tokens.set_defaults(handler=_tokens)
     return parser
 
 
@@ -185,6 +195,16 @@ def _running(stack: Stack) -> StackInfo:
     if stack.status().health is not Health.UP:
         raise LauncherError("the mesh is not running (start it with `noetl-mesh up` or `noetl-mesh run`)")
     return stack.up()
+
+
+def _tokens(stack: Stack, args: argparse.Namespace) -> int:
+    # Every caller a cluster runs; the launcher's own `run` never runs there.
+    write_tokens(args.directory, [caller for caller in CALLERS if caller != LAUNCHER])
+    print(
+        f"wrote mesh tokens to {args.directory}; e.g. kubectl create secret generic noetl-mesh-tokens "
+        f"--from-file={args.directory}"
+    )
+    return 0
 
 
 def _print_table(status: StackStatus) -> None:

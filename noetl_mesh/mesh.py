@@ -25,6 +25,8 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # Gets the stack's key-encryption key (noetl_mesh/kek.py); no other process sees it.
     holds_kek: bool = False
+    # Gets the least-privilege DSN of `/api/postgres/execute` (noetl_mesh/query_role.py).
+    runs_sql: bool = False
 
 
 def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSpec]:
@@ -39,7 +41,7 @@ def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSp
     return [
         service("catalog", ports.catalog, ports.catalog_metrics),
         service("events", ports.events, ports.events_metrics),
-        service("execution", ports.execution, ports.execution_metrics),
+        dataclasses.replace(service("execution", ports.execution, ports.execution_metrics), runs_sql=True),
         service("outbox", ports.outbox, ports.outbox_metrics),
         dataclasses.replace(service("secrets", ports.secrets, ports.secrets_metrics), holds_kek=True),
         ProcessSpec(

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from services.common import jsonutil
+from services.common.grpc_client import ClientAuth
 from services.common.result_refs import result_reference
 
 TERMINAL = {
@@ -247,9 +247,9 @@ def _now() -> datetime:
     return datetime.now(tz=UTC)
 
 
-async def follow(events_addr: str, execution_id: int) -> AsyncIterator[Event]:
+async def follow(events_addr: str, execution_id: int, auth: ClientAuth) -> AsyncIterator[Event]:
     """The execution's events from the event service's live stream, in order, until the end."""
-    async with grpc.aio.insecure_channel(events_addr) as channel:
+    async with auth.open(events_addr) as channel:
         stub = events_pb2_grpc.EventServiceStub(channel)
         async for item in stub.Subscribe(events_pb2.SubscribeRequest(execution_id=execution_id)):
             event = item.event
@@ -278,6 +278,7 @@ async def watch(
     events_addr: str,
     execution_id: int,
     progress: Progress,
+    auth: ClientAuth,
     *,
     quiet: bool = False,
     limit: int | None = None,
@@ -293,7 +294,7 @@ async def watch(
     with live or contextlib.nullcontext():
         if limit == 0:
             return
-        async for event in follow(events_addr, execution_id):
+        async for event in follow(events_addr, execution_id, auth):
             changed = progress.apply(event)
             seen += 1
             if live is not None:

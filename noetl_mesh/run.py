@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from noetl_mesh.credentials import launcher_auth
 from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.state import StackInfo
 
@@ -116,7 +117,14 @@ async def _run(
         progress = Progress()
         try:
             async with asyncio.timeout(options.timeout):
-                await watch(console, info.events_addrs[0], execution_id, progress, quiet=options.as_json)
+                await watch(
+                    console,
+                    info.events_addrs[0],
+                    execution_id,
+                    progress,
+                    launcher_auth(info.run_dir),
+                    quiet=options.as_json,
+                )
         except TimeoutError:
             console.print(
                 f"[yellow]timed out after {options.timeout:g}s[/yellow]; execution {execution_id} goes on "

@@ -23,13 +23,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import NoReturn, Self
 
+import asyncpg
+
 from noetl_mesh import procs, state
 from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.credentials import MeshCredentials, current_credentials, mesh_credentials
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
 from noetl_mesh.errors import StartError
 from noetl_mesh.kek import kek_environment
 from noetl_mesh.mesh import ProcessSpec, mesh_environment, mesh_processes
 from noetl_mesh.probes import LIFE_MARKER, ProbeFailed
+from noetl_mesh.query_role import ensure_query_role
 from noetl_mesh.state import InfraState, ProcessState, StackInfo
 
 log = logging.getLogger(__name__)
@@ -146,6 +150,9 @@ class Stack:
         }
         shared.pop("NOETL_FAILPOINTS", None)
         kek = kek_environment(self.run_dir, self._config.base_env)
+        credentials = current_credentials(self.run_dir, self._config.base_env)
+        if credentials is not None:
+            shared.update(credentials.shared())
         specs = {spec.name: spec for spec in self._processes(info.ports)}
         processes = list(info.processes)
         for index, process in enumerate(processes):
@@ -155,8 +162,7 @@ class Stack:
             log.info("%s: not running; starting it again", process.name)
             started = time.monotonic()
             env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(index + 1)}
-            if spec.holds_kek:
-                env.update(kek)
+            env.update(self._secrets_for(spec, kek, credentials, info.pg_dsn))
             fresh = self._launch(spec, env)
             processes[index] = dataclasses.replace(fresh, restarts=process.restarts + 1)
             info = dataclasses.replace(info, processes=tuple(processes))
@@ -229,11 +235,14 @@ class Stack:
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
             }
             kek = kek_environment(self.run_dir, self._config.base_env)
-            for machine_id, spec in enumerate(self._processes(ports), start=1):
+            specs = self._processes(ports)
+            credentials = mesh_credentials(self.run_dir, self._config.base_env, (spec.name for spec in specs))
+            if credentials is not None:
+                shared.update(credentials.shared())
+            for machine_id, spec in enumerate(specs, start=1):
                 started = time.monotonic()
                 env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
-                if spec.holds_kek:
-                    env.update(kek)
+                env.update(self._secrets_for(spec, kek, credentials, postgres.url))
                 process = self._launch(spec, env)
                 # Recorded before the wait, so an interrupted `up` leaves nothing `down` cannot find.
                 info = info.with_process(process)
@@ -263,6 +272,35 @@ class Stack:
         if result.returncode != 0:
             raise StartError("schema migration failed", name="migrate", log_tail=result.stderr[-4000:])
         log.info("schema: applied (%.1fs)", time.monotonic() - started)
+
+    def _secrets_for(
+        self, spec: ProcessSpec, kek: Mapping[str, str], credentials: MeshCredentials | None, dsn: str
+    ) -> dict[str, str]:
+        """What only this process gets: its own mesh token, the wallet's key, the SQL login."""
+        extra = credentials.for_process(spec.name) if credentials is not None else {}
+        if spec.holds_kek:
+            extra.update(kek)
+        if spec.runs_sql:
+            extra.update(self._query_role(dsn))
+        return extra
+
+    def _query_role(self, dsn: str) -> dict[str, str]:
+        """`NOETL_POSTGRES_EXECUTE_DSN` for the execution service, unless the caller set one.
+
+        A login that may not create roles (an external Postgres) leaves it unset: the stack still
+        starts, and `/api/postgres/execute` without a credential says what to configure.
+        """
+        if self._config.base_env.get("NOETL_POSTGRES_EXECUTE_DSN", "").strip():
+            return {}
+        try:
+            return {"NOETL_POSTGRES_EXECUTE_DSN": ensure_query_role(dsn)}
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning(
+                "postgres/execute role not made (%s); set NOETL_POSTGRES_EXECUTE_DSN to a least-privilege "
+                "login to run ad-hoc SQL (docs/security.md)",
+                exc,
+            )
+            return {}
 
     def _embedded_postgres(self, port: int) -> EmbeddedPostgres:
         return EmbeddedPostgres(self.run_dir / "postgres", port=port, log_path=self._logs / "postgres.log")

@@ -12,7 +12,7 @@ from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, pools_pb2_grpc, result
 
 from services.common import bus, telemetry
 from services.common.config import ConfigError
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.runner import configure_logging
 from worker.consumer import Consumer
 from worker.credentials import SecretsClient
@@ -29,18 +29,19 @@ async def serve(settings: Settings) -> int:
     nc = await bus.connect(settings.bus, settings.worker_id)
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
-    executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
-    results = Sharded(settings.execution_addrs, results_pb2_grpc.ResultServiceStub)
+    mesh = ClientAuth(settings.mesh)
+    commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub, mesh)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
+    executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
+    results = Sharded(settings.execution_addrs, results_pb2_grpc.ResultServiceStub, mesh)
     # The pool registry is cluster-wide, served by shard 0.
-    registry_channel = open_channel(settings.execution_addrs[0])
+    registry_channel = open_channel(settings.execution_addrs[0], mesh)
     membership = PoolMembership(
         pools_pb2_grpc.PoolServiceStub(registry_channel),
         worker_registration(settings.worker_id, settings.pools, settings.concurrency),
         settings.pool_heartbeat_seconds,
     )
-    secrets_channel = open_channel(settings.secrets_addr) if settings.secrets_addr else None
+    secrets_channel = open_channel(settings.secrets_addr, mesh) if settings.secrets_addr else None
     secrets = SecretsClient(
         secrets_pb2_grpc.SecretsServiceStub(secrets_channel) if secrets_channel is not None else None,
         settings.worker_id,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from services.common.bus import BusSettings, read_bus_settings
 from services.common.config import EnvReader
+from services.common.mesh_auth import MeshAuth
+from services.common.mesh_policy import WORKER
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class Settings:
     # A larger serialised result goes to the result store; events carry a reference (dsl.md §9.12).
     inline_result_bytes: int
     shutdown_grace_seconds: float
+    # How this worker proves itself to the services it calls (docs/security.md).
+    mesh: MeshAuth
     # How often the worker's pool entry is heartbeated (dsl.md §16 step 1).
     pool_heartbeat_seconds: float = 15.0
 
@@ -57,6 +61,7 @@ class Settings:
             # On SIGTERM: stop taking work, let running commands finish for this long, then hand
             # them back (their claim lease lets another worker take them).
             shutdown_grace_seconds=env.number("NOETL_WORKER_SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0.0),
+            mesh=MeshAuth.read(env, WORKER, serves=False),
             pool_heartbeat_seconds=env.number("NOETL_WORKER_POOL_HEARTBEAT_SECONDS", 15.0, minimum=0.1),
         )
         env.finish()

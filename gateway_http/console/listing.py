@@ -72,5 +72,5 @@ def _matches(summary: execution_pb2.ExecutionSummary, query: ListQuery) -> bool:
     if query.path and query.path.lower() not in summary.path.lower():
         return False
     if query.parent is not None:
-        return summary.HasField("parent_execution_id") and summary.parent_execution_id == query.parent
+        return bool(summary.HasField("parent_execution_id") and summary.parent_execution_id == query.parent)
     return True

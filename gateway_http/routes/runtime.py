@@ -94,8 +94,8 @@ class RuntimeRoutes:
         )
 
     async def contract(self, request: Request) -> Response:
-        """§7.6. `auth.mode` is `none`: `/noetl/*` accepts the CLI's session headers without
-        checking them (docs/decisions.md, HTTP surface)."""
+        """§7.6. `auth.mode` is `none` unless HTTP auth is on (`bearer`): without it `/noetl/*`
+        accepts the CLI's session headers without checking them (docs/decisions.md, HTTP surface)."""
         body: dict[str, Any] = {
             "contract_version": "1",
             "api_version": "v1",
@@ -103,7 +103,7 @@ class RuntimeRoutes:
             "gateway_version": BUILD_VERSION,
             "summary": "NoETL control plane HTTP API",
             "auth": {
-                "mode": "none",
+                "mode": "bearer" if self._settings.http_auth.enabled else "none",
                 "accepted_headers": [
                     "Authorization: Bearer <session_token>",
                     "x-session-token: <session_token>",

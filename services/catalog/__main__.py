@@ -15,7 +15,7 @@ from services.catalog.service import Catalog
 from services.catalog.settings import Settings
 from services.catalog.store import CatalogStore
 from services.common import db, runner
-from services.common.grpc_client import Sharded
+from services.common.grpc_client import ClientAuth, Sharded
 from services.common.grpc_server import Registrar
 from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
@@ -24,7 +24,9 @@ from services.common.ids import Snowflake
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    events = Sharded(
+        settings.events_addrs, events_pb2_grpc.EventServiceStub, ClientAuth(settings.basics.mesh)
+    )
     try:
         catalog = Catalog(CatalogStore(pool), Snowflake(settings.basics.machine_id), EventHistory(events))
         api = CatalogApi(catalog)

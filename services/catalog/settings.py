@@ -18,7 +18,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50051"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50051", "catalog"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", ",".join(DEFAULT_EVENTS_ADDRS)),
         )
         env.finish()

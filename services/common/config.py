@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.ids import default_machine_id
+from services.common.mesh_auth import MeshAuth
 
 
 class ConfigError(Exception):
@@ -115,12 +116,16 @@ class ServiceBasics:
     metrics_port: int
     pg_dsn: str
     machine_id: int  # snowflake machine id: distinct per process (data-model.md §2.1)
+    # Who this service is to its peers, and how it tells who calls it (on unless turned off).
+    mesh: MeshAuth
 
     @classmethod
-    def read(cls, env: EnvReader, default_listen: str) -> ServiceBasics:
+    def read(cls, env: EnvReader, default_listen: str, identity: str, *, calls: bool = True) -> ServiceBasics:
+        """`identity` is the service's caller name (mesh_policy); `calls`: it calls other services."""
         return cls(
             listen=env.text("NOETL_GRPC_LISTEN", default_listen),
             metrics_port=env.integer("NOETL_METRICS_PORT", 0, minimum=0, maximum=65535),
             pg_dsn=env.text("NOETL_PG_DSN", required=True),
             machine_id=env.machine_id(),
+            mesh=MeshAuth.read(env, identity, serves=True, calls=calls),
         )

@@ -39,6 +39,12 @@ class PayloadTooLarge(MeshError):
     http_status = 413
 
 
+class PermissionDenied(MeshError):
+    """The caller is known but may not do this (HTTP 403): refusals are audited where they matter."""
+
+    http_status = 403
+
+
 class NotFound(MeshError):
     http_status = 404
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
 from services.common import telemetry
+from services.common.mesh_auth import AUTHORIZATION, MTLS, TOKEN, MeshAuth, WatchedFile
+from services.common.mesh_tls import RotatingChannel, channel_credentials, client_files
 from services.common.rpc_errors import ClientErrorInterceptor
 from services.common.sharding import shard_for
 
@@ -28,10 +30,93 @@ _OPTIONS = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address, options=_OPTIONS, interceptors=[*telemetry.client_interceptors(), ClientErrorInterceptor()]
-    )
+class _Bearer:
+    """Adds `authorization: Bearer <token>` to a call; the token file is re-read when it changes."""
+
+    def __init__(self, token: WatchedFile) -> None:
+        self._token = token
+
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata[AUTHORIZATION] = f"Bearer {self._token.text().strip()}"
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+# grpc.aio files an interceptor under the first call kind it implements: one class per kind.
+class _BearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request)
+
+
+class _BearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request)
+
+
+class _BearerStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request_iterator)
+
+
+class _BearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, bearer: _Bearer) -> None:
+        self._bearer = bearer
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._bearer.details(client_call_details), request_iterator)
+
+
+def bearer_interceptors(token_file: str) -> list[Any]:
+    """Client interceptors that send the token in `token_file` on every kind of call."""
+    bearer = _Bearer(WatchedFile(token_file))
+    return [
+        kind(bearer)
+        for kind in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+    ]
+
+
+class ClientAuth:
+    """How this process proves who it is to other services (one per process, from its `MeshAuth`)."""
+
+    def __init__(self, settings: MeshAuth) -> None:
+        self.settings = settings
+        self._bearer = bearer_interceptors(settings.token_file) if settings.mode == TOKEN else []
+
+    @classmethod
+    def off(cls) -> ClientAuth:
+        return cls(MeshAuth.off(""))
+
+    def open(self, address: str) -> grpc.aio.Channel:
+        interceptors: list[Any] = [*telemetry.client_interceptors(), ClientErrorInterceptor(), *self._bearer]
+        if self.settings.mode == MTLS:
+            settings = self.settings
+
+            def secure() -> grpc.aio.Channel:
+                return grpc.aio.secure_channel(
+                    address, channel_credentials(settings), options=_OPTIONS, interceptors=interceptors
+                )
+
+            return RotatingChannel(secure, client_files(settings))
+        return grpc.aio.insecure_channel(address, options=_OPTIONS, interceptors=interceptors)
+
+
+def open_channel(address: str, auth: ClientAuth) -> grpc.aio.Channel:
+    return auth.open(address)
 
 
 class Sharded(Generic[StubT]):
@@ -40,10 +125,12 @@ class Sharded(Generic[StubT]):
     With one address (the default) every call goes to it through the same code path.
     """
 
-    def __init__(self, addresses: tuple[str, ...], make_stub: Callable[[grpc.aio.Channel], StubT]) -> None:
+    def __init__(
+        self, addresses: tuple[str, ...], make_stub: Callable[[grpc.aio.Channel], StubT], auth: ClientAuth
+    ) -> None:
         if not addresses:
             raise ValueError("at least one address is required")
-        self._channels = [open_channel(address) for address in addresses]
+        self._channels = [auth.open(address) for address in addresses]
         self._stubs = [make_stub(channel) for channel in self._channels]
 
     def for_execution(self, execution_id: int) -> StubT:

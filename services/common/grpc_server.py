@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.common import metrics, telemetry
 from services.common.grpc_client import MAX_MESSAGE_BYTES
 from services.common.health import WritePathWatch
+from services.common.mesh_guard import AuthInterceptor, ServerAuth
 from services.common.rpc_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ MAX_CONCURRENT_RPCS = 4096
 
 
 class GrpcHost:
-    """Lifecycle: `start()`, `wait()`, idempotent `stop()`; SIGTERM stops intake, then drains."""
+    """Lifecycle: `start()`, `wait()`, idempotent `stop()`; SIGTERM stops intake, then drains.
+
+    `auth` says who may call (services/common/mesh_guard.py); it is required so that no server
+    is built open by omission: an open one is asked for with `ServerAuth.off()`.
+    """
 
     def __init__(
         self,
@@ -69,16 +74,25 @@ class GrpcHost:
         listen: str,
         registrars: list[Registrar],
         *,
+        auth: ServerAuth,
         grace: float = 10.0,
         max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
     ) -> None:
         self.name = name
         self._listen = listen
         self._grace = grace
+        self._auth = auth
+        # Refused calls are traced and counted (auth runs after telemetry and metrics).
+        guard = [AuthInterceptor(auth)] if auth.enabled else []
         self._server = grpc.aio.server(
             interceptors=[
                 PerMethod(
-                    [*telemetry.server_interceptors(), metrics.MetricsInterceptor(), ErrorInterceptor()]
+                    [
+                        *telemetry.server_interceptors(),
+                        metrics.MetricsInterceptor(),
+                        *guard,
+                        ErrorInterceptor(),
+                    ]
                 )
             ],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
@@ -100,7 +114,7 @@ class GrpcHost:
         Raises:
             RuntimeError: the address cannot be bound.
         """
-        self.port = self._server.add_insecure_port(self._listen)
+        self.port = self._auth.bind(self._server, self._listen)
         if self.port == 0:
             raise RuntimeError(f"{self.name}: cannot bind gRPC on {self._listen}")
         await self._server.start()
@@ -108,7 +122,7 @@ class GrpcHost:
         self._watching = [
             asyncio.create_task(w.run(self._health), name="write-path-watch") for w in self._watches
         ]
-        log.info("%s serving gRPC on port %s", self.name, self.port)
+        log.info("%s serving gRPC on port %s (mesh auth: %s)", self.name, self.port, self._auth.settings.mode)
         return self.port
 
     def install_signal_handlers(self) -> None:

@@ -14,6 +14,7 @@ import uvloop
 from services.common import failpoints, metrics, telemetry
 from services.common.config import ConfigError, ServiceBasics
 from services.common.grpc_server import GrpcHost, Registrar
+from services.common.mesh_guard import ServerAuth
 
 SettingsT = TypeVar("SettingsT", bound="HasBasics")
 
@@ -56,7 +57,7 @@ async def _serve(
 ) -> int:
     metrics.serve_metrics(settings.basics.metrics_port)
     async with assemble(settings) as registrars:
-        host = GrpcHost(name, settings.basics.listen, registrars)
+        host = GrpcHost(name, settings.basics.listen, registrars, auth=ServerAuth(settings.basics.mesh))
         await host.start()
         host.install_signal_handlers()
         await host.wait()

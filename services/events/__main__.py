@@ -10,7 +10,7 @@ import grpc
 from noetl.v1 import events_pb2_grpc, outbox_pb2_grpc
 
 from services.common import bus, db, runner
-from services.common.grpc_client import open_channel
+from services.common.grpc_client import ClientAuth, open_channel
 from services.common.grpc_server import Registrar
 from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
@@ -31,7 +31,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     nc = await bus.connect(settings.bus, "noetl-events")
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    outbox_channel = open_channel(settings.outbox_addr)
+    outbox_channel = open_channel(settings.outbox_addr, ClientAuth(settings.basics.mesh))
     relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
     await relay.start()
     store = EventStore(pool)

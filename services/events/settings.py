@@ -19,7 +19,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50053"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50053", "events"),
             bus=read_bus_settings(env),
             outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
             # http-api.md §1.1: enforced by this service, the only one that sees every batch.

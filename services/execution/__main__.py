@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import grpc
 from noetl.v1 import (
     admin_pb2_grpc,
+    binding_pb2_grpc,
     catalog_pb2_grpc,
     events_pb2_grpc,
     execution_pb2_grpc,
@@ -20,13 +21,14 @@ from noetl.v1 import (
 )
 
 from services.common import bus, db, runner
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import Admin
+from services.execution.binding import WorkBinding, WorkBindingApi
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient
 from services.execution.commands.api import CommandApi
 from services.execution.commands.claims import Claims, ClaimSettings
@@ -56,8 +58,9 @@ from services.execution.variables.store import VariableStore
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
-    catalog_channel = open_channel(settings.catalog_addr)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    mesh = ClientAuth(settings.basics.mesh)
+    catalog_channel = open_channel(settings.catalog_addr, mesh)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
     store = ExecutionStore(pool)
     commands = CommandStore(pool)
     events_port = EventsClient(events)
@@ -121,9 +124,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     execution_api = ExecutionApi(orchestrator, queries, control, lifecycle, cleanup=cleanup)
     command_api = CommandApi(claims)
     pool_api = PoolApi(Pools(PoolStore(pool), ids))
-    secrets_channel = open_channel(settings.secrets_addr)
+    secrets_channel = open_channel(settings.secrets_addr, mesh)
     credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
-    admin = Admin(pool, settings.basics.pg_dsn, credentials, settings.sql_timeout_seconds)
+    admin = Admin(pool, settings.sql_dsn or None, credentials, settings.sql_timeout_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(execution_api, server)
@@ -132,6 +135,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminApi(admin), server)
         vars_pb2_grpc.add_VarsServiceServicer_to_server(VarsApi(Variables(VariableStore(pool))), server)
         results_pb2_grpc.add_ResultServiceServicer_to_server(ResultApi(results), server)
+        binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(WorkBindingApi(WorkBinding(pool)), server)
 
     try:
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.

@@ -29,6 +29,9 @@ class Settings:
     secrets_addr: str = "127.0.0.1:50055"
     # The bound of one `/api/postgres/execute` request's statements.
     sql_timeout_seconds: float = 60.0
+    # Where `/api/postgres/execute` without a credential runs: a least-privilege login, never the
+    # superuser of `NOETL_PG_DSN` (docs/security.md); empty = such requests are refused.
+    sql_dsn: str = ""
 
     @classmethod
     def load(cls) -> Settings:
@@ -45,7 +48,7 @@ class Settings:
                 else:
                     shard_index = ordinal
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50052"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50052", "execution"),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
@@ -69,6 +72,7 @@ class Settings:
             ),
             secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
             sql_timeout_seconds=env.number("NOETL_POSTGRES_EXECUTE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
+            sql_dsn=env.text("NOETL_POSTGRES_EXECUTE_DSN"),
         )
         env.finish()
         return settings

@@ -22,7 +22,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50054"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50054", "outbox", calls=False),
             bus=read_bus_settings(env),
             max_attempts=env.integer("NOETL_OUTBOX_MAX_ATTEMPTS", 10, minimum=1),
             # Lease plus publish timeout must stay below the streams' duplicate window (120 s),

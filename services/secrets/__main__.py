@@ -15,17 +15,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, secrets_pb2_grpc
+from noetl.v1 import binding_pb2_grpc, catalog_pb2_grpc, events_pb2_grpc, secrets_pb2_grpc
 
 from services.common import db, runner
-from services.common.grpc_client import Sharded, open_channel
+from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.grpc_server import Registrar
 from services.common.health import WritePathWatch, database_probe
 from services.common.ids import Snowflake
 from services.secrets.api import SecretsApi
 from services.secrets.audit import Auditor
 from services.secrets.cipher import Cipher
-from services.secrets.clients import CatalogClient, EventsClient
+from services.secrets.clients import CatalogClient, EventsClient, WorkBindingClient
 from services.secrets.envelope import KEY_BYTES
 from services.secrets.kek import LOCAL, KekProvider, Keyring, LocalKek
 from services.secrets.keychain import Keychain
@@ -86,8 +86,10 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     if settings.kek.insecure_random_key:
         log.warning(INSECURE_WARNING)
     pool = await db.create_pool(settings.basics.pg_dsn)
-    catalog_channel = open_channel(settings.catalog_addr)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
+    mesh = ClientAuth(settings.basics.mesh)
+    catalog_channel = open_channel(settings.catalog_addr, mesh)
+    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
+    binding = Sharded(settings.execution_addrs, binding_pb2_grpc.WorkBindingServiceStub, mesh)
     tasks: list[asyncio.Task[None]] = []
     try:
         store = SecretsStore(pool)
@@ -104,7 +106,10 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
             cipher=cipher,
         )
         api = SecretsApi(
-            Credentials(store, cipher, auditor, ids, aliases), keychain, Rotator(store, keyring), store
+            Credentials(store, cipher, auditor, ids, aliases, binding=WorkBindingClient(binding)),
+            keychain,
+            Rotator(store, keyring),
+            store,
         )
         if settings.kek.insecure_random_key:
             tasks.append(asyncio.create_task(_warn_insecure_forever(), name="secrets-insecure-warning"))
@@ -127,6 +132,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await binding.close()
         await events.close()
         await catalog_channel.close()
         await pool.close()

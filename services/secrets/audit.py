@@ -26,6 +26,8 @@ class Operation(enum.StrEnum):
     GET_KEYCHAIN = "get_keychain"
     RESOLVE_KEYCHAIN = "resolve_keychain"
     GET_SEALED = "get_sealed"
+    # A worker's run-time read refused before anything was looked up (no binding claim).
+    RESOLVE = "resolve"
 
 
 class Outcome(enum.StrEnum):
@@ -35,6 +37,7 @@ class Outcome(enum.StrEnum):
     TEMPLATE_ERROR = "template_error"
     EXPIRED = "expired"
     DECRYPT_ERROR = "decrypt_error"
+    DENIED = "denied"
 
 
 _WRITE_STATUSES = ("written", "dropped_async", "failed_strict")

@@ -1,16 +1,17 @@
-"""gRPC adapters for the wallet's ports: the event log and the catalog, never their tables."""
+"""gRPC adapters for the wallet's ports: the event log, the catalog and the execution service's
+claims, never their tables."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from noetl.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc
+from noetl.v1 import binding_pb2, binding_pb2_grpc, catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc
 
 from services.common import jsonutil
 from services.common.errors import NotFound
 from services.common.grpc_client import Sharded
-from services.secrets.ports import ExecutionOrigin
+from services.secrets.ports import ExecutionOrigin, SecretUse
 
 ROOT_EVENT = "playbook.initialized"
 RPC_TIMEOUT_SECONDS = 30
@@ -53,3 +54,17 @@ class CatalogClient:
         if not isinstance(definitions, list):
             return []
         return [item for item in definitions if isinstance(item, dict)]
+
+
+class WorkBindingClient:
+    def __init__(self, binding: Sharded[binding_pb2_grpc.WorkBindingServiceStub]) -> None:
+        self._binding = binding
+
+    async def secret_use(self, execution_id: int, worker_id: str, alias: str) -> SecretUse:
+        request = binding_pb2.CheckSecretUseRequest(
+            execution_id=execution_id, worker_id=worker_id, alias=alias
+        )
+        answer = await self._binding.for_execution(execution_id).CheckSecretUse(
+            request, timeout=RPC_TIMEOUT_SECONDS
+        )
+        return SecretUse(answer.allowed, answer.reason, answer.command_id)

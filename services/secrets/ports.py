@@ -1,4 +1,5 @@
-"""What the wallet needs from other contexts to resolve a keychain alias of an execution.
+"""What the wallet needs from other contexts: an execution's origin and playbook (to resolve a
+keychain alias), and whether a worker's claim binds it to a credential (to allow `Resolve`).
 
 Adapters over gRPC live in `clients.py`; tests can pass simple objects.
 """
@@ -21,6 +22,21 @@ class ExecutionOrigin:
 class ExecutionsPort(Protocol):
     async def origin(self, execution_id: int) -> ExecutionOrigin | None:
         """None when the execution has no root event."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SecretUse:
+    """The execution service's answer: allowed, or the reason it is not."""
+
+    allowed: bool
+    reason: str = ""
+    command_id: int = 0
+
+
+class WorkBindingPort(Protocol):
+    async def secret_use(self, execution_id: int, worker_id: str, alias: str) -> SecretUse:
+        """Whether `worker_id` holds a live claim on a command of the execution that names `alias`."""
         ...
 
 

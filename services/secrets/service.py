@@ -6,11 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.ids import Snowflake
 from services.common.timeutil import utcnow
 from services.secrets.audit import Auditor, Operation, Outcome, Reader
 from services.secrets.cipher import Cipher
+from services.secrets.ports import WorkBindingPort
 from services.secrets.reading import open_credential
 from services.secrets.resolution import KEYCHAIN_TYPE, AliasResolver
 from services.secrets.store import CredentialRow, SecretsStore
@@ -61,12 +62,15 @@ class Credentials:
         auditor: Auditor,
         ids: Snowflake,
         aliases: AliasResolver | None,
+        *,
+        binding: WorkBindingPort,
     ) -> None:
         self._store = store
         self._cipher = cipher
         self._auditor = auditor
         self._ids = ids
         self._aliases = aliases
+        self._binding = binding
 
     async def put(self, credential: CredentialInput) -> CredentialRow:
         """Seals `data` under a fresh data key and upserts by name.
@@ -132,10 +136,27 @@ class Credentials:
     async def resolve(self, alias: str, execution_id: int, reader: Reader) -> Found:
         """A worker's run-time read: a stored credential, else a keychain alias of the execution.
 
+        Only for a worker holding a live claim on a command of that execution whose tool config or
+        input names `alias` (asked of the execution service); anything else is refused and audited.
+
         Raises:
-            NotFound, Internal, Unavailable: as `get`.
+            PermissionDenied: no such claim. NotFound, Internal, Unavailable: as `get`.
         """
-        return await self.get(alias, include_data=True, reader=replace(reader, execution_id=execution_id))
+        reader = replace(reader, execution_id=execution_id)
+        use = await self._binding.secret_use(execution_id, reader.worker_id or "", alias)
+        if not use.allowed:
+            await self._auditor.record(
+                reader,
+                credential=alias,
+                operation=Operation.RESOLVE,
+                outcome=Outcome.DENIED,
+                notes=use.reason,
+            )
+            raise PermissionDenied(
+                f"worker {reader.worker_id or '(none)'!r} may not resolve {alias!r} in execution {execution_id}: "
+                f"{use.reason}"
+            )
+        return await self.get(alias, include_data=True, reader=reader)
 
     async def delete(self, identifier: str) -> CredentialRow:
         """Raises NotFound."""

@@ -47,6 +47,8 @@ class Settings:
     audit_required: bool
     catalog_addr: str
     events_addrs: tuple[str, ...]
+    # The execution shards: asked whether a worker's claim binds it to what it resolves.
+    execution_addrs: tuple[str, ...]
     # Expired keychain rows (but auto_renew ones) are deleted this often; 0 disables it.
     keychain_cleanup_seconds: float = 300.0
 
@@ -55,11 +57,12 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader(environ)
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50055"),
+            basics=ServiceBasics.read(env, "127.0.0.1:50055", "secrets"),
             kek=read_kek(env),
             audit_required=env.flag("NOETL_SECRET_AUDIT_REQUIRED", False),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
             keychain_cleanup_seconds=env.number("NOETL_KEYCHAIN_CLEANUP_SECONDS", 300.0, minimum=0.0),
         )
         env.finish()

@@ -179,6 +179,7 @@ async def gated_gateway(process_mesh: ProcessMesh, token: str | None) -> AsyncIt
         "NOETL_EXECUTION_ADDRS": ",".join(info.execution_addrs),
         "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs),
         "NOETL_OUTBOX_ADDR": info.outbox_addr,
+        **process_mesh.mesh_env("gateway"),
     }
     if token is not None:
         env["NOETL_INTERNAL_API_TOKEN"] = token

@@ -135,7 +135,7 @@ async def test_shard_info_reports_the_deployments_numbering() -> None:
 
 def test_a_shard_index_outside_the_count_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match="NOETL_SHARD_INDEX"):
-        GatewaySettings.load({"NOETL_SHARD_COUNT": "4", "NOETL_SHARD_INDEX": "4"})
+        GatewaySettings.load({"NOETL_MESH_AUTH": "off", "NOETL_SHARD_COUNT": "4", "NOETL_SHARD_INDEX": "4"})
 
 
 # --------------------------------------------------------------------------------------------------

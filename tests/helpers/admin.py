@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import asyncpg
 from noetl.v1 import admin_pb2_grpc, secrets_pb2_grpc
 
+from noetl_mesh.query_role import make_query_role
 from services.common import db
-from services.common.grpc_client import open_channel
+from services.common.grpc_client import ClientAuth, open_channel
 from services.common.grpc_server import GrpcHost
+from services.common.mesh_guard import ServerAuth
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import REQUIRED_TABLES, Admin
@@ -69,14 +71,16 @@ async def running_admin(
     async with AsyncExitStack() as stack:
         pool = await db.create_pool(dsn, max_size=pool_max)
         stack.push_async_callback(pool.close)
-        channel = open_channel(secrets_addr)
+        channel = open_channel(secrets_addr, ClientAuth.off())
         stack.push_async_callback(channel.close)
         credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(channel))
-        api = AdminApi(Admin(pool, dsn, credentials, timeout_seconds))
+        # Ad-hoc SQL runs as the least-privilege role `noetl-mesh up` would make for this database.
+        api = AdminApi(Admin(pool, await make_query_role(dsn), credentials, timeout_seconds))
         host = GrpcHost(
             "admin",
             f"{LOCALHOST}:0",
             [lambda server: admin_pb2_grpc.add_AdminServiceServicer_to_server(api, server)],
+            auth=ServerAuth.off(),
             grace=2.0,
         )
         port = await host.start()

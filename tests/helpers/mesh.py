@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 
 from noetl_mesh.config import Ports, StackConfig
+from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
@@ -64,6 +65,11 @@ class ProcessMesh:
     @property
     def run_dir(self) -> Path:
         return self.info.run_dir
+
+    def mesh_env(self, identity: str) -> dict[str, str]:
+        """Variables that let a client in this process call the mesh's services as `identity`,
+        with the token `noetl-mesh up` made for it (mesh auth is on in the session mesh)."""
+        return MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)
 
 
 @asynccontextmanager

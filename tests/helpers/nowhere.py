@@ -12,6 +12,8 @@ from collections.abc import Mapping
 # Port 9 (discard) on loopback: refused at once, so a call that gets there answers 503 quickly.
 NOWHERE = "127.0.0.1:9"
 NOWHERE_ENV: Mapping[str, str] = {
+    # In-process components in these tests call nothing real: no mesh credentials to present.
+    "NOETL_MESH_AUTH": "off",
     "NOETL_CATALOG_ADDR": NOWHERE,
     "NOETL_EXECUTION_ADDRS": NOWHERE,
     "NOETL_EVENTS_ADDRS": NOWHERE,

@@ -18,6 +18,7 @@ from noetl.v1 import outbox_pb2_grpc
 from services.common import db as common_db
 from services.common.bus import BusSettings, ensure_streams
 from services.common.grpc_server import GrpcHost
+from services.common.mesh_guard import ServerAuth
 from services.common.migrate import migrate
 from services.outbox.api import OutboxApi
 from services.outbox.service import Outbox
@@ -69,6 +70,7 @@ async def outbox_harness(
         "outbox",
         "127.0.0.1:0",
         [lambda server: outbox_pb2_grpc.add_OutboxServiceServicer_to_server(api, server)],
+        auth=ServerAuth.off(),
     )
     port = await host.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -16,6 +16,8 @@ import grpc
 from noetl.v1 import secrets_pb2_grpc
 
 from services.common.grpc_server import GrpcHost
+from services.common.mesh_auth import MeshAuth
+from services.common.mesh_guard import ServerAuth
 from services.common.migrate import migrate
 from services.secrets.__main__ import assemble
 from services.secrets.settings import Settings
@@ -37,6 +39,8 @@ def wallet_settings(
     *,
     catalog_addr: str = NOWHERE,
     events_addr: str = NOWHERE,
+    execution_addr: str = NOWHERE,
+    mesh: MeshAuth | None = None,
 ) -> Settings:
     """Settings read from `env` (the KEK variables) with this test's database and peers.
 
@@ -48,16 +52,19 @@ def wallet_settings(
             "NOETL_PG_DSN": dsn,
             "NOETL_CATALOG_ADDR": catalog_addr,
             "NOETL_EVENTS_ADDRS": events_addr,
+            "NOETL_EXECUTION_ADDRS": execution_addr,
             "NOETL_KEYCHAIN_CLEANUP_SECONDS": "0",
+            "NOETL_MESH_AUTH": "off",
             **env,
         }
     )
     return Settings(
-        basics=basics(dsn),
+        basics=basics(dsn, mesh=mesh),
         kek=loaded.kek,
         audit_required=loaded.audit_required,
         catalog_addr=loaded.catalog_addr,
         events_addrs=loaded.events_addrs,
+        execution_addrs=loaded.execution_addrs,
         keychain_cleanup_seconds=loaded.keychain_cleanup_seconds,
     )
 
@@ -74,7 +81,9 @@ async def running_secrets(settings: Settings, *, migrated: bool = True) -> Async
     if not migrated:
         await migrate(settings.basics.pg_dsn)
     async with assemble(settings) as registrars:
-        host = GrpcHost("secrets", f"{LOCALHOST}:0", registrars, grace=2.0)
+        host = GrpcHost(
+            "secrets", f"{LOCALHOST}:0", registrars, auth=ServerAuth(settings.basics.mesh), grace=2.0
+        )
         port = await host.start()
         address = f"{LOCALHOST}:{port}"
         channel = grpc.aio.insecure_channel(address)

@@ -24,6 +24,8 @@ from services.catalog.settings import Settings as CatalogSettings
 from services.common.bus import BusSettings
 from services.common.config import ServiceBasics
 from services.common.grpc_server import GrpcHost, Registrar
+from services.common.mesh_auth import MeshAuth
+from services.common.mesh_guard import ServerAuth
 from services.common.migrate import migrate
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
@@ -63,9 +65,20 @@ class Mesh:
 _machine_ids = iter(range(100, 1024))
 
 
-def basics(dsn: str, listen: str = f"{LOCALHOST}:0") -> ServiceBasics:
-    """Each in-process service gets a machine id of its own, as separate processes would."""
-    return ServiceBasics(listen=listen, metrics_port=0, pg_dsn=dsn, machine_id=next(_machine_ids))
+def basics(dsn: str, listen: str = f"{LOCALHOST}:0", mesh: MeshAuth | None = None) -> ServiceBasics:
+    """Each in-process service gets a machine id of its own, as separate processes would.
+
+    Mesh auth is off unless `mesh` says otherwise: these in-process meshes test each service's
+    behaviour; who may call what is tested over real gRPC in tests/integration/test_mesh_auth.py,
+    and the process mesh of the e2e tests runs with it on, as `noetl-mesh up` does.
+    """
+    return ServiceBasics(
+        listen=listen,
+        metrics_port=0,
+        pg_dsn=dsn,
+        machine_id=next(_machine_ids),
+        mesh=mesh or MeshAuth.off("test"),
+    )
 
 
 class _HeldPort:
@@ -95,11 +108,12 @@ async def _serve(
     settings: SettingsT,
     *,
     listen: str,
+    auth: ServerAuth,
     before_bind: Callable[[], None] | None = None,
 ) -> str:
     """Assembles and starts one service; stopping it is pushed onto `stack` (LIFO: dependents first)."""
     registrars = await stack.enter_async_context(assemble(settings))
-    host = GrpcHost(name, listen, registrars, grace=2.0)
+    host = GrpcHost(name, listen, registrars, auth=auth, grace=2.0)
     if before_bind is not None:
         before_bind()
     port = await host.start()
@@ -109,13 +123,23 @@ async def _serve(
 
 @asynccontextmanager
 async def running_mesh(
-    dsn: str, bus: BusSettings, reaper: ReaperSettings | None = None
+    dsn: str,
+    bus: BusSettings,
+    reaper: ReaperSettings | None = None,
+    *,
+    mesh_auth: Callable[[str], MeshAuth] | None = None,
 ) -> AsyncIterator[Mesh]:
     """Migrates `dsn`, starts catalog, outbox, execution and events, yields stubs, stops them all.
 
     The streams named in `bus` are created by the services and deleted on exit. The execution
-    service's reaper and reconciler are off unless `reaper` says otherwise.
+    service's reaper and reconciler are off unless `reaper` says otherwise. `mesh_auth` gives a
+    service (by its caller name) its mesh auth settings; without it mesh auth is off and the
+    yielded stubs need no credentials.
     """
+
+    def auth(name: str) -> MeshAuth:
+        return mesh_auth(name) if mesh_auth is not None else MeshAuth.off(name)
+
     await migrate(dsn)
     async with AsyncExitStack() as stack:
         js = await stack.enter_async_context(isolated_bus(bus))
@@ -125,15 +149,16 @@ async def running_mesh(
             stack,
             "catalog",
             assemble_catalog,
-            CatalogSettings(basics(dsn), events_addrs=(events_port.address,)),
+            CatalogSettings(basics(dsn, mesh=auth("catalog")), events_addrs=(events_port.address,)),
             listen=f"{LOCALHOST}:0",
+            auth=ServerAuth(auth("catalog")),
         )
         outbox = await _serve(
             stack,
             "outbox",
             assemble_outbox,
             OutboxSettings(
-                basics=basics(dsn),
+                basics=basics(dsn, mesh=auth("outbox")),
                 bus=bus,
                 max_attempts=OUTBOX_MAX_ATTEMPTS,
                 lease_seconds=OUTBOX_LEASE_SECONDS,
@@ -142,13 +167,14 @@ async def running_mesh(
                 error_sleep=5.0,
             ),
             listen=f"{LOCALHOST}:0",
+            auth=ServerAuth(auth("outbox")),
         )
         execution = await _serve(
             stack,
             "execution",
             assemble_execution,
             ExecutionSettings(
-                basics=basics(dsn),
+                basics=basics(dsn, mesh=auth("execution")),
                 catalog_addr=catalog,
                 events_addrs=(events_port.address,),
                 server_url=SERVER_URL,
@@ -161,17 +187,19 @@ async def running_mesh(
                 reaper=reaper or ReaperSettings(enabled=False),
             ),
             listen=f"{LOCALHOST}:0",
+            auth=ServerAuth(auth("execution")),
         )
         events = await _serve(
             stack,
             "events",
             assemble_events,
             EventsSettings(
-                basics=basics(dsn),
+                basics=basics(dsn, mesh=auth("events")),
                 bus=bus,
                 outbox_addr=outbox,
             ),
             listen=events_port.address,
+            auth=ServerAuth(auth("events")),
             before_bind=events_port.release,
         )
         await assert_streams_exist(js, bus)

@@ -31,7 +31,8 @@ async def side_gateway(mesh: ProcessMesh, log: Path, env: Mapping[str, str]) -> 
     wiring = mesh_environment(
         mesh.info.ports, pg_dsn=mesh.pg_dsn, nats_url=mesh.info.nats_url, run_dir=mesh.run_dir
     )
-    environ = {**os.environ, **wiring, "NOETL_PORT": str(port), **env}
+    # It calls the services as the gateway, with the token `noetl-mesh up` made for it.
+    environ = {**os.environ, **wiring, **mesh.mesh_env("gateway"), "NOETL_PORT": str(port), **env}
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(

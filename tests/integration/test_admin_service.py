@@ -22,6 +22,7 @@ import orjson
 import pytest
 from noetl.v1 import admin_pb2, admin_pb2_grpc, secrets_pb2
 
+from noetl_mesh.query_role import role_name
 from services.common import db
 from services.common.migrate import migrate
 from services.execution.admin.clients import SecretsCredentials
@@ -61,6 +62,15 @@ async def harness(pg_server: PgServer, module_dsn: str) -> AsyncIterator[Harness
                 dsn, secrets_addr=wallet.address, pool_max=POOL_MAX, timeout_seconds=TIMEOUT_SECONDS
             )
         )
+        # Ad-hoc SQL runs as the stack's least-privilege role (tests/integration/test_sql_role.py),
+        # which reads `noetl` only; an operator grants it writes to a table of theirs like this.
+        owner = await asyncpg.connect(dsn)
+        try:
+            await owner.execute(
+                f'GRANT INSERT, UPDATE ON noetl.extra TO "{role_name(infra.database_of(dsn))}"'
+            )
+        finally:
+            await owner.close()
         channel = grpc.aio.insecure_channel(admin.address)
         stack.push_async_callback(channel.close)
         yield Harness(dsn, other, wallet, admin.pool, admin_pb2_grpc.AdminServiceStub(channel))

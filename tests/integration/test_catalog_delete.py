@@ -22,6 +22,7 @@ from noetl.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, execution_pb2
 from services.catalog.__main__ import assemble as assemble_catalog
 from services.catalog.settings import Settings as CatalogSettings
 from services.common.grpc_server import GrpcHost
+from services.common.mesh_guard import ServerAuth
 from tests.helpers.playbooks import noop_playbook
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh, basics
@@ -33,7 +34,12 @@ async def _catalog_stub(
     stack: AsyncExitStack, dsn: str, events_addrs: tuple[str, ...]
 ) -> catalog_pb2_grpc.CatalogServiceStub:
     settings = CatalogSettings(basics(dsn), events_addrs=events_addrs)
-    host = GrpcHost("catalog", "127.0.0.1:0", await stack.enter_async_context(assemble_catalog(settings)))
+    host = GrpcHost(
+        "catalog",
+        "127.0.0.1:0",
+        await stack.enter_async_context(assemble_catalog(settings)),
+        auth=ServerAuth.off(),
+    )
     port = await host.start()
     stack.push_async_callback(host.stop)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -15,6 +15,7 @@ from noetl.v1 import catalog_pb2, events_pb2, events_pb2_grpc, execution_pb2
 
 from services.common.grpc_server import GrpcHost
 from services.common.ids import MAX_MACHINE_ID, Snowflake
+from services.common.mesh_guard import ServerAuth
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.playbooks import Started, noop_chain, register_noop, start_noop
@@ -49,7 +50,7 @@ async def orphan_events(mesh: Mesh) -> AsyncIterator[events_pb2_grpc.EventServic
         outbox_addr=mesh.addresses["outbox"],
     )
     async with assemble_events(settings) as registrars:
-        host = GrpcHost("events-orphan", "127.0.0.1:0", registrars, grace=2.0)
+        host = GrpcHost("events-orphan", "127.0.0.1:0", registrars, auth=ServerAuth.off(), grace=2.0)
         port = await host.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -21,6 +21,7 @@ from gateway_http.internal_gate import BAD_SCHEME, MISSING_HEADER, NOT_CONFIGURE
 from gateway_http.settings import GatewaySettings
 from services.common.bus import event_subject
 from services.common.grpc_server import GrpcHost
+from services.common.mesh_guard import ServerAuth
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.infra import NatsServer
@@ -48,7 +49,12 @@ async def backends(module_dsn: str, nats_server: NatsServer) -> AsyncIterator[Ba
             bus=outbox.bus,
             outbox_addr=outbox.address,
         )
-        host = GrpcHost("events", "127.0.0.1:0", await stack.enter_async_context(assemble_events(settings)))
+        host = GrpcHost(
+            "events",
+            "127.0.0.1:0",
+            await stack.enter_async_context(assemble_events(settings)),
+            auth=ServerAuth.off(),
+        )
         port = await host.start()
         stack.push_async_callback(host.stop)
         yield Backends(outbox, f"127.0.0.1:{port}")
@@ -59,6 +65,7 @@ def gateway_settings(backends: Backends, token: str | None) -> GatewaySettings:
         **NOWHERE_ENV,
         "NOETL_EVENTS_ADDRS": backends.events_addr,
         "NOETL_OUTBOX_ADDR": backends.outbox.address,
+        "NOETL_MESH_AUTH": "off",
     }
     if token is not None:
         env["NOETL_INTERNAL_API_TOKEN"] = token

@@ -14,7 +14,7 @@ import pytest
 from noetl.v1 import results_pb2, results_pb2_grpc
 
 from services.common import db as dbpool
-from services.common.grpc_client import Sharded
+from services.common.grpc_client import ClientAuth, Sharded
 from services.common.ids import Snowflake
 from services.execution.results.service import Results
 from services.execution.results.store import ResultStore
@@ -239,7 +239,7 @@ async def test_the_worker_stores_a_result_over_its_budget_without_the_commands_s
     secrets = CommandSecrets()
     secrets.remember({"password": "pw-resolved-123"})
     data = {"rows": [{"n": n, "dsn": "postgres://svc:pw-resolved-123@db"} for n in range(20)]}
-    stub = Sharded((mesh.addresses["execution"],), results_pb2_grpc.ResultServiceStub)
+    stub = Sharded((mesh.addresses["execution"],), results_pb2_grpc.ResultServiceStub, ClientAuth.off())
     try:
         offload = ResultOffload(stub, inline_bytes=512)
         assert await offload.reference(tool_call(secrets), {"small": True}) is None
@@ -265,7 +265,7 @@ async def test_the_worker_stores_a_result_over_its_budget_without_the_commands_s
 
 
 async def test_the_worker_sends_a_result_inline_when_the_store_is_unreachable() -> None:
-    stub = Sharded(("127.0.0.1:9",), results_pb2_grpc.ResultServiceStub)
+    stub = Sharded(("127.0.0.1:9",), results_pb2_grpc.ResultServiceStub, ClientAuth.off())
     try:
         offload = ResultOffload(stub, inline_bytes=16)
         assert await offload.reference(tool_call(), {"rows": list(range(100))}) is None

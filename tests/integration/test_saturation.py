@@ -18,9 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import db
 from services.common.errors import Unavailable
-from services.common.grpc_client import open_channel
+from services.common.grpc_client import ClientAuth, open_channel
 from services.common.grpc_server import GrpcHost
 from services.common.ids import Snowflake
+from services.common.mesh_guard import ServerAuth
 from services.common.migrate import migrate
 from services.common.rpc_errors import rebuild
 from services.events.batcher import AppendBatcher
@@ -51,9 +52,9 @@ async def test_a_caller_that_waits_out_the_acquire_timeout_meets_pool_saturated(
 
 
 async def test_a_service_past_its_call_limit_refuses_with_retry_after() -> None:
-    host = GrpcHost("saturation", "127.0.0.1:0", [], max_concurrent_rpcs=1)
+    host = GrpcHost("saturation", "127.0.0.1:0", [], auth=ServerAuth.off(), max_concurrent_rpcs=1)
     port = await host.start()
-    channel = open_channel(f"127.0.0.1:{port}")
+    channel = open_channel(f"127.0.0.1:{port}", ClientAuth.off())
     health = health_pb2_grpc.HealthStub(channel)
     try:
         # An open Watch stream is a call in progress: it takes the only slot.

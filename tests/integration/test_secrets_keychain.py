@@ -1,7 +1,9 @@
 """Keychain entries and alias resolution through an execution's playbook (data-model.md §9.8).
 
 The wallet reaches the execution's root event and its playbook through the events and catalog
-services' gRPC APIs (the in-process mesh), never their tables.
+services' gRPC APIs (the in-process mesh), never their tables. Aliases are resolved here the way
+the gateway asks (`GetCredential` with data and an execution id); a worker's `Resolve` goes the
+same way once its claim allows it (tests/integration/test_secret_binding.py).
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ def set_request(name: str, **fields: object) -> secrets_pb2.SetKeychainRequest:
         **fields,
     }
     return secrets_pb2.SetKeychainRequest(**values)  # type: ignore[arg-type]
+
+
+def resolve_request(alias: str, execution_id: int, worker_id: str = "") -> secrets_pb2.GetCredentialRequest:
+    accessor = secrets_pb2.Accessor(execution_id=execution_id, worker_id=worker_id)
+    return secrets_pb2.GetCredentialRequest(identifier=alias, include_data=True, accessor=accessor)
 
 
 def get_request(name: str) -> secrets_pb2.GetKeychainRequest:
@@ -182,11 +189,9 @@ async def execution_id(mesh: Mesh, wallet: Wallet) -> int:
 async def test_resolve_a_keychain_alias_of_the_execution(
     wallet: Wallet, execution_id: int, db: asyncpg.Connection
 ) -> None:
-    resolved = await wallet.stub.Resolve(
-        secrets_pb2.ResolveRequest(alias="pg_db", execution_id=execution_id, worker_id="w-1")
-    )
-    assert json.loads(resolved.data_json) == DATA
-    assert resolved.source == "keychain"
+    resolved = await wallet.stub.GetCredential(resolve_request("pg_db", execution_id, "w-1"))
+    assert json.loads(resolved.credential.data_json) == DATA
+    assert resolved.from_keychain
 
     # Cached in the local scope of this execution, sealed.
     key = await db.fetchval(
@@ -214,8 +219,8 @@ async def test_resolve_a_keychain_alias_of_the_execution(
 
 
 async def test_a_stored_credential_wins_over_an_alias(wallet: Wallet, execution_id: int) -> None:
-    resolved = await wallet.stub.Resolve(secrets_pb2.ResolveRequest(alias="kc_pg", execution_id=execution_id))
-    assert resolved.source == "credential" and json.loads(resolved.data_json) == DATA
+    resolved = await wallet.stub.GetCredential(resolve_request("kc_pg", execution_id))
+    assert not resolved.from_keychain and json.loads(resolved.credential.data_json) == DATA
 
 
 @pytest.mark.parametrize(
@@ -237,7 +242,7 @@ async def test_aliases_that_do_not_resolve(
 ) -> None:
     alias, code, detail, outcome = case
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await wallet.stub.Resolve(secrets_pb2.ResolveRequest(alias=alias, execution_id=execution_id))
+        await wallet.stub.GetCredential(resolve_request(alias, execution_id))
     assert caught.value.code() is code
     assert detail in (caught.value.details() or "")
     outcomes = await db.fetch(
@@ -250,5 +255,5 @@ async def test_aliases_that_do_not_resolve(
 
 async def test_an_unknown_execution_resolves_nothing(wallet: Wallet) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await wallet.stub.Resolve(secrets_pb2.ResolveRequest(alias="pg_db", execution_id=123456789))
+        await wallet.stub.GetCredential(resolve_request("pg_db", 123456789))
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND

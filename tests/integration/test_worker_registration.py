@@ -17,7 +17,7 @@ import orjson
 import pytest
 from noetl.v1 import pools_pb2_grpc
 
-from services.common.grpc_client import open_channel
+from services.common.grpc_client import ClientAuth, open_channel
 from tests.helpers.services import Mesh
 from tests.helpers.waiting import wait_for
 from worker.registration import PoolMembership, worker_registration
@@ -29,7 +29,7 @@ NOWHERE = "127.0.0.1:9"
 async def membership(address: str, name: str) -> AsyncIterator[PoolMembership]:
     """A running membership heartbeating every 50 ms; on exit stopped, then deregistered, as the
     worker does after its consumer has drained."""
-    channel = open_channel(address)
+    channel = open_channel(address, ClientAuth.off())
     member = PoolMembership(
         pools_pb2_grpc.PoolServiceStub(channel), worker_registration(name, ("shared", "system"), 3), 0.05
     )

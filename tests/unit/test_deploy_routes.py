@@ -24,6 +24,7 @@ SERVED_BY = {
     "VarsService": "execution",
     "ResultService": "execution",
     "AdminService": "execution",
+    "WorkBindingService": "execution",
 }
 
 

@@ -7,7 +7,11 @@ import pytest
 from services.common.config import ConfigError
 from services.execution.settings import Settings, hostname_ordinal
 
-BASE = {"NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl", "NOETL_NATS_URL": "nats://127.0.0.1:4222"}
+BASE = {
+    "NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl",
+    "NOETL_NATS_URL": "nats://127.0.0.1:4222",
+    "NOETL_MESH_AUTH": "off",
+}
 
 
 def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:

@@ -10,7 +10,11 @@ from services.common.config import ConfigError
 from services.execution.settings import Settings as ExecutionSettings
 from worker.settings import Settings as WorkerSettings
 
-BASE = {"NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl", "NOETL_NATS_URL": "nats://127.0.0.1:4222"}
+BASE = {
+    "NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl",
+    "NOETL_NATS_URL": "nats://127.0.0.1:4222",
+    "NOETL_MESH_AUTH": "off",
+}
 VARIABLES = (
     "NOETL_COMMAND_WORKER_HEARTBEAT_STALE_SECONDS",
     "NOETL_WORKER_POOL_HEARTBEAT_SECONDS",
@@ -38,17 +42,25 @@ def test_staleness_below_5_seconds_refuses_to_start(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_gateway_has_no_pool_name_and_recreates_pools_by_default() -> None:
-    settings = GatewaySettings.load({})
+    settings = GatewaySettings.load(
+        {
+            "NOETL_MESH_AUTH": "off",
+        }
+    )
     assert (settings.worker_pool_name, settings.worker_pool_auto_recreate) == ("", True)
     configured = GatewaySettings.load(
-        {"NOETL_WORKER_POOL_NAME": " worker-py-0 ", "NOETL_WORKER_POOL_AUTO_RECREATE": "false"}
+        {
+            "NOETL_MESH_AUTH": "off",
+            "NOETL_WORKER_POOL_NAME": " worker-py-0 ",
+            "NOETL_WORKER_POOL_AUTO_RECREATE": "false",
+        }
     )
     assert (configured.worker_pool_name, configured.worker_pool_auto_recreate) == ("worker-py-0", False)
 
 
 def test_a_malformed_auto_recreate_flag_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match="NOETL_WORKER_POOL_AUTO_RECREATE must be true or false"):
-        GatewaySettings.load({"NOETL_WORKER_POOL_AUTO_RECREATE": "sometimes"})
+        GatewaySettings.load({"NOETL_MESH_AUTH": "off", "NOETL_WORKER_POOL_AUTO_RECREATE": "sometimes"})
 
 
 def test_workers_heartbeat_their_pool_every_15_seconds_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from services.secrets.settings import Settings
 from services.secrets.vault import VaultTransitKek
 
 REPO = Path(__file__).resolve().parents[2]
-DSN = {"NOETL_PG_DSN": "postgresql://nobody@127.0.0.1:9/none"}
+DSN = {"NOETL_PG_DSN": "postgresql://nobody@127.0.0.1:9/none", "NOETL_MESH_AUTH": "off"}
 
 
 def key(size: int = 32) -> str:

@@ -5,6 +5,8 @@ check of the required tables (never DDL: the schema is the migration's job), and
 Ad-hoc SQL runs on a connection of its own, opened per request and closed after it, so nothing
 a statement does to its session (`SET`, an open transaction, temp tables) reaches the pool; each
 statement is bounded by `statement_timeout`, and the whole request by a client-side deadline.
+Without a credential or connection string it runs as the configured least-privilege login
+(`NOETL_POSTGRES_EXECUTE_DSN`), and refuses to run as a superuser (docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,12 +20,20 @@ from typing import Any, Protocol
 import asyncpg
 
 from services.common.db import Pool, connection_errors
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.sql import PgTarget, connect, credential_target, split_statements
 from services.execution.admin import store as admin_store
 
 # http-api.md §11.2, in its order.
 REQUIRED_TABLES = ("catalog", "credential", "event", "command", "execution", "keychain", "runtime")
+
+NOT_CONFIGURED = (
+    "postgres/execute without a credential or connection_string needs NOETL_POSTGRES_EXECUTE_DSN: "
+    "a least-privilege login (docs/security.md)"
+)
+SUPERUSER_REFUSED = (
+    "NOETL_POSTGRES_EXECUTE_DSN logs in as a superuser; postgres/execute refuses to run as one"
+)
 
 # What must stay of the caller's gRPC deadline for the answer to reach it.
 _ANSWER_MARGIN_SECONDS = 2.0
@@ -90,7 +100,9 @@ class SqlOutcome:
 
 
 class Admin:
-    def __init__(self, pool: Pool, dsn: str, credentials: CredentialSource, timeout_seconds: float) -> None:
+    def __init__(
+        self, pool: Pool, dsn: str | None, credentials: CredentialSource, timeout_seconds: float
+    ) -> None:
         self._pool = pool
         self._dsn = dsn
         self._credentials = credentials
@@ -132,6 +144,8 @@ class Admin:
             InvalidArgument: no query and no procedure, undecodable `query_base64`, a procedure
                 that is not a name, a credential whose port is not a number.
             NotFound: the credential does not exist.
+            FailedPrecondition: no least-privilege login is configured for the default target, or
+                the configured one is a superuser.
         """
         parameters = positional(request.parameters)
         statements = _statements(request, len(parameters))
@@ -148,6 +162,8 @@ class Admin:
             async with asyncio.timeout(bound + _CLIENT_MARGIN_SECONDS):
                 connection = await connect(target, settings)
                 try:
+                    if target.dsn == self._dsn and await admin_store.is_superuser(connection):
+                        raise FailedPrecondition(SUPERUSER_REFUSED)
                     rows = await admin_store.run_statements(connection, statements, parameters)
                 finally:
                     await admin_store.close(connection)
@@ -164,6 +180,8 @@ class Admin:
             return PgTarget(request.connection_string)
         if request.credential:
             return await self._credential_target(request.credential)
+        if self._dsn is None:
+            raise FailedPrecondition(NOT_CONFIGURED)
         if request.database:
             # Keyword arguments win over the DSN's parts: same server and login, other database.
             return PgTarget(self._dsn, {"database": request.database})

@@ -35,6 +35,12 @@ async def noetl_tables(conn: Connection) -> list[str]:
     return [row[0] for row in await conn.fetch(_NOETL_TABLES)]
 
 
+async def is_superuser(connection: asyncpg.Connection) -> bool:
+    """Whether the session's login is a superuser (the ad-hoc SQL login must not be)."""
+    value: str | None = await connection.fetchval("SELECT current_setting('is_superuser')")
+    return value == "on"
+
+
 async def close(connection: asyncpg.Connection) -> None:
     try:
         await asyncio.wait_for(connection.close(), timeout=CLOSE_TIMEOUT_SECONDS)

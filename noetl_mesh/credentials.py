@@ -1,0 +1,100 @@
+"""The local stack's service-to-service credentials: one token per caller, made at every `up`.
+
+Mesh authentication is on by default (services/common/mesh_auth.py), so a local stack needs
+tokens a newcomer never sees: `up` writes a fresh random token per process to
+`<run dir>/mesh-auth/<caller>.token` and their SHA-256 digests to `<run dir>/mesh-auth/tokens`
+(directory 0700, files 0600). Each process gets only its own token file; every server gets the
+digests. A caller who configured mesh auth itself (NOETL_MESH_AUTH or NOETL_MESH_TOKENS_FILE)
+gets nothing added.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.grpc_client import ClientAuth
+from services.common.mesh_auth import TOKEN, MeshAuth, token_digest
+from services.common.mesh_policy import LAUNCHER
+
+AUTH_DIR = Path("mesh-auth")
+TOKENS_FILE = "tokens"
+_CALLER_KEYS = ("NOETL_MESH_AUTH", "NOETL_MESH_TOKENS_FILE")
+
+
+@dataclass(frozen=True)
+class MeshCredentials:
+    directory: Path
+
+    def shared(self) -> dict[str, str]:
+        return {"NOETL_MESH_AUTH": TOKEN, "NOETL_MESH_TOKENS_FILE": str(self.directory / TOKENS_FILE)}
+
+    def for_process(self, identity: str) -> dict[str, str]:
+        return {
+            "NOETL_MESH_IDENTITY": identity,
+            "NOETL_MESH_TOKEN_FILE": str(token_file(self.directory, identity)),
+        }
+
+
+def token_file(directory: Path, identity: str) -> Path:
+    return directory / f"{identity}.token"
+
+
+def mesh_credentials(
+    run_dir: Path, base_env: Mapping[str, str], identities: Iterable[str]
+) -> MeshCredentials | None:
+    """Fresh tokens for `identities` (and the launcher's own), unless the caller configured mesh auth."""
+    if any(base_env.get(name, "").strip() for name in _CALLER_KEYS):
+        return None
+    directory = run_dir / AUTH_DIR
+    write_tokens(directory, {*identities, LAUNCHER})
+    return MeshCredentials(directory)
+
+
+def current_credentials(run_dir: Path, base_env: Mapping[str, str]) -> MeshCredentials | None:
+    """The tokens the last `up` made, for restarting one process: new ones would strand the rest."""
+    if any(base_env.get(name, "").strip() for name in _CALLER_KEYS):
+        return None
+    directory = run_dir / AUTH_DIR
+    return MeshCredentials(directory) if (directory / TOKENS_FILE).is_file() else None
+
+
+def write_tokens(directory: Path, identities: Iterable[str]) -> None:
+    """A fresh token per identity (`<identity>.token`) and their digests (`tokens`), all private.
+
+    Also what `noetl-mesh tokens DIR` writes for a Kubernetes Secret (docs/security.md).
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    lines = []
+    for identity in sorted(set(identities)):
+        token = secrets.token_urlsafe(32)
+        _write_private(token_file(directory, identity), token + "\n")
+        lines.append(f"{identity} {token_digest(token)}\n")
+    _write_private(directory / TOKENS_FILE, "".join(lines))
+
+
+def launcher_token(run_dir: Path) -> Path | None:
+    """The token `noetl-mesh run` follows events with, when the stack made one."""
+    path = token_file(run_dir / AUTH_DIR, LAUNCHER)
+    return path if path.is_file() else None
+
+
+def launcher_auth(run_dir: Path) -> ClientAuth:
+    """How the launcher calls the mesh: its own token when the stack made one, else no mesh auth."""
+    token = launcher_token(run_dir)
+    if token is None:
+        return ClientAuth.off()
+    return ClientAuth(MeshAuth(mode=TOKEN, identity=LAUNCHER, token_file=str(token)))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replaces `path` atomically; the new file is 0600 from the start."""
+    staging = path.with_name(path.name + ".new")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.replace(staging, path)

@@ -1,0 +1,48 @@
+"""The mesh tokens the launcher makes: one private token per caller, only digests shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from noetl_mesh.cli import main
+from noetl_mesh.credentials import TOKENS_FILE, mesh_credentials
+from services.common.mesh_auth import TokenTable, parse_tokens
+from services.common.mesh_policy import CALLERS, LAUNCHER
+
+
+def test_each_caller_gets_its_own_token_and_servers_only_digests(tmp_path: Path) -> None:
+    made = mesh_credentials(tmp_path, {}, ("catalog", "worker"))
+    assert made is not None
+    table = TokenTable(str(made.directory / TOKENS_FILE))
+    for caller in ("catalog", "worker", LAUNCHER):
+        token = (made.directory / f"{caller}.token").read_text().strip()
+        assert table.caller(token) == caller
+        assert token not in (made.directory / TOKENS_FILE).read_text()
+    assert made.for_process("worker")["NOETL_MESH_TOKEN_FILE"].endswith("worker.token")
+    assert made.shared()["NOETL_MESH_AUTH"] == "token"
+
+
+@pytest.mark.parametrize(
+    "configured", [{"NOETL_MESH_AUTH": "off"}, {"NOETL_MESH_TOKENS_FILE": "/etc/tokens"}]
+)
+def test_a_caller_who_configured_mesh_auth_gets_nothing_added(
+    tmp_path: Path, configured: dict[str, str]
+) -> None:
+    assert mesh_credentials(tmp_path, configured, ("catalog",)) is None
+    assert not (tmp_path / "mesh-auth").exists()
+
+
+def test_noetl_mesh_tokens_writes_a_clusters_secret(tmp_path: Path) -> None:
+    target = tmp_path / "secret"
+    assert main(["--home", str(tmp_path / "home"), "tokens", str(target)]) == 0
+    callers = {caller for caller, _ in parse_tokens((target / TOKENS_FILE).read_text())}
+    assert callers == set(CALLERS) - {LAUNCHER}
+    assert sorted(p.name for p in target.iterdir()) == sorted([TOKENS_FILE, *(f"{c}.token" for c in callers)])
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in target.iterdir())
+
+
+def test_the_tokens_file_must_be_well_formed() -> None:
+    with pytest.raises(ValueError, match="line 2"):
+        parse_tokens("catalog " + "a" * 64 + "\nworker not-a-digest\n")
