@@ -19,7 +19,8 @@ from services.common.mesh_auth import token_digest
 from tests.helpers.cli import noetl
 from tests.helpers.infra import PgServer
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import ProcessMesh, fixture_file, running_process_mesh
+from tests.helpers.mesh import ProcessMesh, running_process_mesh
+from tests.helpers.shared import fixture_file
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from noetl_mesh.query_role import make_query_role
 from services.common import db
 from services.common.errors import FailedPrecondition
 from services.common.migrate import migrate
-from services.execution.admin import Admin, SqlRequest
+from services.execution.admin.service import Admin, SqlRequest
 from tests.helpers.infra import PgServer
 
 TIMEOUT_SECONDS = 5.0
