@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 REAPER_LOCK_KEY = 0x7265617065  # "reape"
 ACTIONS = Counter("noetl_command_reaper_total", "Reaper actions", ["action"])
-for _action in ("republished", "retried", "failed_lease", "failed_timeout"):
+for _action in ("republished", "retried", "failed_lease", "failed_timeout", "skipped_ended"):
     ACTIONS.labels(_action)
 RECONCILE_ERRORS = Counter("noetl_reconcile_errors_total", "Executions a reconciler run had to skip")
 
@@ -137,6 +137,11 @@ class Reaper:
 
     async def _handle(self, item: Overdue) -> None:
         row = item.row
+        if await self._ended_in_log(row):
+            # Its row lags the log (the feed has not projected the end yet, e.g. while the shard
+            # restarts): re-running or failing it now would end a command twice.
+            ACTIONS.labels("skipped_ended").inc()
+            return
         if item.case == "pending":
             await self._announce(row, f"reaper-{row.command_id}-{row.attempt}-pending")
             await self._commands.touch(row.execution_id, row.command_id)
@@ -157,6 +162,13 @@ class Reaper:
                     row, f"lease_expired: worker {row.worker_id} stopped heartbeating", "lease_expired"
                 )
                 ACTIONS.labels("failed_lease").inc()
+
+    async def _ended_in_log(self, row: CommandRow) -> bool:
+        tracked = await self._orchestrator.state_of(row.execution_id)
+        if tracked is None or tracked.state is None:
+            return False
+        command = tracked.state.commands.get(row.command_id)
+        return command is not None and command.terminal
 
     async def _announce(self, row: CommandRow, message_id: str) -> None:
         notification = await self._orchestrator.notification(
