@@ -43,7 +43,7 @@ ITEMS = 6
 RECOVERY_SECONDS = 90.0
 OUTAGE_SECONDS = 10.0
 ENV = {
-    "NOETL_COMMAND_CLAIM_LEASE_SECONDS": "4",
+    "NOETL_COMMAND_CLAIM_LEASE_SECONDS": "8",
     "NOETL_COMMAND_REAPER_INTERVAL_SECONDS": "1",
     "NOETL_COMMAND_REAPER_PENDING_RETRY_SECONDS": "6",
     "NOETL_RECONCILE_INTERVAL_SECONDS": "1",
@@ -88,7 +88,7 @@ workflow:
       spec: {{policy: {{rules: [{retry}]}}}}
 """
 # A command whose worker dies is re-run when its policy allows a retry (dsl.md §17.7).
-RETRY = "{when: \"{{ output.status == 'error' }}\", then: {do: retry, attempts: 3, delay: 0.1}}"
+RETRY = "{when: \"{{ output.status == 'error' }}\", then: {do: retry, attempts: 5, delay: 0.1}}"
 EXPECTED_TOTAL = sum(i * 10 for i in range(1, ITEMS + 1)) + 2
 
 
@@ -191,7 +191,8 @@ async def all_complete(stack: Stack, execution_ids: list[str]) -> None:
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{await state_of(info.pg_dsn, execution_id)}") from None
             run = await finish(http, info.pg_dsn, execution_id)
-            assert run.status == "COMPLETED", (execution_id, run.detail)
+            failures = [(e.event_type, e.node_name, e.error) for e in run.log if e.error]
+            assert run.status == "COMPLETED", (execution_id, run.detail.get("error"), failures)
             total = [e for e in run.log if e.event_type == "call.done" and e.node_name == "total"]
             assert total, execution_id
             data = total[-1].context["result"]["context"]["data"]

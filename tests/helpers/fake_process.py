@@ -38,8 +38,14 @@ class FakeRecord:
     env: dict[str, str]
 
 
-def load_record(run_dir: Path, machine_id: int) -> FakeRecord:
-    data = json.loads(record_path(run_dir, machine_id).read_text())
+def load_record(run_dir: Path, machine_id: int, within: float = 10.0) -> FakeRecord:
+    """The fake's record, once it has written it: a process the launcher counts as ready (alive
+    for a moment) may not have got that far yet on a loaded machine."""
+    path = record_path(run_dir, machine_id)
+    deadline = time.monotonic() + within
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    data = json.loads(path.read_text())
     return FakeRecord(int(data["pid"]), dict(data["env"]))
 
 

@@ -69,7 +69,8 @@ class ProcessMesh:
     def mesh_env(self, identity: str) -> dict[str, str]:
         """Variables that let a client in this process call the mesh's services as `identity`,
         with the token `noetl-mesh up` made for it (mesh auth is on in the session mesh)."""
-        return MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)
+        # Explicitly on: these variables often go over `NOWHERE_ENV`, which turns it off.
+        return {"NOETL_MESH_AUTH": "token", **MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)}
 
 
 @asynccontextmanager
