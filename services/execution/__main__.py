@@ -28,9 +28,9 @@ from services.common.ids import Snowflake
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import Admin
-from services.execution.commands.binding import WorkBinding, WorkBindingApi
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient
 from services.execution.commands.api import CommandApi
+from services.execution.commands.binding import WorkBinding, WorkBindingApi
 from services.execution.commands.claims import Claims, ClaimSettings
 from services.execution.commands.lifecycle import LifecycleWriter
 from services.execution.commands.store import CommandStore
