@@ -14,7 +14,7 @@ from services.common.errors import Conflict, FailedPrecondition, NotFound
 from services.common.timeutil import utcnow
 from services.execution.engine.records import EventType, NewEvent
 from services.execution.orchestrator import Orchestrator
-from services.execution.ports import EventsPort
+from services.execution.ports import Appended, EventsPort
 from services.execution.projector import Projector
 from services.execution.store import TERMINAL_COMMAND, CommandRow, ExecutionStore, PoolStore
 
@@ -40,6 +40,7 @@ class ClaimSettings:
 class Claimed:
     command: CommandRow
     claim_event_id: int  # 0 when the same worker re-claims
+    appended: Appended | None = None  # the claim's events; None when the same worker re-claims
 
 
 class Claims:
@@ -93,6 +94,18 @@ class Claims:
         except NotFound:
             CLAIMS.labels("not_found").inc()
             raise
+        async with self._projector.claiming(found.command_id):
+            claimed = await self._claim(found, worker_id, locality, start=start)
+            if claimed.appended is not None:
+                # Committed: the row holds what these events project to, so their feed copies
+                # cost no write.
+                self._projector.written(claimed.appended.event_ids)
+        if claimed.appended is not None:
+            # The orchestrator's cached state continues from these events: no log read at the next pass.
+            await self._orchestrator.absorb(found.execution_id, claimed.appended)
+        return claimed
+
+    async def _claim(self, found: CommandRow, worker_id: str, locality: Any, *, start: bool) -> Claimed:
         async with self._store.pool.acquire() as conn, conn.transaction():
             row = await self._store.lock_command(conn, found)
             if row is None:
@@ -177,11 +190,9 @@ class Claims:
             await self._store.mark_claimed(
                 conn, row, worker_id, self._settings.lease_seconds, appended.event_ids[-1], started=start
             )
-        # The orchestrator's cached state continues from these events: no log read at the next pass.
-        await self._orchestrator.absorb(row.execution_id, appended)
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
         status = "RUNNING" if start else "CLAIMED"
-        return Claimed(replace(row, status=status, worker_id=worker_id), claim_event_id)
+        return Claimed(replace(row, status=status, worker_id=worker_id), claim_event_id, appended)
 
     async def _stale_reason(self, conn: Connection, row: CommandRow, holder: str) -> str | None:
         """Why another worker may take this claim over (data-model.md §6.2); None while it is live."""
