@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -207,7 +208,13 @@ async def exercise(stack: Stack, tag: str, fault: Callable[[], Awaitable[None]])
         runs = await start_runs(http, tag)
     await under_way(stack, runs)
     await fault()
+    healed = time.monotonic()
     await all_complete(stack, runs)
+    # For the record (docs/durability.md): how long the in-flight runs took to finish once the
+    # fault was over, appended beside the run dirs.
+    record = info_of(stack).run_dir.parent / "fault-recovery.txt"
+    with record.open("a") as out:
+        out.write(f"{tag}: {RUNS} runs completed {time.monotonic() - healed:.1f}s after the fault\n")
 
 
 @pytest.mark.parametrize(
