@@ -9,6 +9,7 @@ Examples:
     .venv/bin/python -m bench all --gateway http://127.0.0.1:8082   # a mesh already running
     .venv/bin/python -m bench tools                # the worker's tools, on meshes of its own
     .venv/bin/python -m bench loops --loop-runs 5  # 200-iteration loop, 100-wide loop, 50-step chain
+    .venv/bin/python -m bench --compare http://127.0.0.1:8092  # side by side with another server
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import datetime
 import os
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bench import chain as chain_bench
+from bench import compare as compare_bench
 from bench import gateway as gateway_bench
 from bench import ingest as ingest_bench
 from bench import loops as loops_bench
@@ -32,6 +35,8 @@ from bench import passes as passes_bench
 from bench import tools as tools_bench
 from bench.stats import table
 from bench.target import Target, external, own_mesh
+
+T = TypeVar("T")
 
 # Python reference server (the NoETL server the mesh re-implements), as given to this project.
 REFERENCE = {
@@ -100,6 +105,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--loops", default="seq200,par100,chain50", help="loops: playbooks to run (default all three)"
     )
+    parser.add_argument(
+        "--compare",
+        metavar="URL",
+        help="run the portable scenarios (sequential chain, concurrent chains, ingest) against the mesh "
+        "and this NoETL-compatible base URL, alternating, and print both with the ratio",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="compare: alternating rounds (default 3)")
+    parser.add_argument(
+        "--concurrent", type=int, default=50, help="compare: chains started at once (default 50)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 512 or not 1 <= args.executions <= 1000:
@@ -118,6 +133,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     args.loops = [name.strip() for name in args.loops.split(",") if name.strip()]
     if not set(args.loops) <= set(loops_bench.SCENARIOS) or not 1 <= args.loop_runs <= 100:
         parser.error(f"--loops takes {', '.join(loops_bench.SCENARIOS)}; --loop-runs 1..100")
+    if not 1 <= args.rounds <= 20 or not 1 <= args.concurrent <= 1000:
+        parser.error("--rounds must be 1..20 and --concurrent 1..1000")
     if not set(args.chains) <= {"noop", "python"}:
         parser.error("--chains takes noop and/or python")
     return args
@@ -227,25 +244,56 @@ def _tools(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
+def _banner(target: Target, load_before: float) -> str:
+    load = os.getloadavg()
+    return (
+        f"noetl-mesh benchmark, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {target.description}; "
+        f"load average {load_before:.2f} before, {load[0]:.2f} after"
+    )
+
+
+def _run_async(work: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a runtime dependency of the mesh
+        return asyncio.run(work)
+    result: T = uvloop.run(work)
+    return result
+
+
+def _compare(args: argparse.Namespace) -> int:
+    options = compare_bench.CompareOptions(
+        rounds=args.rounds,
+        runs=args.runs,
+        warmup_runs=args.warmup_runs,
+        executions=args.concurrent,
+        clients=args.clients,
+        duration=args.duration,
+        warmup=args.warmup,
+    )
+    load_before = os.getloadavg()[0]
+    with _target(args) as target:
+        mesh, other = _run_async(compare_bench.run_compare(target, args.compare, options))
+        text = compare_bench.report(mesh, other, target.cpu_roots)
+    print()
+    print(_banner(target, load_before))
+    print()
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if args.benchmark == "tools":
         return _tools(args)
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a runtime dependency of the mesh
-        runner = asyncio.run
+    if args.compare:
+        return _compare(args)
+    load_before = os.getloadavg()[0]
     with _target(args) as target:
-        rows, details = runner(_run(args, target))
-    load = os.getloadavg()
+        rows, details = _run_async(_run(args, target))
     print()
-    print(
-        f"noetl-mesh benchmark, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, {target.description}; "
-        f"load average {load[0]:.2f}"
-    )
+    print(_banner(target, load_before))
     print()
     print(table(["benchmark", "figure", "measured", "Python reference"], rows))
     print()

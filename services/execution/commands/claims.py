@@ -18,7 +18,7 @@ from services.execution.engine.records import EventType, NewEvent
 from services.execution.orchestration.orchestrator import Orchestrator
 from services.execution.orchestration.projector import Projector
 from services.execution.pools.store import PoolStore
-from services.execution.ports import EventsPort
+from services.execution.ports import Appended, EventsPort
 
 CLAIMS = Counter("noetl_command_claims_total", "Claim outcomes", ["outcome"])
 for _outcome in ("claimed", "idempotent", "reclaimed", "conflict", "terminal", "not_found"):
@@ -42,6 +42,7 @@ class ClaimSettings:
 class Claimed:
     command: CommandRow
     claim_event_id: int  # 0 when the same worker re-claims
+    appended: Appended | None = None  # the claim's events; None when the same worker re-claims
 
 
 class Claims:
@@ -95,6 +96,18 @@ class Claims:
         except NotFound:
             CLAIMS.labels("not_found").inc()
             raise
+        async with self._projector.claiming(found.command_id):
+            claimed = await self._claim(found, worker_id, locality, start=start)
+            if claimed.appended is not None:
+                # Committed: the row holds what these events project to, so their feed copies
+                # cost no write.
+                self._projector.written(claimed.appended.event_ids)
+        if claimed.appended is not None:
+            # The orchestrator's cached state continues from these events: no log read at the next pass.
+            await self._orchestrator.absorb(found.execution_id, claimed.appended)
+        return claimed
+
+    async def _claim(self, found: CommandRow, worker_id: str, locality: Any, *, start: bool) -> Claimed:
         async with self._store.pool.acquire() as conn, conn.transaction():
             row = await self._store.lock_command(conn, found)
             if row is None:
@@ -183,10 +196,8 @@ class Claims:
                 # The worker's outcome was projected while the claim was being appended.
                 CLAIMS.labels("terminal").inc()
                 raise Conflict(_COMMAND_TERMINAL)
-        # The orchestrator's cached state continues from these events: no log read at the next pass.
-        await self._orchestrator.absorb(row.execution_id, appended)
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
-        return Claimed(replace(row, status=target, worker_id=worker_id), claim_event_id)
+        return Claimed(replace(row, status=target, worker_id=worker_id), claim_event_id, appended)
 
     async def _stale_reason(self, conn: Connection, row: CommandRow, holder: str) -> str | None:
         """Why another worker may take this claim over (data-model.md §6.2); None while it is live."""

@@ -138,6 +138,9 @@ class EventFeed:
     async def _apply_one(self, execution_id: int, deliveries: list[Delivery]) -> None:
         deliveries.sort(key=lambda d: d.event.event_id)
         try:
+            # The relay often brings a pass's own events before the pass has written their rows:
+            # once it is done, `Projector.written` knows them and their copies here cost nothing.
+            await self._orchestrator.barrier(execution_id)
             events = [
                 d.event if d.complete else await self._projector.read(execution_id, d.event)
                 for d in deliveries

@@ -277,6 +277,7 @@ class Orchestrator:
             await self._store.finish(
                 execution_id, status, event.error, appended.event_ids[0], event.event_type
             )
+            self._projector.written(appended.event_ids)
             await self._sync(tracked)
         return True
 

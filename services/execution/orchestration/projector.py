@@ -17,9 +17,11 @@ no row call.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from prometheus_client import Counter
 
@@ -63,6 +65,22 @@ class Projector:
         # path says so through `written`): their copies from the feed cost no database write.
         # Lost with the process, which is exactly when the feed's copy must be projected.
         self._written: OrderedDict[int, None] = OrderedDict()
+        # Commands whose claim transaction is open: the claim writes their row itself, and the
+        # feed often brings the claim's events before it commits.
+        self._claiming: dict[int, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def claiming(self, command_id: int) -> AsyncIterator[None]:
+        """Held around a claim's transaction; the claim reports its events through `written`
+        once committed, and `observe` waits for that before projecting them a second time."""
+        done = asyncio.Event()
+        self._claiming[command_id] = done
+        try:
+            yield
+        finally:
+            if self._claiming.get(command_id) is done:
+                del self._claiming[command_id]
+            done.set()
 
     def written(self, event_ids: Iterable[int]) -> None:
         for event_id in event_ids:
@@ -72,6 +90,9 @@ class Projector:
 
     async def observe(self, execution_id: int, events: Sequence[LogEvent]) -> None:
         """Projects one execution's events (any order, possibly seen before)."""
+        claims = {self._claiming[e.command_id] for e in events if e.command_id in self._claiming}
+        for claim in claims:
+            await claim.wait()
         fresh = [e for e in sorted(events, key=lambda e: e.event_id) if e.event_id not in self._written]
         root = next((e for e in fresh if e.kind == EventType.PLAYBOOK_INITIALIZED), None)
         if root is not None:
