@@ -56,6 +56,8 @@ class StatusRow:
     address: str
     log: Path | None
     restarts: int = 0
+    shard: int | None = None
+    database: str = ""  # the database a process writes (a shard's, or the cluster's)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,14 @@ class Stack:
             current = state.load(self.run_dir)
             if current is None:
                 return self._start()
+            wanted = self._config.shards
+            if wanted is not None and wanted != current.ports.shard_count:
+                raise StartError(
+                    f"the mesh is up with {current.ports.shard_count} shard(s), not {wanted}; "
+                    "run `noetl-mesh down` first to change the shard count",
+                    name="stack",
+                    log_tail="",
+                )
             return self._repair(current)
 
     def repair(self) -> StackInfo | None:
@@ -154,7 +164,7 @@ class Stack:
             spec = specs[process.name]
             log.info("%s: not running; starting it again", process.name)
             started = time.monotonic()
-            env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(index + 1)}
+            env = {**shared, **spec.env, **_shard_env(spec, info), "NOETL_SERVER_MACHINE_ID": str(index + 1)}
             if spec.holds_kek:
                 env.update(kek)
             fresh = self._launch(spec, env)
@@ -214,14 +224,15 @@ class Stack:
 
     def _start(self) -> StackInfo:
         self._logs.mkdir(parents=True, exist_ok=True)
-        ports = self._config.ports.resolve_processes()
+        ports = self._config.ports.with_shards(self._config.shards or 1).resolve_processes()
         info: StackInfo | None = None
         try:
             postgres = self._start_postgres()
             nats = self._start_nats()
-            info = StackInfo(self.run_dir, time.time(), ports, postgres, nats, ())
+            shard_dsns = shard_databases(postgres.url, ports.shard_count)
+            info = StackInfo(self.run_dir, time.time(), ports, postgres, nats, (), shard_dsns)
             state.save(info)
-            self._migrate(postgres.url)
+            self._migrate(postgres.url, *shard_dsns)
             shared = {
                 **self._config.base_env,
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
@@ -229,7 +240,12 @@ class Stack:
             kek = kek_environment(self.run_dir, self._config.base_env)
             for machine_id, spec in enumerate(self._processes(ports), start=1):
                 started = time.monotonic()
-                env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
+                env = {
+                    **shared,
+                    **spec.env,
+                    **_shard_env(spec, info),
+                    "NOETL_SERVER_MACHINE_ID": str(machine_id),
+                }
                 if spec.holds_kek:
                     env.update(kek)
                 process = self._launch(spec, env)
@@ -244,15 +260,16 @@ class Stack:
             self._start_supervisor()
         return info
 
-    def _migrate(self, dsn: str) -> None:
-        """Applies every context's schema before any service starts (idempotent).
+    def _migrate(self, *dsns: str) -> None:
+        """Creates the shard databases that are missing and applies every context's schema to
+        each database before any service starts (idempotent).
 
         Raises:
             StartError: a migration statement failed.
         """
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "services.common.migrate", dsn],
+            [sys.executable, "-m", "services.common.migrate", "--create", *dict.fromkeys(dsns)],
             capture_output=True,
             text=True,
             timeout=self._config.ready_timeout,
@@ -304,7 +321,9 @@ class Stack:
             )
         self._children[child.pid] = child
         log.info("%s: started (pid %d), waiting for %s", spec.name, child.pid, spec.readiness.describe())
-        return ProcessState(spec.name, child.pid, procs.start_ticks(child.pid), spec.address, log_path)
+        return ProcessState(
+            spec.name, child.pid, procs.start_ticks(child.pid), spec.address, log_path, shard=spec.shard
+        )
 
     def _await_ready(self, spec: ProcessSpec, process: ProcessState, started: float) -> None:
         child = self._children[process.pid]
@@ -360,7 +379,8 @@ class Stack:
         ]
         for p in info.processes:
             alive = procs.is_alive(p.pid, p.start_ticks)
-            rows.append(StatusRow(p.name, p.pid, alive, p.address, p.log, p.restarts))
+            database = _database(info.shard_dsns[p.shard]) if p.shard is not None else _database(info.pg_dsn)
+            rows.append(StatusRow(p.name, p.pid, alive, p.address, p.log, p.restarts, p.shard, database))
         return StackStatus(tuple(rows))
 
     @staticmethod
@@ -388,6 +408,25 @@ def _rotate(path: Path) -> None:
             path.replace(path.with_name(path.name + ".1"))
     except FileNotFoundError:
         pass
+
+
+def shard_databases(cluster_dsn: str, count: int) -> tuple[str, ...]:
+    """One DSN per shard: with one shard the cluster database itself, else `<cluster>_shard_<k>`
+    on the same server (created by the migration if missing)."""
+    if count == 1:
+        return (cluster_dsn,)
+    parts = urllib.parse.urlsplit(cluster_dsn)
+    name = _database(cluster_dsn)
+    return tuple(urllib.parse.urlunsplit(parts._replace(path=f"/{name}_shard_{k}")) for k in range(count))
+
+
+def _shard_env(spec: ProcessSpec, info: StackInfo) -> dict[str, str]:
+    """A shard's process writes its shard's database; the cluster database stays NOETL_CLUSTER_PG_DSN."""
+    return {} if spec.shard is None else {"NOETL_PG_DSN": info.shard_dsns[spec.shard]}
+
+
+def _database(dsn: str) -> str:
+    return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))
 
 
 def _port_of(url: str) -> int:

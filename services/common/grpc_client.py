@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -35,7 +36,8 @@ def open_channel(address: str) -> grpc.aio.Channel:
 
 
 class Sharded(Generic[StubT]):
-    """One stub per shard; `for_execution` picks the owner, `all` serves fan-out lookups.
+    """One stub per shard; `for_execution` picks the owner, `for_new_execution` the shard a new
+    run starts on, `all` serves fan-out lookups.
 
     With one address (the default) every call goes to it through the same code path.
     """
@@ -45,9 +47,16 @@ class Sharded(Generic[StubT]):
             raise ValueError("at least one address is required")
         self._channels = [open_channel(address) for address in addresses]
         self._stubs = [make_stub(channel) for channel in self._channels]
+        self._turns = itertools.count()
 
     def for_execution(self, execution_id: int) -> StubT:
         return self._stubs[shard_for(execution_id, len(self._stubs))]
+
+    def for_new_execution(self) -> StubT:
+        """The shard that starts the next new execution, in turn. The receiving shard mints an id
+        it owns (`Snowflake.next_owned_id`), so the run is born on its owner and turns spread
+        runs evenly; no hand-over, no second hop (docs/sharding.md)."""
+        return self._stubs[next(self._turns) % len(self._stubs)]
 
     def all(self) -> list[StubT]:
         return list(self._stubs)

@@ -47,6 +47,10 @@ from services.execution.variables import Variables
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
+    # Worker pools are one registry for the cluster; with one database it is the shard's own pool.
+    shared_cluster = settings.cluster_pg_dsn == settings.basics.pg_dsn
+    cluster_pool = pool if shared_cluster else await db.create_pool(settings.cluster_pg_dsn, max_size=5)
+    registry = PoolStore(cluster_pool)
     catalog_channel = open_channel(settings.catalog_addr)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub)
     store = ExecutionStore(pool)
@@ -63,7 +67,11 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         catalog=catalog_port,
         results=results,
         ids=ids,
-        settings=OrchestratorSettings(server_url=settings.server_url),
+        settings=OrchestratorSettings(
+            server_url=settings.server_url,
+            shard_index=settings.shard_index,
+            shard_count=settings.shard_count,
+        ),
         projector=projector,
     )
     claims = Claims(
@@ -71,7 +79,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         events_port,
         orchestrator,
         projector,
-        ClaimSettings(
+        registry=registry,
+        settings=ClaimSettings(
             lease_seconds=settings.lease_seconds,
             retry_after_seconds=settings.retry_after_seconds,
             worker_heartbeat_stale_seconds=settings.worker_heartbeat_stale_seconds,
@@ -108,7 +117,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     cleanup = Cleanup(orchestrator, store, settings.shard_index, settings.shard_count)
     execution_api = ExecutionApi(orchestrator, queries, control, lifecycle, cleanup=cleanup)
     command_api = CommandApi(claims)
-    pool_api = PoolApi(Pools(PoolStore(pool), ids))
+    pool_api = PoolApi(Pools(registry, ids))
     secrets_channel = open_channel(settings.secrets_addr)
     credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
     admin = Admin(pool, settings.basics.pg_dsn, credentials, settings.sql_timeout_seconds)
@@ -135,6 +144,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         await events.close()
         await catalog_channel.close()
         await secrets_channel.close()
+        if not shared_cluster:
+            await cluster_pool.close()
         await pool.close()
 
 

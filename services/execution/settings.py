@@ -13,6 +13,8 @@ from services.execution.reaper import ReaperSettings
 @dataclass(frozen=True, slots=True)
 class Settings:
     basics: ServiceBasics
+    # The cluster database (worker pools); the shard's own (basics.pg_dsn) holds everything else.
+    cluster_pg_dsn: str
     catalog_addr: str
     events_addrs: tuple[str, ...]
     server_url: str
@@ -44,8 +46,10 @@ class Settings:
                     env.problem(f"cannot take a shard index below {shard_count} from the hostname")
                 else:
                     shard_index = ordinal
+        basics = ServiceBasics.read(env, "127.0.0.1:50052")
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50052"),
+            basics=basics,
+            cluster_pg_dsn=env.text("NOETL_CLUSTER_PG_DSN", basics.pg_dsn),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
@@ -70,6 +74,13 @@ class Settings:
             secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
             sql_timeout_seconds=env.number("NOETL_POSTGRES_EXECUTE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
         )
+        if settings.bus.event_shard_count != shard_count:
+            # The feed's subject filter names this shard among NOETL_EVENT_SHARD_COUNT: with another
+            # count some of this shard's events would go to no consumer at all.
+            env.problem(
+                f"NOETL_EVENT_SHARD_COUNT ({settings.bus.event_shard_count}) must equal "
+                f"NOETL_SHARD_COUNT ({shard_count})"
+            )
         env.finish()
         return settings
 

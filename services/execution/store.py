@@ -570,10 +570,9 @@ class PoolStore:
             for row in rows
         ]
 
-    @staticmethod
-    async def worker_standing(conn: Connection, name: str) -> tuple[str, datetime] | None:
+    async def worker_standing(self, name: str) -> tuple[str, datetime] | None:
         """Status and last heartbeat of the worker pool `name` (one unique-index probe), if registered."""
-        row = await conn.fetchrow(
+        row = await self.pool.fetchrow(
             "SELECT status, heartbeat FROM noetl.runtime WHERE kind = 'worker_pool' AND name = $1", name
         )
         return None if row is None else (row[0], as_utc(row[1]))

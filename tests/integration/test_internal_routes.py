@@ -24,7 +24,7 @@ from services.common.grpc_server import GrpcHost
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.infra import NatsServer
-from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
+from tests.helpers.nowhere import NOWHERE_ENV
 from tests.helpers.outbox import MAX_ATTEMPTS, OutboxHarness, insert_rows, outbox_harness, statuses
 from tests.helpers.services import basics
 
@@ -58,7 +58,7 @@ def gateway_settings(backends: Backends, token: str | None) -> GatewaySettings:
     env = {
         **NOWHERE_ENV,
         "NOETL_EVENTS_ADDRS": backends.events_addr,
-        "NOETL_OUTBOX_ADDR": backends.outbox.address,
+        "NOETL_OUTBOX_ADDRS": backends.outbox.address,
     }
     if token is not None:
         env["NOETL_INTERNAL_API_TOKEN"] = token
