@@ -35,7 +35,7 @@ PER_EXECUTION_TABLES = ("event", "execution", "command", "outbox")
 
 async def _execution_ids(dsn: str, table: str) -> set[int]:
     async with database(dsn) as conn:
-        rows = await conn.fetch(f"SELECT DISTINCT execution_id FROM noetl.{table}")  # noqa: S608
+        rows = await conn.fetch(f"SELECT DISTINCT execution_id FROM noetl.{table}")
     return {int(row[0]) for row in rows}
 
 
