@@ -26,6 +26,7 @@ from rich.table import Table
 from noetl_mesh.state import StackInfo
 from services.common import jsonutil
 from services.common.result_refs import result_reference
+from services.common.sharding import shard_for
 
 TERMINAL = {
     "playbook.completed": "COMPLETED",
@@ -163,6 +164,11 @@ def _error_of(event: dict[str, Any]) -> str | None:
     return str(error) if error else None
 
 
+def _owner(addresses: tuple[str, ...], execution_id: int) -> str:
+    """The events shard that holds the execution's log."""
+    return addresses[shard_for(execution_id, len(addresses))]
+
+
 async def follow(events_addr: str, execution_id: int) -> AsyncIterator[dict[str, Any]]:
     """The execution's events from the event service's live stream, in order, until the end."""
     async with grpc.aio.insecure_channel(events_addr) as channel:
@@ -218,11 +224,11 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
     began = time.monotonic()
     if console.is_terminal:
         with Live(progress.table(), console=console, refresh_per_second=10) as live:
-            async for event in follow(info.events_addrs[0], execution_id):
+            async for event in follow(_owner(info.events_addrs, execution_id), execution_id):
                 progress.apply(event)
                 live.update(progress.table())
     else:
-        async for event in follow(info.events_addrs[0], execution_id):
+        async for event in follow(_owner(info.events_addrs, execution_id), execution_id):
             changed = progress.apply(event)
             if changed is not None:
                 view = progress.steps[changed]

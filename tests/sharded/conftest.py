@@ -24,5 +24,7 @@ async def process_mesh(
     pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ProcessMesh]:
     env = {"NOETL_INTERNAL_API_TOKEN": INTERNAL_TOKEN}
-    async with running_process_mesh(pg_server, tmp_path_factory.mktemp("mesh3"), env, shards=SHARDS) as running:
+    async with running_process_mesh(
+        pg_server, tmp_path_factory.mktemp("mesh3"), env, shards=SHARDS
+    ) as running:
         yield running

@@ -62,7 +62,9 @@ async def test_runs_spread_over_every_shard_and_each_database_holds_exactly_its_
         assert await _execution_ids(process_mesh.pg_dsn, table) == set(), table
 
 
-async def test_cluster_wide_routes_merge_the_shards(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
+async def test_cluster_wide_routes_merge_the_shards(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh
+) -> None:
     await register(gateway, CHAIN)
     started = {await execute(gateway, "tests/sharded/spread_chain") for _ in range(SHARDS)}
     await asyncio.gather(*(finish(gateway, process_mesh.pg_dsn, i) for i in started))
@@ -84,7 +86,9 @@ async def test_cluster_wide_routes_merge_the_shards(gateway: httpx.AsyncClient, 
     batch = (
         await gateway.post(
             "/api/execute/batch",
-            json={"executions": [{"path": "tests/sharded/spread_chain", "payload": {"n": i}} for i in range(6)]},
+            json={
+                "executions": [{"path": "tests/sharded/spread_chain", "payload": {"n": i}} for i in range(6)]
+            },
         )
     ).json()
     assert batch["started"] == 6
