@@ -28,7 +28,7 @@ from services.execution.admin import Admin
 from services.execution.api import AdminApi, CommandApi, ExecutionApi, PoolApi, ResultApi, VarsApi
 from services.execution.claims import Claims, ClaimSettings
 from services.execution.cleanup import Cleanup
-from services.execution.clients import BusPublisher, CatalogClient, EventsClient
+from services.execution.clients import BusPublisher, CatalogClient, EventsClient, ShardFamily
 from services.execution.control import Control
 from services.execution.feed import EventFeed, FeedSettings
 from services.execution.lifecycle import LifecycleWriter
@@ -113,7 +113,20 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     reaping = asyncio.create_task(reaper.run(), name="command-reaper")
     sweeper = ExpirySweeper(results)
     sweeping = asyncio.create_task(sweeper.run(), name="result-sweeper")
-    control = Control(orchestrator, events_port, store)
+    # Other shards' execution services, for cascades whose family spans shards.
+    peers = (
+        Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub)
+        if settings.shard_count > 1
+        else None
+    )
+    control = Control(
+        orchestrator,
+        events_port,
+        store,
+        ShardFamily(store, peers, settings.shard_index),
+        shard_index=settings.shard_index,
+        shard_count=settings.shard_count,
+    )
     cleanup = Cleanup(orchestrator, store, settings.shard_index, settings.shard_count)
     execution_api = ExecutionApi(orchestrator, queries, control, lifecycle, cleanup=cleanup)
     command_api = CommandApi(claims)
@@ -142,6 +155,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         await sweeping
         await nc.drain()
         await events.close()
+        if peers is not None:
+            await peers.close()
         await catalog_channel.close()
         await secrets_channel.close()
         if not shared_cluster:
