@@ -53,6 +53,8 @@ class ProcessMesh:
     """A running session mesh: where to reach it and the database it writes."""
 
     info: StackInfo
+    # The stack that started it: `repair` through it starts what a test stopped, as its child.
+    stack: Stack
 
     @property
     def gateway_url(self) -> str:
@@ -101,7 +103,7 @@ async def running_process_mesh(
     stack = Stack(config)
     try:
         info = await asyncio.to_thread(stack.up)
-        yield ProcessMesh(info)
+        yield ProcessMesh(info, stack)
     finally:
         await asyncio.to_thread(stack.down)
         for database in {dsn, *shard_databases(dsn, shards)}:
