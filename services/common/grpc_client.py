@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -29,10 +29,66 @@ _OPTIONS = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address, options=_OPTIONS, interceptors=[*telemetry.client_interceptors(), ClientErrorInterceptor()]
+# Metadata naming the shard a per-shard channel serves: how Envoy (deploy/envoy/envoy.yaml) routes a
+# call to its owner when every shard address is Envoy's. Envoy cannot read the execution id in a
+# protobuf body; the client already ran `shard_for` on it to pick the channel.
+SHARD_HEADER = "x-noetl-shard"
+
+
+def open_channel(address: str, shard: int | None = None) -> grpc.aio.Channel:
+    interceptors: list[grpc.aio.ClientInterceptor] = [
+        *telemetry.client_interceptors(),
+        ClientErrorInterceptor(),
+    ]
+    if shard is not None:
+        # grpc.aio files an interceptor under its first matching kind only: one object per kind.
+        tag = (SHARD_HEADER, str(shard))
+        interceptors[:0] = [_TagUnary(tag), _TagUnaryStream(tag), _TagStreamUnary(tag), _TagStreamStream(tag)]
+    return grpc.aio.insecure_channel(address, options=_OPTIONS, interceptors=interceptors)
+
+
+def _tagged(details: grpc.aio.ClientCallDetails, pair: tuple[str, str]) -> grpc.aio.ClientCallDetails:
+    """The call's details with `x-noetl-shard: <index>` added to its metadata."""
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), pair)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
+
+
+class _TagUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request)
+
+
+class _TagUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request)
+
+
+class _TagStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request_iterator)
+
+
+class _TagStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request_iterator)
 
 
 class Sharded(Generic[StubT]):
@@ -45,7 +101,7 @@ class Sharded(Generic[StubT]):
     def __init__(self, addresses: tuple[str, ...], make_stub: Callable[[grpc.aio.Channel], StubT]) -> None:
         if not addresses:
             raise ValueError("at least one address is required")
-        self._channels = [open_channel(address) for address in addresses]
+        self._channels = [open_channel(address, shard) for shard, address in enumerate(addresses)]
         self._stubs = [make_stub(channel) for channel in self._channels]
         self._turns = itertools.count()
 
