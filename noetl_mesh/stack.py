@@ -57,7 +57,7 @@ class StatusRow:
     log: Path | None
     restarts: int = 0
     shard: int | None = None
-    database: str = ""  # the database a process writes (a shard's, or the cluster's)
+    database: str = ""  # Postgres: the cluster database; a shard's process: the shard's database
 
 
 @dataclass(frozen=True)
@@ -374,12 +374,15 @@ class Stack:
 
     def _status(self, info: StackInfo) -> StackStatus:
         rows = [
-            self._infra_row(info.postgres, self._postgres.pid(), 5432),
+            # The cluster database; each shard process's row names its own.
+            dataclasses.replace(
+                self._infra_row(info.postgres, self._postgres.pid(), 5432), database=_database(info.pg_dsn)
+            ),
             self._infra_row(info.nats, self._nats.pid(), 4222),
         ]
         for p in info.processes:
             alive = procs.is_alive(p.pid, p.start_ticks)
-            database = _database(info.shard_dsns[p.shard]) if p.shard is not None else _database(info.pg_dsn)
+            database = _database(info.shard_dsns[p.shard]) if p.shard is not None else ""
             rows.append(StatusRow(p.name, p.pid, alive, p.address, p.log, p.restarts, p.shard, database))
         return StackStatus(tuple(rows))
 
