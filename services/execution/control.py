@@ -67,8 +67,8 @@ class Control:
         store: ExecutionStore,
         family: FamilyPort,
         *,
-        shard_index: int = 0,
-        shard_count: int = 1,
+        shard_index: int,
+        shard_count: int,
     ) -> None:
         self._orchestrator = orchestrator
         self._events = events
