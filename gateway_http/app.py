@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway_http.body_limits import BodyLimits, limited
 from gateway_http.clients import GatewayClients
+from gateway_http.console import ConsoleRoutes
 from gateway_http.cors import Cors
 from gateway_http.errors import exception_handlers
 from gateway_http.event_feeds import EventFeeds
@@ -41,12 +42,13 @@ PREFIXES = ("/api", "/noetl")
 
 def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     timeout = settings.rpc_timeout_seconds
+    stream = StreamRoutes(EventFeeds(clients.events), timeout)
     endpoints = [
         *health.endpoints(metrics_enabled=settings.metrics_enabled),
         *AdminRoutes(clients.execution, timeout).endpoints(),
         *CatalogRoutes(clients.catalog, timeout).endpoints(),
         *ExecutionRoutes(clients.execution, clients.events, timeout).endpoints(),
-        *StreamRoutes(EventFeeds(clients.events), timeout).endpoints(),
+        *stream.endpoints(),
         *EventRoutes(clients.events, timeout, display_redaction=settings.display_redaction).endpoints(),
         *CommandRoutes(clients.execution, timeout).endpoints(),
         *VarsRoutes(clients.execution, timeout).endpoints(),
@@ -64,6 +66,8 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *RuntimeRoutes(settings).endpoints(),
     ]
     routes = _routes(endpoints, settings.internal_api_token, settings.body_limits)
+    # The web console (gateway_http/console): a page, not API, so outside both prefixes and the OpenAPI document.
+    routes += ConsoleRoutes(clients.execution, stream, timeout).routes()
     middleware = [Middleware(Cors)]
     if settings.metrics_enabled:
         precreate_request_series(routes)

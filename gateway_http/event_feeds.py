@@ -87,19 +87,22 @@ class EventFeeds:
 
 async def follow(
     feed: _Feed, after_event_id: int | None, keepalive: float
-) -> AsyncIterator[common_pb2.Event | None]:
-    """The feed's events after the cursor, in order; `None` marks an idle `keepalive` period.
+) -> AsyncIterator[list[common_pb2.Event] | None]:
+    """The feed's events after the cursor, in order, in lists of what had arrived (a replay of
+    thousands of events is written in a few large chunks, not one write per event); `None`
+    marks an idle `keepalive` period.
 
     Raises:
         MeshError: the upstream subscription failed (NotFound for an unknown execution).
     """
     seen = 0
     while True:
-        while seen < len(feed.events):
-            event = feed.events[seen]
-            seen += 1
-            if after_event_id is None or event.event_id > after_event_id:
-                yield event
+        if seen < len(feed.events):
+            available = feed.events[seen:]
+            seen += len(available)
+            batch = [e for e in available if after_event_id is None or e.event_id > after_event_id]
+            if batch:
+                yield batch
         if feed.done:
             if feed.error is not None:
                 raise feed.error

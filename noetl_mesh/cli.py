@@ -15,6 +15,7 @@ from noetl_mesh import procs
 from noetl_mesh.config import MAX_SHARDS, StackConfig
 from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
+from noetl_mesh.state import StackInfo
 
 # Exit codes of `status`, after the LSB init-script convention.
 EXIT_DEGRADED = 1
@@ -82,7 +83,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
         help="set one workload value (repeatable)",
     )  # fmt: skip
+    run.add_argument(
+        "--json", action="store_true", help="print one JSON document: id, status, each step's result"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting after this long (exit 124)",
+    )
+    run.add_argument("--detach", action="store_true", help="print the execution id and return at once")
     run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="recent runs, newest first")
+    listing.add_argument("-n", "--limit", type=int, default=20, help="how many (default: 20, at most 200)")
+    listing.add_argument("--status", choices=("running", "completed", "failed", "cancelled"), type=str.lower)
+    listing.add_argument("--path", default=None, help="only playbooks whose path contains this")
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    listing.set_defaults(handler=_list)
+
+    show = commands.add_parser("show", help="one run's steps; --follow watches it live")
+    show.add_argument("execution_id", metavar="ID")
+    show.add_argument("-f", "--follow", action="store_true", help="follow the run until it ends")
+    show.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="stop following after this long"
+    )
+    show.add_argument(
+        "--json", action="store_true", help="print one JSON document: status, each step's result"
+    )
+    show.set_defaults(handler=_show)
     return parser
 
 
@@ -143,6 +173,32 @@ def _run(stack: Stack, args: argparse.Namespace) -> int:
         print("noetl-mesh: starting the mesh…", file=sys.stderr)
     info = stack.up()
     return run_playbook(args, info)
+
+
+def _list(stack: Stack, args: argparse.Namespace) -> int:
+    from noetl_mesh.runs import list_runs
+
+    if not 1 <= args.limit <= 200:
+        print("noetl-mesh: --limit must be between 1 and 200", file=sys.stderr)
+        return 2
+    return list_runs(args, _running(stack))
+
+
+def _show(stack: Stack, args: argparse.Namespace) -> int:
+    from noetl_mesh.runs import show_run
+
+    return show_run(args, _running(stack))
+
+
+def _running(stack: Stack) -> StackInfo:
+    """The running stack's record; `list` and `show` never start one.
+
+    Raises:
+        LauncherError: the mesh is not up.
+    """
+    if stack.status().health is not Health.UP:
+        raise LauncherError("the mesh is not running (start it with `noetl-mesh up` or `noetl-mesh run`)")
+    return stack.up()
 
 
 def _print_table(status: StackStatus) -> None:

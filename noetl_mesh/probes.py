@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +82,8 @@ class Settled:
         return f"alive for {self.seconds:g}s with no traceback in its log"
 
     def ready(self, started_at: float, log: Path) -> bool:
-        with contextlib.suppress(FileNotFoundError):
-            if TRACEBACK in log.read_text(errors="replace"):
-                raise ProbeFailed("logged a traceback while starting")
+        if TRACEBACK in current_life(log):
+            raise ProbeFailed("logged a traceback while starting")
         return time.monotonic() - started_at >= self.seconds
 
 
@@ -100,9 +98,21 @@ class LogLine:
         return f"{self.marker!r} in its log"
 
     def ready(self, started_at: float, log: Path) -> bool:
-        with contextlib.suppress(FileNotFoundError):
-            text = log.read_text(errors="replace")
-            if TRACEBACK in text:
-                raise ProbeFailed("logged a traceback while starting")
-            return self.marker in text
-        return False
+        text = current_life(log)
+        if TRACEBACK in text:
+            raise ProbeFailed("logged a traceback while starting")
+        return self.marker in text
+
+
+# The launcher writes this line into a process's log before each start: logs are appended across
+# restarts, and a probe must read only what the process now starting has written.
+LIFE_MARKER = "=== noetl-mesh: starting "
+
+
+def current_life(log: Path) -> str:
+    """The log written since the last start ('' when there is no log yet)."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return text[text.rfind(LIFE_MARKER) :] if LIFE_MARKER in text else text

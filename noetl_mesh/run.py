@@ -1,6 +1,7 @@
 """`noetl-mesh run FILE`: register, execute, show live per-step progress, report the result.
 
-Exit codes: 0 COMPLETED, 1 FAILED or CANCELLED, 2 invalid playbook or bad arguments.
+Exit codes: 0 COMPLETED, 1 FAILED or CANCELLED, 2 invalid playbook or bad arguments,
+124 `--timeout` passed first (the run goes on; `noetl-mesh show ID --follow` picks it up).
 """
 
 from __future__ import annotations
@@ -10,34 +11,28 @@ import asyncio
 import base64
 import json
 import sys
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
-from noetl.v1 import events_pb2, events_pb2_grpc
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
+from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.state import StackInfo
-from services.common import jsonutil
-from services.common.result_refs import result_reference
-from services.common.sharding import shard_for
 
-TERMINAL = {
-    "playbook.completed": "COMPLETED",
-    "playbook.failed": "FAILED",
-    "execution.cancelled": "CANCELLED",
-}
-_ICONS = {"queued": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "↷"}
+EXIT_TIMEOUT = 124  # as GNU timeout(1)
 
 
 class UsageError(Exception):
     """Bad command-line input; exit code 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    as_json: bool = False
+    timeout: float | None = None
+    detach: bool = False
 
 
 def build_workload(payload: str | None, sets: list[str]) -> dict[str, Any]:
@@ -74,122 +69,14 @@ def build_workload(payload: str | None, sets: list[str]) -> dict[str, Any]:
     return workload
 
 
-@dataclass(slots=True)
-class StepView:
-    name: str
-    state: str = "queued"
-    started: float | None = None
-    finished: float | None = None
-    error: str | None = None
-
-    def elapsed(self) -> str:
-        if self.started is None:
-            return ""
-        end = self.finished if self.finished is not None else time.monotonic()
-        return f"{(end - self.started) * 1000:.0f} ms"
-
-
-@dataclass(slots=True)
-class Progress:
-    steps: dict[str, StepView] = field(default_factory=dict)
-    status: str = "RUNNING"
-    error: str | None = None
-    last_result: Any = None
-    last_reference: str | None = None  # the last result was kept in the result store (dsl.md §9.12)
-
-    def apply(self, event: dict[str, Any]) -> str | None:
-        """Folds one event; returns the step whose display changed, if any."""
-        kind = event["event_type"]
-        name = event.get("node_name") or ""
-        if kind in TERMINAL:
-            self.status = TERMINAL[kind]
-            self.error = event.get("error")
-            return None
-        state = {
-            "command.issued": "queued",
-            "command.claimed": "running",
-            "command.started": "running",
-            "command.completed": "done",
-            "step.exit": "done",
-            "call.error": "failed",
-            "command.failed": "failed",
-            "step.skipped": "skipped",
-        }.get(kind)
-        if state is None:
-            return None
-        view = self.steps.setdefault(name, StepView(name))
-        now = time.monotonic()
-        if state == "queued" and view.state in ("done", "failed"):
-            view.started = view.finished = None  # re-entered step
-        if state == "running" and view.started is None:
-            view.started = now
-        if state in ("done", "failed", "skipped"):
-            view.finished = now
-        if state == "failed":
-            view.error = _error_of(event)
-        if kind == "step.exit":
-            reference = result_reference(event.get("context"))
-            self.last_reference = None if reference is None else reference["ref"]
-            self.last_result = _user_data(event.get("result"))
-        changed = view.state != state
-        view.state = state
-        return name if changed else None
-
-    def table(self) -> Table:
-        table = Table(show_header=True, header_style="bold", box=None)
-        table.add_column("")
-        table.add_column("step")
-        table.add_column("state")
-        table.add_column("time", justify="right")
-        for view in self.steps.values():
-            table.add_row(_ICONS[view.state], view.name, view.state, view.elapsed())
-        return table
-
-
-def _user_data(result: Any) -> Any:
-    """The data a step produced: result.context.result.context.data (dsl.md §11.1)."""
-    node = result
-    for key in ("context", "result", "context", "data"):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _error_of(event: dict[str, Any]) -> str | None:
-    context = event.get("context")
-    if isinstance(context, dict) and context.get("error"):
-        return str(context["error"])
-    error = event.get("error")
-    return str(error) if error else None
-
-
-def _owner(addresses: tuple[str, ...], execution_id: int) -> str:
-    """The events shard that holds the execution's log."""
-    return addresses[shard_for(execution_id, len(addresses))]
-
-
-async def follow(events_addr: str, execution_id: int) -> AsyncIterator[dict[str, Any]]:
-    """The execution's events from the event service's live stream, in order, until the end."""
-    async with grpc.aio.insecure_channel(events_addr) as channel:
-        stub = events_pb2_grpc.EventServiceStub(channel)
-        async for item in stub.Subscribe(events_pb2.SubscribeRequest(execution_id=execution_id)):
-            event = item.event
-            yield {
-                "event_type": event.event_type,
-                "node_name": event.node_name,
-                "context": jsonutil.loads(event.context_json),
-                "result": jsonutil.loads(event.result_json),
-                "error": event.error if event.HasField("error") else None,
-            }
-
-
 def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
     """Reads the inputs, then drives the run on an event loop."""
     console = Console(stderr=True)
     path: Path = args.file
     try:
         workload = build_workload(args.payload, list(args.set or []))
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
         content = path.read_bytes()
     except UsageError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -197,17 +84,20 @@ def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
     except OSError as exc:
         console.print(f"[red]error:[/red] cannot read {path}: {exc.strerror}")
         return 2
-    return asyncio.run(_run(console, content, workload, info))
+    options = RunOptions(as_json=args.json, timeout=args.timeout, detach=args.detach)
+    return asyncio.run(_run(console, content, workload, info, options))
 
 
-async def _run(console: Console, content: bytes, workload: dict[str, Any], info: StackInfo) -> int:
+async def _run(
+    console: Console, content: bytes, workload: dict[str, Any], info: StackInfo, options: RunOptions
+) -> int:
     async with httpx.AsyncClient(base_url=info.gateway_url, timeout=60) as http:
         registered = await http.post(
             "/api/catalog/register",
             json={"content": base64.b64encode(content).decode(), "resource_type": "Playbook"},
         )
         if registered.status_code != 200:
-            console.print(f"[red]registration failed ({registered.status_code}):[/red] {_detail(registered)}")
+            console.print(f"[red]registration failed ({registered.status_code}):[/red] {detail(registered)}")
             return 2
         entry = registered.json()
         console.print(f"registered [bold]{entry['path']}[/bold] v{entry['version']}")
@@ -216,49 +106,66 @@ async def _run(console: Console, content: bytes, workload: dict[str, Any], info:
             json={"catalog_id": entry["catalog_id"], "workload": workload, "resource_kind": "playbook"},
         )
         if started.status_code != 200:
-            console.print(f"[red]invalid playbook ({started.status_code}):[/red] {_detail(started)}")
+            console.print(f"[red]invalid playbook ({started.status_code}):[/red] {detail(started)}")
             return 2
         execution_id = int(started.json()["execution_id"])
-    console.print(f"execution [bold]{execution_id}[/bold]")
-    progress = Progress()
-    began = time.monotonic()
-    if console.is_terminal:
-        with Live(progress.table(), console=console, refresh_per_second=10) as live:
-            async for event in follow(_owner(info.events_addrs, execution_id), execution_id):
-                progress.apply(event)
-                live.update(progress.table())
-    else:
-        async for event in follow(_owner(info.events_addrs, execution_id), execution_id):
-            changed = progress.apply(event)
-            if changed is not None:
-                view = progress.steps[changed]
-                took = view.elapsed() if view.state in ("done", "failed") else ""
-                console.print(f"{_ICONS[view.state]} {view.name} {view.state} {took}".rstrip())
-                if view.error:
-                    console.print(f"  {view.error}")
-    elapsed = time.monotonic() - began
-    colour = "green" if progress.status == "COMPLETED" else "red"
-    console.print(f"[{colour}]{progress.status}[/{colour}] in {elapsed:.2f}s")
-    if progress.error:
-        console.print(f"error: {progress.error}")
-    if progress.status != "COMPLETED":
-        return 1
-    result = progress.last_result
-    if progress.last_reference is not None:
-        async with httpx.AsyncClient(base_url=info.gateway_url, timeout=60) as http:
-            stored = await http.get("/api/result/resolve", params={"ref": progress.last_reference})
-        if stored.status_code != 200:
-            console.print(f"[red]result {progress.last_reference} unreadable:[/red] {_detail(stored)}")
+        if options.detach:
+            sys.stdout.write(f"{execution_id}\n")
+            return 0
+        console.print(f"execution [bold]{execution_id}[/bold]")
+        progress = Progress()
+        try:
+            async with asyncio.timeout(options.timeout):
+                await watch(console, info.events_addr_for(execution_id), execution_id, progress, quiet=options.as_json)
+        except TimeoutError:
+            console.print(
+                f"[yellow]timed out after {options.timeout:g}s[/yellow]; execution {execution_id} goes on "
+                f"(noetl-mesh show {execution_id} --follow)"
+            )
+            if options.as_json:
+                _print_json(progress.document(execution_id, entry["path"], entry["version"]))
+            return EXIT_TIMEOUT
+        if options.as_json:
+            await _resolve_references(http, progress)
+            _print_json(progress.document(execution_id, entry["path"], entry["version"]))
+            return 0 if progress.status == "COMPLETED" else 1
+        report(console, progress)
+        if progress.status != "COMPLETED":
             return 1
-        result = stored.json()
-    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    return 0
+        last = progress.steps.get(progress.last_step or "")
+        if last is None:
+            _print_json(None)
+            return 0
+        if last.reference is not None:
+            stored = await http.get("/api/result/resolve", params={"ref": last.reference})
+            if stored.status_code != 200:
+                console.print(f"[red]result {last.reference} unreadable:[/red] {detail(stored)}")
+                return 1
+            _print_json(stored.json())
+            return 0
+        _print_json([last.iterations[i] for i in sorted(last.iterations)] if last.loop else last.result)
+        return 0
 
 
-def _detail(response: httpx.Response) -> str:
+async def _resolve_references(http: httpx.AsyncClient, progress: Progress) -> None:
+    """Step results kept in the result store are read back, so the JSON document carries data."""
+    for view in progress.steps.values():
+        if view.reference is None:
+            continue
+        stored = await http.get("/api/result/resolve", params={"ref": view.reference})
+        if stored.status_code == 200:
+            view.result = stored.json()
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def detail(response: httpx.Response) -> str:
+    """The gateway's `detail` of an error answer, as text."""
     try:
         body = response.json()
     except ValueError:
         return response.text
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    return detail if isinstance(detail, str) else json.dumps(detail)
+    found = body.get("detail", body) if isinstance(body, dict) else body
+    return found if isinstance(found, str) else json.dumps(found)

@@ -29,7 +29,7 @@ from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
 from noetl_mesh.errors import StartError
 from noetl_mesh.kek import kek_environment
 from noetl_mesh.mesh import ProcessSpec, mesh_environment, mesh_processes
-from noetl_mesh.probes import ProbeFailed
+from noetl_mesh.probes import LIFE_MARKER, ProbeFailed
 from noetl_mesh.state import InfraState, ProcessState, StackInfo
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,8 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        # Written here, not by the child, so a second `up` right after this one sees it.
+        (self.run_dir / SUPERVISOR_PID_FILE).write_text(str(self._supervisor.pid))
 
     def _supervisor_pid(self) -> int | None:
         try:
@@ -310,6 +312,9 @@ class Stack:
         log_path = self._logs / f"{spec.name}.log"
         _rotate(log_path)
         with log_path.open("ab") as log_file:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log_file.write(f"{LIFE_MARKER}{spec.name} at {stamp} ===\n".encode())
+            log_file.flush()
             child = subprocess.Popen(
                 spec.argv,
                 cwd=self.run_dir,

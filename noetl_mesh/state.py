@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl_mesh.config import Ports
+from services.common.sharding import shard_for
 
 STATE_FILE = "state.json"
 
@@ -76,6 +77,11 @@ class StackInfo:
     def events_addrs(self) -> tuple[str, ...]:
         """One address per events shard, in shard order."""
         return tuple(f"127.0.0.1:{self.ports.shard(k).events}" for k in range(self.ports.shard_count))
+
+    def events_addr_for(self, execution_id: int) -> str:
+        """The events shard that holds an execution's log (its `shard_for`)."""
+        addresses = self.events_addrs
+        return addresses[shard_for(execution_id, len(addresses))]
 
     @property
     def outbox_addrs(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from noetl_mesh import state
 from noetl_mesh.config import StackConfig
 from noetl_mesh.errors import LauncherError
-from noetl_mesh.stack import SUPERVISOR_PID_FILE, Health, Stack
+from noetl_mesh.stack import Health, Stack
 
 log = logging.getLogger("noetl_mesh.supervisor")
 
@@ -28,7 +28,6 @@ MAX_BACKOFF = 60.0
 
 
 def supervise(run_dir: Path) -> int:
-    (run_dir / SUPERVISOR_PID_FILE).write_text(str(os.getpid()))
     stopping = False
 
     def on_term(_signum: int, _frame: object) -> None:
@@ -50,6 +49,7 @@ def supervise(run_dir: Path) -> int:
                 pg_dsn=None if info.postgres.embedded else info.pg_dsn,
                 nats_url=None if info.nats.embedded else info.nats_url,
                 base_env=dict(os.environ),
+                supervise=False,  # this process is the supervisor
             )
         )
         if stack.status().health is Health.UP or time.monotonic() < next_try or stopping:

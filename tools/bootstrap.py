@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -54,6 +55,36 @@ def ensure_environment() -> Path:
         _ensure_repo_on_path(VENV)
         _ensure_stubs(python)
     return python
+
+
+# The console's browser tests (tests/browser/) drive this: Debian's build, from Debian's archive.
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome")
+BROWSER_PACKAGES = ("chromium", "fonts-dejavu-core")
+
+
+def ensure_browser() -> None:
+    """Install Debian's Chromium for the browser tests when no Chromium is on PATH.
+
+    Only apt-get as root can do it; elsewhere a note says what to install and the rest of the
+    suite still runs (the browser tests then fail, naming the missing browser).
+
+    Raises:
+        BootstrapError: apt-get was run and failed.
+    """
+    if any(shutil.which(name) for name in BROWSER_NAMES):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        _progress("Chromium is missing: the browser tests need it (Debian: apt-get install chromium)")
+        return
+    _progress("installing Chromium (Debian's package) for the console's browser tests…")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run([apt, "update", "-q"], "apt-get update failed (see the output above)", env=env)
+    _run(
+        [apt, "install", "-y", "-q", "--no-install-recommends", *BROWSER_PACKAGES],
+        "apt-get install chromium failed (see the output above)",
+        env=env,
+    )
 
 
 def exec_python(python: Path, args: Sequence[str]) -> NoReturn:
@@ -135,8 +166,8 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _run(args: Sequence[str], failure: str) -> None:
-    if subprocess.run(args, cwd=REPO, check=False).returncode != 0:
+def _run(args: Sequence[str], failure: str, env: dict[str, str] | None = None) -> None:
+    if subprocess.run(args, cwd=REPO, check=False, env=env).returncode != 0:
         raise BootstrapError(failure)
 
 

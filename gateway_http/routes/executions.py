@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2
@@ -281,11 +282,7 @@ class ExecutionRoutes:
                 for shard in self._execution.all()
             )
         )
-        summaries = sorted(
-            (summary for shard in shards for summary in shard.summaries),
-            key=lambda s: (s.start_time.seconds, s.start_time.nanos, s.execution_id),
-            reverse=True,
-        )
+        summaries = newest_first([summary for shard in shards for summary in shard.summaries])
         now = utcnow()
         return json_response([execution_entry(s, now) for s in summaries[offset : offset + page_size]])
 
@@ -317,6 +314,13 @@ class ExecutionRoutes:
                 "pagination": pagination(page, page_size, listed.total),
             }
         )
+
+
+def newest_first(summaries: Sequence[execution_pb2.ExecutionSummary]) -> list[execution_pb2.ExecutionSummary]:
+    """Shards' summaries merged in the list order: newest start first, ties by id."""
+    return sorted(
+        summaries, key=lambda s: (s.start_time.seconds, s.start_time.nanos, s.execution_id), reverse=True
+    )
 
 
 def _start_request(fields: Fields) -> execution_pb2.StartRequest:

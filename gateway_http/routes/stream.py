@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+from noetl.v1 import common_pb2
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -14,6 +16,8 @@ from gateway_http.validation import Problems, parse_id
 from gateway_http.views import event_object
 
 KEEPALIVE_SECONDS = 15.0
+
+EventView = Callable[[common_pb2.Event], Any]
 
 
 class StreamRoutes:
@@ -26,7 +30,14 @@ class StreamRoutes:
         return [Endpoint("/executions/{execution_id}/events/stream", self.stream, ("GET",))]
 
     async def stream(self, request: Request) -> Response:
-        """Replays the log, then pushes new events live; `Last-Event-ID` resumes after that id.
+        """Replays the log, then pushes new events live; `Last-Event-ID` resumes after that id."""
+        return await self.respond(request, event_object)
+
+    async def respond(self, request: Request, view: EventView, *, typed: bool = True) -> Response:
+        """The SSE answer with each event's `data` made by `view` (the console sends a lighter one).
+
+        `typed` names each message after its event type (`event:`); without it every message is
+        a plain `message`, which a browser's `EventSource.onmessage` receives whatever the type.
 
         The stream closes after the terminal event. An unknown execution answers a plain 404
         before any stream starts, so the first event (or the failure) is awaited up front.
@@ -46,12 +57,11 @@ class StreamRoutes:
 
         async def messages() -> AsyncIterator[bytes]:
             try:
-                async for event in follow(feed, after, self._keepalive):
-                    if event is None:
+                async for batch in follow(feed, after, self._keepalive):
+                    if batch is None:
                         yield b": keep-alive\n\n"
                         continue
-                    head = f"id: {event.event_id}\nevent: {event.event_type}\ndata: ".encode()
-                    yield head + dumps(event_object(event)) + b"\n\n"
+                    yield b"".join(_message(event, view, typed) for event in batch)
             finally:
                 await self._feeds.leave(execution_id, feed)
 
@@ -60,3 +70,8 @@ class StreamRoutes:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+def _message(event: common_pb2.Event, view: EventView, typed: bool) -> bytes:
+    kind = f"event: {event.event_type}\n" if typed else ""
+    return f"id: {event.event_id}\n{kind}data: ".encode() + dumps(view(event)) + b"\n\n"

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from gateway_http import openapi
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
+from gateway_http.console import PREFIX as CONSOLE
 from gateway_http.encoding import dumps
 from gateway_http.settings import GatewaySettings
 from tests.helpers.nowhere import NOWHERE_ENV
@@ -54,11 +55,16 @@ def template(path: str) -> str:
 
 
 def served(app: Starlette) -> set[tuple[str, str]]:
-    """(METHOD, template) of every route under /api or the root; HEAD is GET's automatic twin."""
+    """(METHOD, template) of every route under /api or the root; HEAD is GET's automatic twin.
+
+    The web console (`/ui`, its page and private helpers) is left out on purpose: it is not API.
+    """
     return {
         (method, template(route.path))
         for route in app.routes
-        if isinstance(route, Route) and not route.path.startswith("/noetl/")
+        if isinstance(route, Route)
+        and not route.path.startswith("/noetl/")
+        and not (route.path == CONSOLE or route.path.startswith(CONSOLE + "/"))
         for method in (route.methods or set()) - {"HEAD"}
     }
 
@@ -138,6 +144,17 @@ async def test_docs_openapi_json_is_what_the_route_serves(http: httpx.AsyncClien
         "docs/openapi.json is out of date: run `.venv/bin/python -m gateway_http.openapi`"
     )
     assert text == openapi.render(), "docs/openapi.json is not as the writer formats it"
+
+
+async def test_the_console_is_served_but_not_documented(app: Starlette, http: httpx.AsyncClient) -> None:
+    console = {
+        route.path for route in app.routes if isinstance(route, Route) and route.path.startswith(CONSOLE)
+    }
+    assert CONSOLE in console
+    assert not any(path.startswith(CONSOLE) for path in openapi.document()["paths"])
+    page = await http.get(CONSOLE)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
 
 
 async def test_the_document_is_only_at_the_root(http: httpx.AsyncClient) -> None:

@@ -213,7 +213,8 @@ async def test_an_externalised_results_accessors_are_seen_by_worker_side_templat
 ) -> None:
     run = await run_playbook(gateway, process_mesh.pg_dsn, EXTERNALISED, seconds=60.0)
 
-    assert run.status == "COMPLETED", run.detail
+    failures = [e.get("error") for e in run.events if e["event_type"] in ("call.error", "command.failed")]
+    assert run.status == "COMPLETED", (run.detail.get("error"), failures)
     reference = one(run.log, "call.done", "start").context["result"]["reference"]
     look = step_result(run.events, "check")["look"]
     assert look["uri"].endswith(f"/api/result/resolve?ref={quote(reference['ref'], safe='')}")

@@ -17,7 +17,9 @@ import pytest
 
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.stack import Stack
-from tests.fault.test_crash_recovery import ENV, all_complete, info_of, start_runs
+from tests.fault.test_crash_recovery import ENV, PLAYBOOK, RETRY, RUNS, all_complete, info_of
+from tests.helpers.mesh import execute, register
+from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -52,18 +54,36 @@ async def armed(
 
 async def test_a_crash_inside_a_pass_heals_from_the_log(armed: Stack) -> None:
     async with httpx.AsyncClient(base_url=info_of(armed).gateway_url, timeout=30.0) as http:
-        runs = await _start_tolerating_the_crash(http)
+        runs = await _start_through_the_crash(http)
+    assert len(runs) >= RUNS, runs
     await all_complete(armed, runs)
     [execution] = [p for p in info_of(armed).processes if p.name == "execution"]
     assert execution.restarts == 1, "the failpoint should have killed the execution service once"
 
 
-async def _start_tolerating_the_crash(http: httpx.AsyncClient) -> list[str]:
-    """Starts the runs; a start cut by the crash answers an error and leaves nothing to wait for,
-    or has committed its root and must then finish like the others (found in the listing)."""
+async def _start_through_the_crash(http: httpx.AsyncClient) -> list[str]:
+    """Starts `RUNS` runs; when the crash cuts a start short, waits for the supervisor to bring the
+    service back and goes on. Returns every run the listing shows: a start cut by the crash either
+    left nothing or committed its root, and must then finish like the others."""
+    path = (await register(http, PLAYBOOK.format(tag="failpoint", retry=RETRY)))["path"]
+    started = 0
+    for _ in range(RUNS * 3):
+        if started == RUNS:
+            break
+        try:
+            await execute(http, path)
+            started += 1
+        except (AssertionError, httpx.HTTPError):
+            await wait_for(lambda: listed(http), what="the service to be back", within=60.0, interval=0.5)
+    found = await wait_for(lambda: listed(http), what="the listing", within=60.0, interval=0.5)
+    return found
+
+
+async def listed(http: httpx.AsyncClient) -> list[str] | None:
     try:
-        return await start_runs(http, "failpoint")
-    except (AssertionError, httpx.HTTPError):
-        pass
-    listed = await http.get("/api/executions", params={"page_size": 100})
-    return [str(e["execution_id"]) for e in listed.json()] if listed.status_code == 200 else []
+        response = await http.get("/api/executions", params={"page_size": 100})
+    except httpx.TransportError:
+        return None
+    if response.status_code != 200:
+        return None
+    return [str(e["execution_id"]) for e in response.json()]

@@ -296,6 +296,11 @@ class Completed:
 
 async def mesh_run(process_mesh: ProcessMesh, file: Path, *args: str) -> Completed:
     """`python -m noetl_mesh --home <session run dir> run FILE ARGS` against the running mesh."""
+    return await mesh_command(process_mesh, "run", str(file), *args)
+
+
+async def mesh_command(process_mesh: ProcessMesh, *args: str, seconds: float = 60.0) -> Completed:
+    """`python -m noetl_mesh --home <session run dir> ARGS` against the running mesh."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("NOETL_MESH_HOME", "NOETL_PG_DSN", "NOETL_NATS_URL")
     }
@@ -305,10 +310,9 @@ async def mesh_run(process_mesh: ProcessMesh, file: Path, *args: str) -> Complet
         "noetl_mesh",
         "--home",
         str(process_mesh.run_dir),
-        "run",
-        str(file),
         *args,
         env=env,
+        seconds=seconds,
     )
 
 

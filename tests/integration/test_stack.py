@@ -40,6 +40,7 @@ def config(
         nats_url=nats.url,
         ready_timeout=ready_timeout,
         stop_grace=stop_grace,
+        supervise=False,  # these tests stop processes on purpose (the fault suite covers supervision)
     )
 
 
@@ -150,7 +151,7 @@ def test_down_kills_a_process_that_ignores_sigterm(
 
 def test_embedded_servers_are_started_and_stopped_by_the_stack(tmp_path: Path) -> None:
     run_dir = tmp_path / "mesh"
-    stack = Stack(StackConfig(run_dir=run_dir, ports=Ports.ephemeral()), lambda ports: [])
+    stack = Stack(StackConfig(run_dir=run_dir, ports=Ports.ephemeral(), supervise=False), lambda ports: [])
 
     info = stack.up()
     assert info.postgres.embedded
