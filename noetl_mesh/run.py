@@ -116,7 +116,9 @@ async def _run(
         progress = Progress()
         try:
             async with asyncio.timeout(options.timeout):
-                await watch(console, info.events_addr_for(execution_id), execution_id, progress, quiet=options.as_json)
+                await watch(
+                    console, info.events_addr_for(execution_id), execution_id, progress, quiet=options.as_json
+                )
         except TimeoutError:
             console.print(
                 f"[yellow]timed out after {options.timeout:g}s[/yellow]; execution {execution_id} goes on "

@@ -102,7 +102,14 @@ async def _show(args: argparse.Namespace, info: StackInfo) -> int:
     live = args.follow and not args.json
     try:
         async with asyncio.timeout(args.timeout):
-            await watch(console, info.events_addr_for(execution_id), execution_id, progress, quiet=not live, limit=limit)
+            await watch(
+                console,
+                info.events_addr_for(execution_id),
+                execution_id,
+                progress,
+                quiet=not live,
+                limit=limit,
+            )
     except TimeoutError:
         console.print(f"[yellow]timed out after {args.timeout:g}s[/yellow]; the run goes on")
         return EXIT_TIMEOUT
