@@ -268,7 +268,12 @@ async def test_event_result_display_filter_is_a_view_that_can_be_switched_off(
     assert shown["context"] == {"token_count": "[REDACTED]", "blob": "[REDACTED]", "rows": [1, 2]}
     info = process_mesh.info
     config = GatewaySettings.load(
-        {**NOWHERE_ENV, "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs), "NOETL_DISPLAY_REDACTION": "false"}
+        {
+            **NOWHERE_ENV,
+            "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs),
+            "NOETL_DISPLAY_REDACTION": "false",
+            **process_mesh.mesh_env("gateway"),
+        }
     )
     clients = GatewayClients.connect(config)
     try:

@@ -26,6 +26,7 @@ from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
 from noetl_mesh.stack import Stack, shard_databases
 from noetl_mesh.state import StackInfo
+from services.common.mesh_auth import TOKEN
 from services.common.sharding import shard_for
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
@@ -78,7 +79,8 @@ class ProcessMesh:
     def mesh_env(self, identity: str) -> dict[str, str]:
         """Variables that let a client in this process call the mesh's services as `identity`,
         with the token `noetl-mesh up` made for it (mesh auth is on in the session mesh)."""
-        return MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)
+        # The mode too: a test's settings may start from NOWHERE_ENV, which turns mesh auth off.
+        return {"NOETL_MESH_AUTH": TOKEN, **MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)}
 
 
 @asynccontextmanager
