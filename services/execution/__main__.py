@@ -28,9 +28,9 @@ from services.common.ids import Snowflake
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import Admin
-from services.execution.binding import WorkBinding, WorkBindingApi
 from services.execution.clients import BusPublisher, CatalogClient, EventsClient, ShardFamily
 from services.execution.commands.api import CommandApi
+from services.execution.commands.binding import WorkBinding, WorkBindingApi
 from services.execution.commands.claims import Claims, ClaimSettings
 from services.execution.commands.lifecycle import LifecycleWriter
 from services.execution.commands.store import CommandStore
@@ -157,7 +157,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminApi(admin), server)
         vars_pb2_grpc.add_VarsServiceServicer_to_server(VarsApi(Variables(VariableStore(pool))), server)
         results_pb2_grpc.add_ResultServiceServicer_to_server(ResultApi(results), server)
-        binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(WorkBindingApi(WorkBinding(pool)), server)
+        binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(
+            WorkBindingApi(WorkBinding(commands)), server
+        )
 
     try:
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from noetl.v1 import catalog_pb2, execution_pb2, secrets_pb2
 
-from services.execution.binding import references
+from services.execution.commands.binding import references
 from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings
 from tests.helpers.services import Mesh
 
