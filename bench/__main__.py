@@ -10,6 +10,7 @@ Examples:
     .venv/bin/python -m bench tools                # the worker's tools, on meshes of its own
     .venv/bin/python -m bench loops --loop-runs 5  # 200-iteration loop, 100-wide loop, 50-step chain
     .venv/bin/python -m bench --compare http://127.0.0.1:8092  # side by side with another server
+    .venv/bin/python -m bench throughput --shards 3  # 50 chains in flight on a three-shard mesh
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bench import ingest as ingest_bench
 from bench import loops as loops_bench
 from bench import outbox as outbox_bench
 from bench import passes as passes_bench
+from bench import throughput as throughput_bench
 from bench import tools as tools_bench
 from bench.stats import table
 from bench.target import Target, external, own_mesh
@@ -54,7 +56,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "benchmark",
         nargs="?",
-        choices=("ingest", "gateway", "chain", "outbox", "tools", "loops", "all"),
+        choices=("ingest", "gateway", "chain", "outbox", "tools", "loops", "throughput", "all"),
         default="all",
     )
     parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
@@ -115,8 +117,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrent", type=int, default=50, help="compare: chains started at once (default 50)"
     )
+    parser.add_argument(
+        "--shards", type=int, default=1, help="execution shards of a mesh of its own (1..8, default 1)"
+    )
+    parser.add_argument(
+        "--in-flight", type=int, default=50, help="throughput: chains started at once (default 50)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
     args = parser.parse_args(argv)
+    if not 1 <= args.shards <= 8 or (args.gateway and args.shards != 1):
+        parser.error("--shards takes 1..8 and applies only to a mesh of its own")
+    if not 1 <= args.in_flight <= 500:
+        parser.error("--in-flight must be 1..500")
     if not 1 <= args.clients <= 512 or not 1 <= args.executions <= 1000:
         parser.error("--clients must be 1..512 and --executions 1..1000")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
@@ -148,7 +160,7 @@ def _target(args: argparse.Namespace) -> Iterator[Target]:
         if args.outbox_batch is not None:
             # The mesh processes inherit this process's environment.
             os.environ["NOETL_OUTBOX_PUBLISHER_BATCH_SIZE"] = str(args.outbox_batch)
-        with own_mesh(args.verbose) as target:
+        with own_mesh(args.verbose, args.shards) as target:
             yield target
 
 
@@ -220,6 +232,14 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
         found = await loops_bench.run_loops(target, names=args.loops, runs=args.loop_runs, warmup=1)
         rows += loops_bench.rows(found, engine)
         details += loops_bench.describe(found, engine)
+    if args.benchmark == "throughput":
+        kind = args.chains[0]
+        print(f"throughput: {args.in_flight} {kind} chains at once ...", file=sys.stderr, flush=True)
+        found = await throughput_bench.run_throughput(
+            target, kind=kind, in_flight=args.in_flight, shards=args.shards, warmup=min(args.in_flight, 10)
+        )
+        rows += throughput_bench.rows(found)
+        details += throughput_bench.describe(found)
     if args.benchmark in ("outbox", "all"):
         print(f"outbox: drain {args.backlog:,} rows ...", file=sys.stderr, flush=True)
         drain = await outbox_bench.run_drain(target, backlog=args.backlog)

@@ -1,4 +1,4 @@
-"""The gRPC stubs the gateway calls: one catalog and one outbox, per-shard execution/command and event stubs.
+"""The gRPC stubs the gateway calls: one catalog and one secrets service, per-shard execution, event and outbox stubs.
 
 Unary calls on these channels raise `MeshError` (see `services.common.grpc_client`).
 """
@@ -46,10 +46,9 @@ class GatewayClients:
     catalog: catalog_pb2_grpc.CatalogServiceStub
     execution: Sharded[ExecutionShard]
     events: Sharded[events_pb2_grpc.EventServiceStub]
-    outbox: outbox_pb2_grpc.OutboxServiceStub
+    outbox: Sharded[outbox_pb2_grpc.OutboxServiceStub]
     secrets: secrets_pb2_grpc.SecretsServiceStub
     catalog_channel: grpc.aio.Channel
-    outbox_channel: grpc.aio.Channel
     secrets_channel: grpc.aio.Channel
 
     @classmethod
@@ -57,22 +56,20 @@ class GatewayClients:
         """Opens the channels (lazily connecting); call inside the event loop that will use them."""
         mesh = ClientAuth(settings.mesh)
         channel = open_channel(settings.catalog_addr, mesh)
-        outbox_channel = open_channel(settings.outbox_addr, mesh)
         secrets_channel = open_channel(settings.secrets_addr, mesh)
         return cls(
             catalog=catalog_pb2_grpc.CatalogServiceStub(channel),
             execution=Sharded(settings.execution_addrs, ExecutionShard, mesh),
             events=Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh),
-            outbox=outbox_pb2_grpc.OutboxServiceStub(outbox_channel),
+            outbox=Sharded(settings.outbox_addrs, outbox_pb2_grpc.OutboxServiceStub, mesh),
             secrets=secrets_pb2_grpc.SecretsServiceStub(secrets_channel),
             catalog_channel=channel,
-            outbox_channel=outbox_channel,
             secrets_channel=secrets_channel,
         )
 
     async def close(self) -> None:
         await self.catalog_channel.close()
-        await self.outbox_channel.close()
+        await self.outbox.close()
         await self.secrets_channel.close()
         await self.execution.close()
         await self.events.close()

@@ -21,7 +21,8 @@ class GatewaySettings:
     # Position = shard index, as everywhere in the mesh.
     execution_addrs: tuple[str, ...]
     events_addrs: tuple[str, ...]
-    outbox_addr: str
+    # One outbox service per shard: each drains its own shard's database.
+    outbox_addrs: tuple[str, ...]
     secrets_addr: str
     # http-api.md §1.8: the bearer token of /api/internal/*; empty = those routes answer 503.
     internal_api_token: str
@@ -71,7 +72,7 @@ class GatewaySettings:
             catalog_addr=catalog[0] if catalog else "",
             execution_addrs=execution_addrs,
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
-            outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
+            outbox_addrs=env.addresses("NOETL_OUTBOX_ADDRS", "127.0.0.1:50054"),
             secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
             # Surrounding whitespace (a mounted secret's trailing newline) is not part of it.
             internal_api_token=env.text("NOETL_INTERNAL_API_TOKEN"),

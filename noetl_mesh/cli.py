@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import cast
 
 from noetl_mesh import procs
-from noetl_mesh.config import StackConfig
+from noetl_mesh.config import MAX_SHARDS, StackConfig
 from noetl_mesh.credentials import write_tokens
 from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_progress()
-    stack = Stack(StackConfig.from_env(os.environ, run_dir=args.home))
+    stack = Stack(StackConfig.from_env(os.environ, run_dir=args.home, shards=getattr(args, "shards", None)))
     handler = cast(Callable[[Stack, argparse.Namespace], int], args.handler)
     try:
         return handler(stack, args)
@@ -60,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("up", help="start the mesh (Postgres, NATS, services, gateway, worker)").set_defaults(
-        handler=_up
-    )
+    up = commands.add_parser("up", help="start the mesh (Postgres, NATS, services, gateway, worker)")
+    up.add_argument(
+        "--shards", type=_shard_count, default=None, metavar="N",
+        help=f"execution shards, each with its own events and outbox service and database "
+        f"(1..{MAX_SHARDS}; default: 1, or what the running mesh has)",
+    )  # fmt: skip
+    up.set_defaults(handler=_up)
     commands.add_parser("down", help="stop the mesh").set_defaults(handler=_down)
     commands.add_parser("status", help="show each component; exit 0 up, 1 degraded, 3 down").set_defaults(
         handler=_status
@@ -120,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tokens.set_defaults(handler=_tokens)
     return parser
+
+
+def _shard_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_SHARDS}, got {text!r}")
+    return count
 
 
 def _up(stack: Stack, args: argparse.Namespace) -> int:
@@ -208,13 +222,15 @@ def _tokens(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def _print_table(status: StackStatus) -> None:
-    header = ("NAME", "PID", "ALIVE", "RESTARTS", "ADDRESS", "LOG")
+    header = ("NAME", "PID", "ALIVE", "RESTARTS", "SHARD", "DATABASE", "ADDRESS", "LOG")
     rows = [
         (
             r.name,
             str(r.pid or "-"),
             "yes" if r.alive else "NO",
             str(r.restarts),
+            "-" if r.shard is None else str(r.shard),
+            r.database or "-",
             r.address or "-",
             str(r.log or "-"),
         )

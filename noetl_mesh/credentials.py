@@ -1,8 +1,9 @@
-"""The local stack's service-to-service credentials: one token per caller, made at every `up`.
+"""The local stack's service-to-service credentials: one token per process, made at every `up`.
 
 Mesh authentication is on by default (services/common/mesh_auth.py), so a local stack needs
 tokens a newcomer never sees: `up` writes a fresh random token per process to
-`<run dir>/mesh-auth/<caller>.token` and their SHA-256 digests to `<run dir>/mesh-auth/tokens`
+`<run dir>/mesh-auth/<process>.token` and their SHA-256 digests, each under the process's caller
+(`execution-2`, shard 2's execution process, is caller `execution`), to `<run dir>/mesh-auth/tokens`
 (directory 0700, files 0600). Each process gets only its own token file; every server gets the
 digests. A caller who configured mesh auth itself (NOETL_MESH_AUTH or NOETL_MESH_TOKENS_FILE)
 gets nothing added.
@@ -32,15 +33,24 @@ class MeshCredentials:
     def shared(self) -> dict[str, str]:
         return {"NOETL_MESH_AUTH": TOKEN, "NOETL_MESH_TOKENS_FILE": str(self.directory / TOKENS_FILE)}
 
-    def for_process(self, identity: str) -> dict[str, str]:
+    def for_process(self, process: str) -> dict[str, str]:
+        """The identity (its caller) and the token file of `process` (a caller's one process, or
+        one shard's process of it: `execution-2` calls as `execution` with its own token)."""
         return {
-            "NOETL_MESH_IDENTITY": identity,
-            "NOETL_MESH_TOKEN_FILE": str(token_file(self.directory, identity)),
+            "NOETL_MESH_IDENTITY": caller_of(process),
+            "NOETL_MESH_TOKEN_FILE": str(token_file(self.directory, process)),
         }
 
 
 def token_file(directory: Path, identity: str) -> Path:
     return directory / f"{identity}.token"
+
+
+def caller_of(process: str) -> str:
+    """The policy's caller a process of the stack calls as: a shard's process (`execution-2`) is its
+    component's caller (`execution`), like every pod of the shard StatefulSet in Kubernetes."""
+    base, _, index = process.rpartition("-")
+    return base if base and index.isdigit() else process
 
 
 def mesh_credentials(
@@ -63,7 +73,8 @@ def current_credentials(run_dir: Path, base_env: Mapping[str, str]) -> MeshCrede
 
 
 def write_tokens(directory: Path, identities: Iterable[str]) -> None:
-    """A fresh token per identity (`<identity>.token`) and their digests (`tokens`), all private.
+    """A fresh token per identity (`<identity>.token`) and their digests (`tokens`, each under the
+    identity's caller: a caller may have several), all private.
 
     Also what `noetl-mesh tokens DIR` writes for a Kubernetes Secret (docs/security.md).
     """
@@ -73,7 +84,7 @@ def write_tokens(directory: Path, identities: Iterable[str]) -> None:
     for identity in sorted(set(identities)):
         token = secrets.token_urlsafe(32)
         _write_private(token_file(directory, identity), token + "\n")
-        lines.append(f"{identity} {token_digest(token)}\n")
+        lines.append(f"{caller_of(identity)} {token_digest(token)}\n")
     _write_private(directory / TOKENS_FILE, "".join(lines))
 
 

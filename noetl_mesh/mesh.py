@@ -27,6 +27,8 @@ class ProcessSpec:
     holds_kek: bool = False
     # Gets the least-privilege DSN of `/api/postgres/execute` (noetl_mesh/query_role.py).
     runs_sql: bool = False
+    # The shard it serves, on that shard's database; None for the cluster-wide processes.
+    shard: int | None = None
 
 
 def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSpec]:
@@ -37,12 +39,20 @@ def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSp
         env = {"NOETL_GRPC_LISTEN": address, "NOETL_METRICS_PORT": str(metrics_port)}
         return ProcessSpec(name, (python, "-m", f"services.{name}"), GrpcHealth(address), address, env)
 
+    def sharded(name: str, index: int) -> ProcessSpec:
+        shard = ports.shard(index)
+        spec = service(name, getattr(shard, name), getattr(shard, f"{name}_metrics"))
+        env = {**spec.env, "NOETL_SHARD_INDEX": str(index), "NOETL_OUTBOX_ADDR": f"{HOST}:{shard.outbox}"}
+        label = name if ports.shard_count == 1 else f"{name}-{index}"
+        return dataclasses.replace(spec, name=label, env=env, shard=index)
+
+    shards = range(ports.shard_count)
     gateway_url = f"http://{HOST}:{ports.gateway}"
     return [
         service("catalog", ports.catalog, ports.catalog_metrics),
-        service("events", ports.events, ports.events_metrics),
-        dataclasses.replace(service("execution", ports.execution, ports.execution_metrics), runs_sql=True),
-        service("outbox", ports.outbox, ports.outbox_metrics),
+        *(sharded("events", k) for k in shards),
+        *(dataclasses.replace(sharded("execution", k), runs_sql=True) for k in shards),
+        *(sharded("outbox", k) for k in shards),
         dataclasses.replace(service("secrets", ports.secrets, ports.secrets_metrics), holds_kek=True),
         ProcessSpec(
             "gateway",
@@ -63,15 +73,21 @@ def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSp
 
 
 def mesh_environment(ports: Ports, *, pg_dsn: str, nats_url: str, run_dir: Path) -> dict[str, str]:
-    """The variables every mesh process reads, beyond its own listen and metrics ports."""
+    """The variables every mesh process reads, beyond its own listen and metrics ports (and, for a
+    shard's process, its index, its outbox and its database, which the stack lays over these)."""
+    shards = [ports.shard(k) for k in range(ports.shard_count)]
     return {
         "NOETL_PG_DSN": pg_dsn,
+        "NOETL_CLUSTER_PG_DSN": pg_dsn,
         "NOETL_NATS_URL": nats_url,
         "NOETL_CATALOG_ADDR": f"{HOST}:{ports.catalog}",
-        # Comma lists with one address per shard; a local mesh runs one shard of each.
-        "NOETL_EXECUTION_ADDRS": f"{HOST}:{ports.execution}",
-        "NOETL_EVENTS_ADDRS": f"{HOST}:{ports.events}",
-        "NOETL_OUTBOX_ADDR": f"{HOST}:{ports.outbox}",
+        # Comma lists with one address per shard, in shard order.
+        "NOETL_EXECUTION_ADDRS": ",".join(f"{HOST}:{shard.execution}" for shard in shards),
+        "NOETL_EVENTS_ADDRS": ",".join(f"{HOST}:{shard.events}" for shard in shards),
+        "NOETL_OUTBOX_ADDRS": ",".join(f"{HOST}:{shard.outbox}" for shard in shards),
+        "NOETL_SHARD_COUNT": str(ports.shard_count),
+        # Event subjects end in the owning shard (bus.shard_events_filter): the same count.
+        "NOETL_EVENT_SHARD_COUNT": str(ports.shard_count),
         "NOETL_SECRETS_ADDR": f"{HOST}:{ports.secrets}",
         "NOETL_HOST": HOST,
         "NOETL_PORT": str(ports.gateway),

@@ -119,7 +119,7 @@ async def _run(
             async with asyncio.timeout(options.timeout):
                 await watch(
                     console,
-                    info.events_addrs[0],
+                    info.events_addr_for(execution_id),
                     execution_id,
                     progress,
                     launcher_auth(info.run_dir),

@@ -105,7 +105,7 @@ async def _show(args: argparse.Namespace, info: StackInfo) -> int:
         async with asyncio.timeout(args.timeout):
             await watch(
                 console,
-                info.events_addrs[0],
+                info.events_addr_for(execution_id),
                 execution_id,
                 progress,
                 launcher_auth(info.run_dir),

@@ -60,6 +60,8 @@ class StatusRow:
     address: str
     log: Path | None
     restarts: int = 0
+    shard: int | None = None
+    database: str = ""  # Postgres: the cluster database; a shard's process: the shard's database
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,14 @@ class Stack:
             current = state.load(self.run_dir)
             if current is None:
                 return self._start()
+            wanted = self._config.shards
+            if wanted is not None and wanted != current.ports.shard_count:
+                raise StartError(
+                    f"the mesh is up with {current.ports.shard_count} shard(s), not {wanted}; "
+                    "run `noetl-mesh down` first to change the shard count",
+                    name="stack",
+                    log_tail="",
+                )
             return self._repair(current)
 
     def repair(self) -> StackInfo | None:
@@ -161,8 +171,8 @@ class Stack:
             spec = specs[process.name]
             log.info("%s: not running; starting it again", process.name)
             started = time.monotonic()
-            env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(index + 1)}
-            env.update(self._secrets_for(spec, kek, credentials, info.pg_dsn))
+            env = {**shared, **spec.env, **_shard_env(spec, info), "NOETL_SERVER_MACHINE_ID": str(index + 1)}
+            env.update(self._secrets_for(spec, kek, credentials, _database_of(spec, info)))
             fresh = self._launch(spec, env)
             processes[index] = dataclasses.replace(fresh, restarts=process.restarts + 1)
             info = dataclasses.replace(info, processes=tuple(processes))
@@ -222,14 +232,15 @@ class Stack:
 
     def _start(self) -> StackInfo:
         self._logs.mkdir(parents=True, exist_ok=True)
-        ports = self._config.ports.resolve_processes()
+        ports = self._config.ports.with_shards(self._config.shards or 1).resolve_processes()
         info: StackInfo | None = None
         try:
             postgres = self._start_postgres()
             nats = self._start_nats()
-            info = StackInfo(self.run_dir, time.time(), ports, postgres, nats, ())
+            shard_dsns = shard_databases(postgres.url, ports.shard_count)
+            info = StackInfo(self.run_dir, time.time(), ports, postgres, nats, (), shard_dsns)
             state.save(info)
-            self._migrate(postgres.url)
+            self._migrate(postgres.url, *shard_dsns)
             shared = {
                 **self._config.base_env,
                 **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
@@ -241,8 +252,13 @@ class Stack:
                 shared.update(credentials.shared())
             for machine_id, spec in enumerate(specs, start=1):
                 started = time.monotonic()
-                env = {**shared, **spec.env, "NOETL_SERVER_MACHINE_ID": str(machine_id)}
-                env.update(self._secrets_for(spec, kek, credentials, postgres.url))
+                env = {
+                    **shared,
+                    **spec.env,
+                    **_shard_env(spec, info),
+                    "NOETL_SERVER_MACHINE_ID": str(machine_id),
+                }
+                env.update(self._secrets_for(spec, kek, credentials, _database_of(spec, info)))
                 process = self._launch(spec, env)
                 # Recorded before the wait, so an interrupted `up` leaves nothing `down` cannot find.
                 info = info.with_process(process)
@@ -255,15 +271,16 @@ class Stack:
             self._start_supervisor()
         return info
 
-    def _migrate(self, dsn: str) -> None:
-        """Applies every context's schema before any service starts (idempotent).
+    def _migrate(self, *dsns: str) -> None:
+        """Creates the shard databases that are missing and applies every context's schema to
+        each database before any service starts (idempotent).
 
         Raises:
             StartError: a migration statement failed.
         """
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "services.common.migrate", dsn],
+            [sys.executable, "-m", "services.common.migrate", "--create", *dict.fromkeys(dsns)],
             capture_output=True,
             text=True,
             timeout=self._config.ready_timeout,
@@ -347,7 +364,9 @@ class Stack:
             )
         self._children[child.pid] = child
         log.info("%s: started (pid %d), waiting for %s", spec.name, child.pid, spec.readiness.describe())
-        return ProcessState(spec.name, child.pid, procs.start_ticks(child.pid), spec.address, log_path)
+        return ProcessState(
+            spec.name, child.pid, procs.start_ticks(child.pid), spec.address, log_path, shard=spec.shard
+        )
 
     def _await_ready(self, spec: ProcessSpec, process: ProcessState, started: float) -> None:
         child = self._children[process.pid]
@@ -398,12 +417,16 @@ class Stack:
 
     def _status(self, info: StackInfo) -> StackStatus:
         rows = [
-            self._infra_row(info.postgres, self._postgres.pid(), 5432),
+            # The cluster database; each shard process's row names its own.
+            dataclasses.replace(
+                self._infra_row(info.postgres, self._postgres.pid(), 5432), database=_database(info.pg_dsn)
+            ),
             self._infra_row(info.nats, self._nats.pid(), 4222),
         ]
         for p in info.processes:
             alive = procs.is_alive(p.pid, p.start_ticks)
-            rows.append(StatusRow(p.name, p.pid, alive, p.address, p.log, p.restarts))
+            database = _database(info.shard_dsns[p.shard]) if p.shard is not None else ""
+            rows.append(StatusRow(p.name, p.pid, alive, p.address, p.log, p.restarts, p.shard, database))
         return StackStatus(tuple(rows))
 
     @staticmethod
@@ -431,6 +454,30 @@ def _rotate(path: Path) -> None:
             path.replace(path.with_name(path.name + ".1"))
     except FileNotFoundError:
         pass
+
+
+def shard_databases(cluster_dsn: str, count: int) -> tuple[str, ...]:
+    """One DSN per shard: with one shard the cluster database itself, else `<cluster>_shard_<k>`
+    on the same server (created by the migration if missing)."""
+    if count == 1:
+        return (cluster_dsn,)
+    parts = urllib.parse.urlsplit(cluster_dsn)
+    name = _database(cluster_dsn)
+    return tuple(urllib.parse.urlunsplit(parts._replace(path=f"/{name}_shard_{k}")) for k in range(count))
+
+
+def _shard_env(spec: ProcessSpec, info: StackInfo) -> dict[str, str]:
+    """A shard's process writes its shard's database; the cluster database stays NOETL_CLUSTER_PG_DSN."""
+    return {} if spec.shard is None else {"NOETL_PG_DSN": info.shard_dsns[spec.shard]}
+
+
+def _database_of(spec: ProcessSpec, info: StackInfo) -> str:
+    """The DSN of the database the process writes: its shard's, else the cluster database."""
+    return info.pg_dsn if spec.shard is None else info.shard_dsns[spec.shard]
+
+
+def _database(dsn: str) -> str:
+    return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))
 
 
 def _port_of(url: str) -> int:

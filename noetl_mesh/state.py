@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl_mesh.config import Ports
+from services.common.sharding import shard_for
 
 STATE_FILE = "state.json"
 
@@ -33,6 +35,7 @@ class ProcessState:
     address: str
     log: Path
     restarts: int = 0  # how often the launcher found it dead and started it again
+    shard: int | None = None  # the shard it serves; None for cluster-wide processes
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,12 @@ class StackInfo:
     postgres: InfraState
     nats: InfraState
     processes: tuple[ProcessState, ...]
+    # One database per shard, in shard order; with one shard it is the cluster database itself.
+    shard_dsns: tuple[str, ...] = ()
 
     @property
     def pg_dsn(self) -> str:
+        """The cluster database: catalog, credentials, keychain, worker pools."""
         return self.postgres.url
 
     @property
@@ -65,21 +71,25 @@ class StackInfo:
     @property
     def execution_addrs(self) -> tuple[str, ...]:
         """One address per execution shard, in shard order."""
-        return (f"127.0.0.1:{self.ports.execution}",)
+        return tuple(f"127.0.0.1:{self.ports.shard(k).execution}" for k in range(self.ports.shard_count))
 
     @property
     def events_addrs(self) -> tuple[str, ...]:
         """One address per events shard, in shard order."""
-        return (f"127.0.0.1:{self.ports.events}",)
+        return tuple(f"127.0.0.1:{self.ports.shard(k).events}" for k in range(self.ports.shard_count))
+
+    def events_addr_for(self, execution_id: int) -> str:
+        """The events shard that holds an execution's log (its `shard_for`)."""
+        addresses = self.events_addrs
+        return addresses[shard_for(execution_id, len(addresses))]
 
     @property
-    def outbox_addr(self) -> str:
-        return f"127.0.0.1:{self.ports.outbox}"
+    def outbox_addrs(self) -> tuple[str, ...]:
+        """One address per outbox service (one per shard), in shard order."""
+        return tuple(f"127.0.0.1:{self.ports.shard(k).outbox}" for k in range(self.ports.shard_count))
 
     def with_process(self, process: ProcessState) -> StackInfo:
-        return StackInfo(
-            self.run_dir, self.started_at, self.ports, self.postgres, self.nats, (*self.processes, process)
-        )
+        return dataclasses.replace(self, processes=(*self.processes, process))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -91,9 +101,10 @@ class StackInfo:
                 "nats": _infra_to_dict(self.nats),
                 "processes": [
                     {"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks, "address": p.address,
-                     "log": str(p.log), "restarts": p.restarts}
+                     "log": str(p.log), "restarts": p.restarts, "shard": p.shard}
                     for p in self.processes
                 ],
+                "shard_dsns": list(self.shard_dsns),
             },
             indent=2,
         )  # fmt: skip
@@ -116,9 +127,11 @@ class StackInfo:
                     p["address"],
                     Path(p["log"]),
                     int(p.get("restarts", 0)),
+                    None if p.get("shard") is None else int(p["shard"]),
                 )
                 for p in data["processes"]
             ),
+            shard_dsns=tuple(str(dsn) for dsn in data.get("shard_dsns", ())),
         )
 
 

@@ -50,17 +50,16 @@ class ExecutionRoutes:
         ]
 
     async def execute(self, request: Request) -> Response:
-        """§4.1 → `Start` on shard 0.
+        """§4.1 → `Start` on the next shard in turn, which mints an id it owns (docs/sharding.md).
 
-        A new execution has no id yet, so no shard owns it: the execution service mints the id
-        (and is responsible for placing the run on the id's owning shard). `workload` wins over
+        `workload` wins over
         its alias `payload`; the service answers 404/400/422 for unknown, unparseable or
         invalid playbooks and for non-executable kinds.
         """
         problems = Problems()
         start = _start_request(problems.body(await read_json(request)))
         problems.check()
-        started = await self._execution.all()[0].executions.Start(start, timeout=self._timeout)
+        started = await self._execution.for_new_execution().executions.Start(start, timeout=self._timeout)
         return json_response(
             {
                 "execution_id": str(started.execution_id),
@@ -70,7 +69,7 @@ class ExecutionRoutes:
         )
 
     async def execute_batch(self, request: Request) -> Response:
-        """§4.2 → `StartBatch` on shard 0, as §4.1.
+        """§4.2 → items dealt to the shards in turn, one `StartBatch` per shard, answered in item order.
 
         Every item is read as a §4.1 body; a malformed one fails the whole request with 422 (its
         `loc` names the item), as Pydantic does for a list of models, and nothing starts. Items
@@ -80,11 +79,23 @@ class ExecutionRoutes:
         problems = Problems()
         items = _batch_items(problems, await read_json(request))
         problems.check()
-        batch = await self._execution.all()[0].executions.StartBatch(
-            execution_pb2.StartBatchRequest(items=items), timeout=self._timeout
+        dealt: dict[int, tuple[ExecutionShard, list[int]]] = {}
+        for index in range(len(items)):
+            shard = self._execution.for_new_execution()
+            dealt.setdefault(id(shard), (shard, []))[1].append(index)
+        answers = await asyncio.gather(
+            *(
+                shard.executions.StartBatch(
+                    execution_pb2.StartBatchRequest(items=[items[i] for i in indexes]), timeout=self._timeout
+                )
+                for shard, indexes in dealt.values()
+            )
         )
+        by_index: dict[int, execution_pb2.StartBatchResult] = {}
+        for (_, indexes), answer in zip(dealt.values(), answers, strict=True):
+            by_index.update(zip(indexes, answer.results, strict=True))
         results: list[dict[str, Any]] = []
-        for index, result in enumerate(batch.results):
+        for index, result in sorted(by_index.items()):
             if result.HasField("error"):
                 results.append(
                     {"index": index, "status": "error", "commands_generated": 0, "error": result.error}

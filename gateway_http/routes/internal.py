@@ -1,6 +1,9 @@
 """The internal API (http-api.md §12.1 to §12.5, plus the dead letters) → OutboxService and EventService.
 
 Every route here is `internal`: the app puts it behind the token gate (`gateway_http/internal_gate.py`).
+There is one outbox service per shard, each over its shard's database: counts are summed, marks
+and requeues go to every shard (a row lives on one; the others match nothing), claims fill the
+limit shard by shard, and dead letters are merged in `outbox_id` order.
 
 Dead letters (a project addition; the references have no DEAD state):
 - `GET /api/internal/outbox/dead?limit=100&after=<outbox_id>`: DEAD rows in `outbox_id` order
@@ -11,6 +14,7 @@ Dead letters (a project addition; the references have no DEAD state):
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -60,7 +64,7 @@ def _dead_row(row: outbox_pb2.DeadRow) -> dict[str, Any]:
 class InternalRoutes:
     def __init__(
         self,
-        outbox: outbox_pb2_grpc.OutboxServiceStub,
+        outbox: Sharded[outbox_pb2_grpc.OutboxServiceStub],
         events: Sharded[events_pb2_grpc.EventServiceStub],
         rpc_timeout: float,
     ) -> None:
@@ -86,10 +90,15 @@ class InternalRoutes:
         fields = problems.body(await read_json(request, required=False))
         limit = fields.number("limit", DEFAULT_LIMIT, minimum=-(2**63))
         problems.check()
-        claimed = await self._outbox.ClaimRows(
-            outbox_pb2.ClaimRowsRequest(limit=_clamp(limit)), timeout=self._timeout
-        )
-        rows = [_outbox_row(row) for row in claimed.rows]
+        wanted = _clamp(limit)
+        rows: list[dict[str, Any]] = []
+        for shard in self._outbox.all():
+            if len(rows) >= wanted:
+                break
+            claimed = await shard.ClaimRows(
+                outbox_pb2.ClaimRowsRequest(limit=wanted - len(rows)), timeout=self._timeout
+            )
+            rows.extend(_outbox_row(row) for row in claimed.rows)
         return json_response({"rows": rows, "claimed": len(rows)})
 
     async def mark_published(self, request: Request) -> Response:
@@ -97,10 +106,11 @@ class InternalRoutes:
         problems = Problems()
         outbox_ids = problems.body(await read_json(request)).ids("outbox_ids")
         problems.check()
-        marked = await self._outbox.MarkPublished(
-            outbox_pb2.MarkPublishedRequest(outbox_ids=outbox_ids), timeout=self._timeout
+        wanted = outbox_pb2.MarkPublishedRequest(outbox_ids=outbox_ids)
+        marked = await asyncio.gather(
+            *(shard.MarkPublished(wanted, timeout=self._timeout) for shard in self._outbox.all())
         )
-        return json_response({"marked": marked.marked})
+        return json_response({"marked": sum(answer.marked for answer in marked)})
 
     async def mark_failed(self, request: Request) -> Response:
         """§12.3 → `MarkFailed`: the backoff in seconds, 0 when the row is now DEAD."""
@@ -111,18 +121,25 @@ class InternalRoutes:
         attempts = fields.number("attempts", 1, minimum=1, maximum=INT32_MAX)
         max_delay = fields.number("max_delay_seconds", 300, minimum=1, maximum=INT32_MAX)
         problems.check()
-        failed = await self._outbox.MarkFailed(
-            outbox_pb2.MarkFailedRequest(
-                outbox_id=outbox_id, error=error, attempts=attempts, max_delay_seconds=max_delay
-            ),
-            timeout=self._timeout,
+        wanted = outbox_pb2.MarkFailedRequest(
+            outbox_id=outbox_id, error=error, attempts=attempts, max_delay_seconds=max_delay
         )
+        answers = await asyncio.gather(
+            *(shard.MarkFailed(wanted, timeout=self._timeout) for shard in self._outbox.all())
+        )
+        # The shard holding the row answers for it; when none does, any answer says "not marked".
+        failed = next((answer for answer in answers if answer.marked), answers[0])
         return json_response({"marked": failed.marked, "available_at_in": failed.available_at_in})
 
     async def pending_count(self, request: Request) -> Response:
         """§12.4 → `PendingCount`."""
-        counted = await self._outbox.PendingCount(outbox_pb2.PendingCountRequest(), timeout=self._timeout)
-        return json_response({"pending": counted.pending})
+        counted = await asyncio.gather(
+            *(
+                shard.PendingCount(outbox_pb2.PendingCountRequest(), timeout=self._timeout)
+                for shard in self._outbox.all()
+            )
+        )
+        return json_response({"pending": sum(answer.pending for answer in counted)})
 
     async def list_dead(self, request: Request) -> Response:
         """→ `ListDead`: one page of dead letters; `limit` clamped to 1..1000, `after` a cursor."""
@@ -131,14 +148,18 @@ class InternalRoutes:
         limit = query.number("limit", DEFAULT_LIMIT, minimum=-(2**63))
         after = query.number("after", 0, minimum=0)
         problems.check()
-        page = await self._outbox.ListDead(
-            outbox_pb2.ListDeadRequest(limit=_clamp(limit), after_outbox_id=after), timeout=self._timeout
+        wanted = outbox_pb2.ListDeadRequest(limit=_clamp(limit), after_outbox_id=after)
+        pages = await asyncio.gather(
+            *(shard.ListDead(wanted, timeout=self._timeout) for shard in self._outbox.all())
         )
+        merged = sorted((row for page in pages for row in page.rows), key=lambda row: row.outbox_id)
+        rows = merged[: wanted.limit]
+        more = len(merged) > len(rows) or any(page.HasField("next_after") for page in pages)
         return json_response(
             {
-                "rows": [_dead_row(row) for row in page.rows],
-                "dead": page.dead,
-                "next_after": page.next_after if page.HasField("next_after") else None,
+                "rows": [_dead_row(row) for row in rows],
+                "dead": sum(page.dead for page in pages),
+                "next_after": rows[-1].outbox_id if more and rows else None,
             }
         )
 
@@ -151,10 +172,11 @@ class InternalRoutes:
         if every and outbox_ids:
             fields.value_error("Give either 'outbox_ids' or 'all', not both")
         problems.check()
-        requeued = await self._outbox.Requeue(
-            outbox_pb2.RequeueRequest(outbox_ids=outbox_ids, all=every), timeout=self._timeout
+        wanted = outbox_pb2.RequeueRequest(outbox_ids=outbox_ids, all=every)
+        requeued = await asyncio.gather(
+            *(shard.Requeue(wanted, timeout=self._timeout) for shard in self._outbox.all())
         )
-        return json_response({"requeued": requeued.requeued})
+        return json_response({"requeued": sum(answer.requeued for answer in requeued)})
 
     async def project(self, request: Request) -> Response:
         """§12.5 → `Project` on each owning events shard; duplicates are envelopes already stored.

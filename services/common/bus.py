@@ -95,11 +95,14 @@ def execution_events_filter(execution_id: int) -> str:
     return f"noetl.events.*.*.{execution_id}.*"
 
 
-def message_id(subject: str, outbox_id: int, event_id: int) -> str:
-    """Event mirrors dedupe on the event id (§11.2); command notifications on the outbox row."""
+def message_id(subject: str, event_id: int) -> str:
+    """Event mirrors dedupe on the event id (§11.2); a command notification on its
+    `command.issued` event id. Never on the outbox row id: that is a per-database sequence, and
+    two shards' databases hand out the same numbers (one shard's rows would be dropped as
+    duplicates of another's)."""
     if subject.startswith("noetl.events."):
         return str(event_id)
-    return f"outbox-{outbox_id}"
+    return f"command-{event_id}"
 
 
 def _token(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +29,12 @@ _OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
+
+
+# Metadata naming the shard a per-shard channel serves: how Envoy (deploy/envoy/envoy.yaml) routes a
+# call to its owner when every shard address is Envoy's. Envoy cannot read the execution id in a
+# protobuf body; the client already ran `shard_for` on it to pick the channel.
+SHARD_HEADER = "x-noetl-shard"
 
 
 class _Bearer:
@@ -101,8 +108,18 @@ class ClientAuth:
     def off(cls) -> ClientAuth:
         return cls(MeshAuth.off(""))
 
-    def open(self, address: str) -> grpc.aio.Channel:
+    def open(self, address: str, shard: int | None = None) -> grpc.aio.Channel:
+        """A channel to `address`; with `shard`, every call names that shard (SHARD_HEADER)."""
         interceptors: list[Any] = [*telemetry.client_interceptors(), ClientErrorInterceptor(), *self._bearer]
+        if shard is not None:
+            # grpc.aio files an interceptor under its first matching kind only: one object per kind.
+            tag = (SHARD_HEADER, str(shard))
+            interceptors[:0] = [
+                _TagUnary(tag),
+                _TagUnaryStream(tag),
+                _TagStreamUnary(tag),
+                _TagStreamStream(tag),
+            ]
         if self.settings.mode == MTLS:
             settings = self.settings
 
@@ -115,12 +132,57 @@ class ClientAuth:
         return grpc.aio.insecure_channel(address, options=_OPTIONS, interceptors=interceptors)
 
 
-def open_channel(address: str, auth: ClientAuth) -> grpc.aio.Channel:
-    return auth.open(address)
+def open_channel(address: str, auth: ClientAuth, shard: int | None = None) -> grpc.aio.Channel:
+    return auth.open(address, shard)
+
+
+def _tagged(details: grpc.aio.ClientCallDetails, pair: tuple[str, str]) -> grpc.aio.ClientCallDetails:
+    """The call's details with `x-noetl-shard: <index>` added to its metadata."""
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), pair)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _TagUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request)
+
+
+class _TagUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request)
+
+
+class _TagStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request_iterator)
+
+
+class _TagStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self._pair = pair
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_tagged(client_call_details, self._pair), request_iterator)
 
 
 class Sharded(Generic[StubT]):
-    """One stub per shard; `for_execution` picks the owner, `all` serves fan-out lookups.
+    """One stub per shard; `for_execution` picks the owner, `for_new_execution` the shard a new
+    run starts on, `all` serves fan-out lookups.
 
     With one address (the default) every call goes to it through the same code path.
     """
@@ -130,11 +192,18 @@ class Sharded(Generic[StubT]):
     ) -> None:
         if not addresses:
             raise ValueError("at least one address is required")
-        self._channels = [auth.open(address) for address in addresses]
+        self._channels = [auth.open(address, shard) for shard, address in enumerate(addresses)]
         self._stubs = [make_stub(channel) for channel in self._channels]
+        self._turns = itertools.count()
 
     def for_execution(self, execution_id: int) -> StubT:
         return self._stubs[shard_for(execution_id, len(self._stubs))]
+
+    def for_new_execution(self) -> StubT:
+        """The shard that starts the next new execution, in turn. The receiving shard mints an id
+        it owns (`Snowflake.next_owned_id`), so the run is born on its owner and turns spread
+        runs evenly; no hand-over, no second hop (docs/sharding.md)."""
+        return self._stubs[next(self._turns) % len(self._stubs)]
 
     def all(self) -> list[StubT]:
         return list(self._stubs)

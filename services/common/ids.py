@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from services.common.sharding import owns
+
 EPOCH_MS = 1704067200000
 MACHINE_BITS = 10
 SEQUENCE_BITS = 12
@@ -81,6 +83,18 @@ class Snowflake:
                 | (self._machine << SEQUENCE_BITS)
                 | self._seq
             )
+
+    def next_owned_id(self, shard_index: int, shard_count: int) -> int:
+        """The next id whose `shard_for` is `shard_index`: how a shard mints the ids of the
+        executions it starts, so that a run is born on its owner and never handed over.
+
+        Ids of other shards are skipped (N - 1 of N on average, a few microseconds each); they
+        are unique and simply unused.
+        """
+        while True:
+            candidate = self.next_id()
+            if owns(candidate, shard_index, shard_count):
+                return candidate
 
 
 def _wall_ms() -> int:

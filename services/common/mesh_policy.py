@@ -62,7 +62,10 @@ POLICY: Mapping[str, frozenset[str]] = {
     "ExecutionService/Status": _G,
     # No caller since the one-way pipeline (executions learn of events from a JetStream feed).
     "ExecutionService/Advance": frozenset(),
-    "ExecutionService/Cancel": _G,
+    # An execution shard cancels a cascade's members on their owning shards (`cascade_from`).
+    "ExecutionService/Cancel": frozenset({GATEWAY, EXECUTION}),
+    # A cascade's shard asks every other shard for the family's children on it.
+    "ExecutionService/Children": frozenset({EXECUTION}),
     "ExecutionService/CancellationCheck": _G,
     "ExecutionService/Finalize": _G,
     "ExecutionService/Rerun": _G,

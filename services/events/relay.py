@@ -67,7 +67,7 @@ class Relay:
         await self._js.publish(
             entry.subject,
             entry.payload.encode(),
-            headers={"Nats-Msg-Id": message_id(entry.subject, entry.outbox_id, entry.event_id)},
+            headers={"Nats-Msg-Id": message_id(entry.subject, entry.event_id)},
             timeout=2.0,
         )
 

@@ -28,7 +28,7 @@ from services.common.ids import Snowflake
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import Admin
-from services.execution.clients import BusPublisher, CatalogClient, EventsClient
+from services.execution.clients import BusPublisher, CatalogClient, EventsClient, ShardFamily
 from services.execution.commands.api import CommandApi
 from services.execution.commands.binding import WorkBinding, WorkBindingApi
 from services.execution.commands.claims import Claims, ClaimSettings
@@ -59,6 +59,10 @@ from services.execution.variables.store import VariableStore
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
     mesh = ClientAuth(settings.basics.mesh)
+    # Worker pools are one registry for the cluster; with one database it is the shard's own pool.
+    shared_cluster = settings.cluster_pg_dsn == settings.basics.pg_dsn
+    cluster_pool = pool if shared_cluster else await db.create_pool(settings.cluster_pg_dsn, max_size=5)
+    registry = PoolStore(cluster_pool)
     catalog_channel = open_channel(settings.catalog_addr, mesh)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
     store = ExecutionStore(pool)
@@ -77,7 +81,11 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         catalog=catalog_port,
         results=results,
         ids=ids,
-        settings=OrchestratorSettings(server_url=settings.server_url),
+        settings=OrchestratorSettings(
+            server_url=settings.server_url,
+            shard_index=settings.shard_index,
+            shard_count=settings.shard_count,
+        ),
         projector=projector,
     )
     claims = Claims(
@@ -85,7 +93,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         events_port,
         orchestrator,
         projector,
-        ClaimSettings(
+        registry=registry,
+        settings=ClaimSettings(
             lease_seconds=settings.lease_seconds,
             retry_after_seconds=settings.retry_after_seconds,
             worker_heartbeat_stale_seconds=settings.worker_heartbeat_stale_seconds,
@@ -119,11 +128,24 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     reaping = asyncio.create_task(reaper.run(), name="command-reaper")
     sweeper = ExpirySweeper(results)
     sweeping = asyncio.create_task(sweeper.run(), name="result-sweeper")
-    control = Control(orchestrator, events_port, store)
+    # Other shards' execution services, for cascades whose family spans shards.
+    peers = (
+        Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
+        if settings.shard_count > 1
+        else None
+    )
+    control = Control(
+        orchestrator,
+        events_port,
+        store,
+        ShardFamily(store, peers, settings.shard_index),
+        shard_index=settings.shard_index,
+        shard_count=settings.shard_count,
+    )
     cleanup = Cleanup(orchestrator, store, settings.shard_index, settings.shard_count)
     execution_api = ExecutionApi(orchestrator, queries, control, lifecycle, cleanup=cleanup)
     command_api = CommandApi(claims)
-    pool_api = PoolApi(Pools(PoolStore(pool), ids))
+    pool_api = PoolApi(Pools(registry, ids))
     secrets_channel = open_channel(settings.secrets_addr, mesh)
     credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
     admin = Admin(pool, settings.sql_dsn or None, credentials, settings.sql_timeout_seconds)
@@ -135,7 +157,9 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminApi(admin), server)
         vars_pb2_grpc.add_VarsServiceServicer_to_server(VarsApi(Variables(VariableStore(pool))), server)
         results_pb2_grpc.add_ResultServiceServicer_to_server(ResultApi(results), server)
-        binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(WorkBindingApi(WorkBinding(pool)), server)
+        binding_pb2_grpc.add_WorkBindingServiceServicer_to_server(
+            WorkBindingApi(WorkBinding(commands)), server
+        )
 
     try:
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
@@ -149,8 +173,12 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         await sweeping
         await nc.drain()
         await events.close()
+        if peers is not None:
+            await peers.close()
         await catalog_channel.close()
         await secrets_channel.close()
+        if not shared_cluster:
+            await cluster_pool.close()
         await pool.close()
 
 

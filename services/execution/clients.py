@@ -6,12 +6,21 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nats.js import JetStreamContext
-from noetl.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, events_pb2, events_pb2_grpc
+from noetl.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    events_pb2_grpc,
+    execution_pb2,
+    execution_pb2_grpc,
+)
 
 from services.common import jsonutil
 from services.common.grpc_client import Sharded
 from services.common.timeutil import as_utc
 from services.execution.engine.records import EventRecord, NewEvent
+from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import Appended, LogEvent, Notification, PlaybookEntry
 
 # A log is read in pages of this many events: never one message whatever its length.
@@ -191,3 +200,37 @@ class BusPublisher:
             headers={"Nats-Msg-Id": message_id},
             timeout=5.0,
         )
+
+
+class ShardFamily:
+    """`FamilyPort` over this shard's store and the other shards' ExecutionService."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        peers: Sharded[execution_pb2_grpc.ExecutionServiceStub] | None,
+        shard_index: int,
+    ) -> None:
+        self._store = store
+        # None with one shard: every family lives in this shard's database.
+        self._peers = peers
+        self._index = shard_index
+
+    async def children(self, parent_ids: Sequence[int]) -> list[tuple[int, bool]]:
+        found = await self._store.children(parent_ids)
+        if self._peers is not None:
+            wanted = execution_pb2.ChildrenRequest(parent_execution_ids=parent_ids)
+            for index, stub in enumerate(self._peers.all()):
+                if index != self._index:
+                    answer = await stub.Children(wanted, timeout=30)
+                    found += [(child.execution_id, child.running) for child in answer.children]
+        return sorted(found)
+
+    async def cancel_member(self, execution_id: int, reason: str, cascade_from: int) -> bool:
+        if self._peers is None:
+            raise ValueError(f"execution {execution_id}: one shard has no other shard to ask")
+        answer = await self._peers.for_execution(execution_id).Cancel(
+            execution_pb2.CancelRequest(execution_id=execution_id, reason=reason, cascade_from=cascade_from),
+            timeout=30,
+        )
+        return execution_id in answer.cancelled_executions

@@ -102,3 +102,16 @@ class EventsPort(Protocol):
     async def one(self, execution_id: int, event_id: int) -> LogEvent | None:
         """One event by id; None when the log has no such event."""
         ...
+
+
+class FamilyPort(Protocol):
+    """Parents and children on every shard: a child runs on whichever shard started it."""
+
+    async def children(self, parent_ids: Sequence[int]) -> list[tuple[int, bool]]:
+        """(execution_id, running) of every direct child of `parent_ids`, on any shard, in id order."""
+        ...
+
+    async def cancel_member(self, execution_id: int, reason: str, cascade_from: int) -> bool:
+        """Cancels an execution another shard owns as a member of `cascade_from`'s cascade;
+        False when it had already ended."""
+        ...

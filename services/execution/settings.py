@@ -13,8 +13,12 @@ from services.execution.orchestration.reaper import ReaperSettings
 @dataclass(frozen=True, slots=True)
 class Settings:
     basics: ServiceBasics
+    # The cluster database (worker pools); the shard's own (basics.pg_dsn) holds everything else.
+    cluster_pg_dsn: str
     catalog_addr: str
     events_addrs: tuple[str, ...]
+    # Every execution shard in shard order (this one included): cascades reach across shards.
+    execution_addrs: tuple[str, ...]
     server_url: str
     lease_seconds: int
     retry_after_seconds: int
@@ -47,10 +51,13 @@ class Settings:
                     env.problem(f"cannot take a shard index below {shard_count} from the hostname")
                 else:
                     shard_index = ordinal
+        basics = ServiceBasics.read(env, "127.0.0.1:50052", "execution")
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50052", "execution"),
+            basics=basics,
+            cluster_pg_dsn=env.text("NOETL_CLUSTER_PG_DSN", basics.pg_dsn),
             catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS"),
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
             lease_seconds=env.integer("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1),
             retry_after_seconds=env.integer("NOETL_COMMAND_CLAIM_RETRY_AFTER_SECONDS", 2, minimum=1),
@@ -74,6 +81,15 @@ class Settings:
             sql_timeout_seconds=env.number("NOETL_POSTGRES_EXECUTE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
             sql_dsn=env.text("NOETL_POSTGRES_EXECUTE_DSN"),
         )
+        if shard_count > 1 and len(settings.execution_addrs) != shard_count:
+            env.problem(f"NOETL_EXECUTION_ADDRS must name all {shard_count} execution shards, in shard order")
+        if settings.bus.event_shard_count != shard_count:
+            # The feed's subject filter names this shard among NOETL_EVENT_SHARD_COUNT: with another
+            # count some of this shard's events would go to no consumer at all.
+            env.problem(
+                f"NOETL_EVENT_SHARD_COUNT ({settings.bus.event_shard_count}) must equal "
+                f"NOETL_SHARD_COUNT ({shard_count})"
+            )
         env.finish()
         return settings
 

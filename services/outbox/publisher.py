@@ -190,7 +190,7 @@ class Publisher:
                 future = await self._js.publish_async(
                     row.subject,
                     row.payload.encode(),
-                    headers={"Nats-Msg-Id": message_id(row.subject, row.outbox_id, row.event_id)},
+                    headers={"Nats-Msg-Id": message_id(row.subject, row.event_id)},
                 )
             except Exception as exc:
                 failures.append(Failure(row.outbox_id, f"publish failed: {_describe(exc)}", row.attempts))

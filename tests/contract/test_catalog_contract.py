@@ -178,7 +178,7 @@ async def gated_gateway(process_mesh: ProcessMesh, token: str | None) -> AsyncIt
         "NOETL_CATALOG_ADDR": info.catalog_addr,
         "NOETL_EXECUTION_ADDRS": ",".join(info.execution_addrs),
         "NOETL_EVENTS_ADDRS": ",".join(info.events_addrs),
-        "NOETL_OUTBOX_ADDR": info.outbox_addr,
+        "NOETL_OUTBOX_ADDRS": ",".join(info.outbox_addrs),
         **process_mesh.mesh_env("gateway"),
     }
     if token is not None:

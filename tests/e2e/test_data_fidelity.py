@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from tests.helpers.invariants import finish
-from tests.helpers.mesh import ProcessMesh, database, execute, register, step_result, step_stdout
+from tests.helpers.mesh import (
+    ProcessMesh,
+    database,
+    execute,
+    execution_database,
+    register,
+    step_result,
+    step_stdout,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -130,7 +138,7 @@ async def test_a_secret_and_its_encodings_are_stored_nowhere_in_clear(
 
     assert run.status == "FAILED"
     assert step_stdout(run.events, "start") is not None
-    async with database(process_mesh.pg_dsn) as db:
+    async with database(await execution_database(process_mesh.pg_dsn, execution_id)) as db:
         stored = await db.fetchval(
             "SELECT coalesce(string_agg(concat_ws(' ', context::text, result::text, meta::text, error),"
             " ' '), '') FROM noetl.event WHERE execution_id = $1",

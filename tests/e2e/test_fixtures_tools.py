@@ -225,11 +225,14 @@ async def test_playbook_composition(
             " FROM public.user_profile_results WHERE execution_id = $1 ORDER BY user_name",
             str(parent),
         )
-        children = await conn.fetch(
-            "SELECT DISTINCT execution_id FROM noetl.event WHERE parent_execution_id = $1"
-            " AND event_type = 'playbook.initialized'",
-            parent,
-        )
+    children = []
+    for shard_dsn in process_mesh.shard_dsns:  # a child runs on whichever shard started it
+        async with database(shard_dsn) as conn:
+            children += await conn.fetch(
+                "SELECT DISTINCT execution_id FROM noetl.event WHERE parent_execution_id = $1"
+                " AND event_type = 'playbook.initialized'",
+                parent,
+            )
     assert [(r["user_name"], r["profile_score"], r["score_category"]) for r in rows] == [
         ("Alice", 16.2, "Junior"),
         ("Bob", 16.7, "Junior"),

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.eventlog import of, one
 from tests.helpers.invariants import run_playbook
-from tests.helpers.mesh import ProcessMesh, database, mesh_run, register, step_result
+from tests.helpers.mesh import ProcessMesh, database, execution_database, mesh_run, register, step_result
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +110,7 @@ async def test_a_large_result_is_stored_by_reference_and_read_as_if_inline(
             and len(reference["preview"]["items"]) == 5
         )
         assert "data" not in envelope["context"] and envelope["context"]["stdout"] == "made the items\n"
-    async with database(process_mesh.pg_dsn) as conn:
+    async with database(await execution_database(process_mesh.pg_dsn, run.execution_id)) as conn:
         stored_size = await conn.fetchval(
             "SELECT octet_length(result::text) FROM noetl.event "
             "WHERE execution_id = $1 AND event_type = 'call.done' AND node_name = 'big'",

@@ -20,7 +20,15 @@ from typing import Any
 
 import httpx
 
-from tests.helpers.mesh import TERMINAL_EVENTS, database, events, execute, register, wait_terminal
+from tests.helpers.mesh import (
+    TERMINAL_EVENTS,
+    database,
+    events,
+    execute,
+    execution_database,
+    register,
+    wait_terminal,
+)
 
 ROOT_EVENTS = frozenset({"playbook.initialized", "playbook_started", "playbook.started"})
 COMMAND_TERMINAL = frozenset({"command.completed", "command.failed"})
@@ -96,8 +104,8 @@ class LoggedEvent:
 
 
 async def logged_events(pg_dsn: str, execution_id: str | int) -> list[LoggedEvent]:
-    """The execution's stored events in `event_id` order."""
-    async with database(pg_dsn) as conn:
+    """The execution's stored events in `event_id` order, read from its shard's database."""
+    async with database(await execution_database(pg_dsn, execution_id)) as conn:
         rows = await conn.fetch(
             "SELECT event_id, prev_event_id, event_type, node_name, command_id, context, meta, error,"
             " created_at FROM noetl.event WHERE execution_id = $1 ORDER BY event_id",

@@ -24,8 +24,10 @@ import httpx
 
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
-from noetl_mesh.stack import Stack
+from noetl_mesh.stack import Stack, shard_databases
 from noetl_mesh.state import StackInfo
+from services.common.mesh_auth import TOKEN
+from services.common.sharding import shard_for
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
 from tests.helpers.shared import REPO
@@ -53,6 +55,8 @@ class ProcessMesh:
     """A running session mesh: where to reach it and the database it writes."""
 
     info: StackInfo
+    # The stack that started it: `repair` through it starts what a test stopped, as its child.
+    stack: Stack
 
     @property
     def gateway_url(self) -> str:
@@ -60,7 +64,13 @@ class ProcessMesh:
 
     @property
     def pg_dsn(self) -> str:
+        """The cluster database; with one shard also the shard's."""
         return self.info.pg_dsn
+
+    @property
+    def shard_dsns(self) -> tuple[str, ...]:
+        """One database per shard, in shard order."""
+        return self.info.shard_dsns
 
     @property
     def run_dir(self) -> Path:
@@ -69,15 +79,21 @@ class ProcessMesh:
     def mesh_env(self, identity: str) -> dict[str, str]:
         """Variables that let a client in this process call the mesh's services as `identity`,
         with the token `noetl-mesh up` made for it (mesh auth is on in the session mesh)."""
-        # Explicitly on: these variables often go over `NOWHERE_ENV`, which turns it off.
-        return {"NOETL_MESH_AUTH": "token", **MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)}
+        # The mode too: a test's settings may start from NOWHERE_ENV, which turns mesh auth off.
+        return {"NOETL_MESH_AUTH": TOKEN, **MeshCredentials(self.run_dir / AUTH_DIR).for_process(identity)}
 
 
 @asynccontextmanager
 async def running_process_mesh(
-    pg_server: PgServer, run_dir: Path, env: Mapping[str, str] | None = None, *, supervise: bool = False
+    pg_server: PgServer,
+    run_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    supervise: bool = False,
+    shards: int = 1,
 ) -> AsyncIterator[ProcessMesh]:
-    """Starts the mesh on a fresh database of `pg_server`; stops it and drops the database on exit.
+    """Starts the mesh on a fresh database of `pg_server` (and, with `shards` > 1, one fresh
+    database per shard beside it); stops it and drops the databases on exit.
 
     `env` is laid over this process's environment for every mesh process (e.g. short leases).
     Unsupervised unless asked: tests that stop a process on purpose expect it to stay stopped.
@@ -90,14 +106,16 @@ async def running_process_mesh(
         nats_url=None,
         base_env={**os.environ, **(env or {})},
         supervise=supervise,
+        shards=shards,
     )
     stack = Stack(config)
     try:
         info = await asyncio.to_thread(stack.up)
-        yield ProcessMesh(info)
+        yield ProcessMesh(info, stack)
     finally:
         await asyncio.to_thread(stack.down)
-        await infra.drop_database(pg_server, dsn)
+        for database in {dsn, *shard_databases(dsn, shards)}:
+            await infra.drop_database(pg_server, database)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,6 +241,21 @@ async def database(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+async def execution_database(cluster_dsn: str, execution_id: str | int) -> str:
+    """The database that holds an execution's rows: the cluster database of a one-shard mesh,
+    else its owning shard's (`<cluster>_shard_<k>`, the launcher's layout)."""
+    name = infra.database_of(cluster_dsn)
+    async with database(cluster_dsn) as conn:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+            name.replace("_", "\\_") + "\\_shard\\_%",
+        )
+    if not count:
+        return cluster_dsn
+    return shard_databases(cluster_dsn, int(count))[shard_for(int(execution_id), int(count))]
+
+
+@dataclass
 @dataclass
 class NewRows:
     """Executions and events created inside a `new_rows` block; filled in when the block exits."""

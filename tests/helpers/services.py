@@ -175,8 +175,10 @@ async def running_mesh(
             assemble_execution,
             ExecutionSettings(
                 basics=basics(dsn, mesh=auth("execution")),
+                cluster_pg_dsn=dsn,
                 catalog_addr=catalog,
                 events_addrs=(events_port.address,),
+                execution_addrs=(),
                 server_url=SERVER_URL,
                 secrets_addr=NOWHERE,
                 lease_seconds=CLAIM_LEASE_SECONDS,

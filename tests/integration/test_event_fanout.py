@@ -92,7 +92,7 @@ async def test_the_start_command_notification_goes_through_the_outbox_to_the_com
     assert row["subject"] == f"noetl.commands.shared.{started.execution_id}"
 
     (message,) = await read_stream(mesh.js, mesh.bus.command_stream, row["subject"], at_least=1)
-    assert message.msg_id == f"outbox-{row['outbox_id']}"
+    assert message.msg_id == f"command-{row['event_id']}"
     payload = orjson.loads(message.data)
     assert (payload["event_id"], payload["command_id"], payload["step"]) == (
         started.event_id,

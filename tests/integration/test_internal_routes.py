@@ -64,7 +64,7 @@ def gateway_settings(backends: Backends, token: str | None) -> GatewaySettings:
     env = {
         **NOWHERE_ENV,
         "NOETL_EVENTS_ADDRS": backends.events_addr,
-        "NOETL_OUTBOX_ADDR": backends.outbox.address,
+        "NOETL_OUTBOX_ADDRS": backends.outbox.address,
         "NOETL_MESH_AUTH": "off",
     }
     if token is not None:

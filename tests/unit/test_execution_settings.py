@@ -12,10 +12,23 @@ BASE = {
     "NOETL_NATS_URL": "nats://127.0.0.1:4222",
     "NOETL_MESH_AUTH": "off",
 }
+THREE_SHARDS = {
+    "NOETL_SHARD_COUNT": "3",
+    "NOETL_EVENT_SHARD_COUNT": "3",
+    "NOETL_EXECUTION_ADDRS": "e-0:50052,e-1:50052,e-2:50052",
+}
 
 
 def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
-    for key in ("NOETL_SHARD_COUNT", "NOETL_SHARD_INDEX", "NOETL_SHARD_INDEX_FROM_HOSTNAME", "HOSTNAME"):
+    for key in (
+        "NOETL_SHARD_COUNT",
+        "NOETL_SHARD_INDEX",
+        "NOETL_SHARD_INDEX_FROM_HOSTNAME",
+        "HOSTNAME",
+        "NOETL_EVENT_SHARD_COUNT",
+        "NOETL_EXECUTION_ADDRS",
+        "NOETL_CLUSTER_PG_DSN",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in {**BASE, **env}.items():
         monkeypatch.setenv(key, value)
@@ -25,12 +38,23 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
 def test_defaults_own_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch)
     assert (settings.shard_index, settings.shard_count) == (0, 1)
+    # One database serves the shard and the cluster unless a cluster DSN is named.
+    assert settings.cluster_pg_dsn == settings.basics.pg_dsn
+
+
+def test_a_shard_of_several_needs_every_peer_and_the_same_event_shard_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(monkeypatch, NOETL_SHARD_COUNT="3", NOETL_EXECUTION_ADDRS="e-0:1")
+    assert "NOETL_EXECUTION_ADDRS must name all 3 execution shards" in str(refused.value)
+    assert "NOETL_EVENT_SHARD_COUNT (1) must equal NOETL_SHARD_COUNT (3)" in str(refused.value)
 
 
 def test_index_from_statefulset_hostname(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(
         monkeypatch,
-        NOETL_SHARD_COUNT="3",
+        **THREE_SHARDS,
         NOETL_SHARD_INDEX_FROM_HOSTNAME="true",
         HOSTNAME="noetl-execution-2",
     )
@@ -40,7 +64,7 @@ def test_index_from_statefulset_hostname(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_explicit_index_wins_over_hostname(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(
         monkeypatch,
-        NOETL_SHARD_COUNT="3",
+        **THREE_SHARDS,
         NOETL_SHARD_INDEX="1",
         NOETL_SHARD_INDEX_FROM_HOSTNAME="true",
         HOSTNAME="noetl-execution-2",

@@ -22,7 +22,7 @@ def test_nowhere_covers_every_address_the_gateway_reads() -> None:
         "catalog_addr": NOWHERE,
         "execution_addrs": (NOWHERE,),
         "events_addrs": (NOWHERE,),
-        "outbox_addr": NOWHERE,
+        "outbox_addrs": (NOWHERE,),
         "secrets_addr": NOWHERE,
     }
 

@@ -69,7 +69,8 @@ def test_mesh_environment_names_every_address() -> None:
     env = mesh_environment(Ports(), pg_dsn="postgresql://x", nats_url="nats://y", run_dir=Path("/r"))
     assert env["NOETL_EXECUTION_ADDRS"] == "127.0.0.1:50052"
     assert env["NOETL_EVENTS_ADDRS"] == "127.0.0.1:50053"
-    assert env["NOETL_OUTBOX_ADDR"] == "127.0.0.1:50054"
+    assert env["NOETL_OUTBOX_ADDRS"] == "127.0.0.1:50054"
+    assert env["NOETL_SHARD_COUNT"] == env["NOETL_EVENT_SHARD_COUNT"] == "1"
     assert env["NOETL_SECRETS_ADDR"] == "127.0.0.1:50055"
     assert "NOETL_ENCRYPTION_KEY" not in env  # only the secrets process gets the key
     assert env["NOETL_PORT"] == "8082"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import xxhash
 
+from services.common.grpc_client import ClientAuth, Sharded
+from services.common.ids import Snowflake
 from services.common.sharding import owns, shard_for
 
 
@@ -42,3 +44,22 @@ def test_ownership() -> None:
     assert owns(42, 0, 1)
     assert owns(42, 3, 4)
     assert not owns(42, 2, 4)
+
+
+@pytest.mark.parametrize("count", [1, 3, 8])
+def test_a_shard_mints_only_ids_it_owns_and_they_still_ascend(count: int) -> None:
+    ids = Snowflake(7)
+    for index in range(count):
+        minted = [ids.next_owned_id(index, count) for _ in range(200)]
+        assert all(shard_for(i, count) == index for i in minted)
+        assert minted == sorted(set(minted))
+
+
+async def test_new_executions_are_dealt_to_the_shards_in_turn() -> None:
+    sharded = Sharded(
+        ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), lambda channel: channel, ClientAuth.off()
+    )
+    stubs = sharded.all()
+    dealt = [sharded.for_new_execution() for _ in range(9)]
+    await sharded.close()
+    assert [stubs.index(stub) for stub in dealt] == [0, 1, 2] * 3

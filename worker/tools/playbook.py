@@ -137,7 +137,7 @@ class PlaybookTool:
             request.version = int(version)
         if call.trace is not None:
             request.trace_json = jsonutil.dumps(call.trace)
-        answer = await self._executions.all()[0].Start(request, timeout=START_TIMEOUT_SECONDS)
+        answer = await self._executions.for_new_execution().Start(request, timeout=START_TIMEOUT_SECONDS)
         log.info("step %s started child execution %s (%s)", call.step, answer.execution_id, path)
         return int(answer.execution_id)
 

@@ -6,7 +6,7 @@ tool config or input names it: as a whole value (`auth: pg_prod`, a `secrets` to
 or in a `keychain.<alias>` template the worker renders. The rendering context (workload,
 earlier results) is not looked at: data a user passed in does not grant anything.
 
-Its one query lives here rather than in store.py, which is being reshaped by durable execution.
+The live claims come from the commands sub-context's store (`CommandStore.live_claims`).
 """
 
 from __future__ import annotations
@@ -19,19 +19,14 @@ from typing import Any
 import grpc
 from noetl.v1 import binding_pb2, binding_pb2_grpc
 
-from services.common import db, jsonutil
+from services.common import jsonutil
 from services.common.errors import InvalidArgument
+from services.execution.commands.store import CommandStore
 
 NO_LIVE_CLAIM = "no_live_claim"
 NOT_REFERENCED = "not_referenced"
 # The parts of a command context a tool reads its credentials from (engine/commands.py).
 _TOOL_PARTS = ("tool_config", "input", "args")
-_LIVE_CLAIMS = """
-SELECT command_id, context::text
-  FROM noetl.command
- WHERE execution_id = $1 AND worker_id = $2 AND status IN ('CLAIMED', 'RUNNING') AND lease_until > now()
- ORDER BY command_id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +60,8 @@ def references(context: Mapping[str, Any], alias: str) -> bool:
 
 
 class WorkBinding:
-    def __init__(self, pool: db.Pool) -> None:
-        self._pool = pool
+    def __init__(self, commands: CommandStore) -> None:
+        self._commands = commands
 
     async def check(self, execution_id: int, worker_id: str, alias: str) -> SecretUse:
         """Raises InvalidArgument: no execution id or alias."""
@@ -74,13 +69,13 @@ class WorkBinding:
             raise InvalidArgument("CheckSecretUse needs an execution_id and an alias")
         if not worker_id:
             return SecretUse(False, NO_LIVE_CLAIM)
-        rows = await self._pool.fetch(_LIVE_CLAIMS, execution_id, worker_id)
+        rows = await self._commands.live_claims(execution_id, worker_id)
         if not rows:
             return SecretUse(False, NO_LIVE_CLAIM)
-        for row in rows:
-            context = jsonutil.loads(row[1]) if row[1] else {}
+        for command_id, text in rows:
+            context = jsonutil.loads(text) if text else {}
             if isinstance(context, Mapping) and references(context, alias):
-                return SecretUse(True, command_id=int(row[0]))
+                return SecretUse(True, command_id=command_id)
         return SecretUse(False, NOT_REFERENCED)
 
 

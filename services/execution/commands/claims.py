@@ -9,7 +9,6 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from services.common.db import Connection
 from services.common.errors import Conflict, FailedPrecondition, NotFound
 from services.common.timeutil import utcnow
 from services.execution.commands.status import CLAIMED, HELD, RUNNING, can_move
@@ -52,9 +51,13 @@ class Claims:
         events: EventsPort,
         orchestrator: Orchestrator,
         projector: Projector,
+        *,
+        registry: PoolStore,
         settings: ClaimSettings,
     ) -> None:
         self._store = store
+        # The worker-pool registry is cluster-wide: with per-shard databases it is not in `store`'s.
+        self._registry = registry
         self._events = events
         self._orchestrator = orchestrator
         self._projector = projector
@@ -125,7 +128,7 @@ class Claims:
                 if row.worker_id == worker_id:
                     CLAIMS.labels("idempotent").inc()
                     return Claimed(row, 0)
-                reason = await self._stale_reason(conn, row, row.worker_id)
+                reason = await self._stale_reason(row, row.worker_id)
                 if reason is None:
                     CLAIMS.labels("conflict").inc()
                     raise Conflict(
@@ -199,7 +202,7 @@ class Claims:
         CLAIMS.labels("reclaimed" if reclaim else "claimed").inc()
         return Claimed(replace(row, status=target, worker_id=worker_id), claim_event_id, appended)
 
-    async def _stale_reason(self, conn: Connection, row: CommandRow, holder: str) -> str | None:
+    async def _stale_reason(self, row: CommandRow, holder: str) -> str | None:
         """Why another worker may take this claim over (data-model.md §6.2); None while it is live."""
         now = utcnow()
         if row.lease_until is None or now >= row.lease_until:
@@ -210,7 +213,7 @@ class Claims:
         # Heartbeats have kept the lease alive past its first term: the registry tells a worker
         # that is gone (deregistered, or silent) from one that is busy. An unregistered holder
         # keeps its lease.
-        standing = await PoolStore.worker_standing(conn, holder)
+        standing = await self._registry.worker_standing(holder)
         if standing is None:
             return None
         status, heartbeat = standing

@@ -164,6 +164,18 @@ class CommandStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
+    async def live_claims(self, execution_id: int, worker_id: str) -> list[tuple[int, str | None]]:
+        """(command_id, context JSON text) of the worker's live claims in the execution: held
+        (claimed or running) with the lease not expired, in id order (the secrets binding check)."""
+        rows = await self.pool.fetch(
+            "SELECT command_id, context::text FROM noetl.command"
+            f" WHERE execution_id = $1 AND worker_id = $2 AND status IN ({sql_list(HELD)})"
+            " AND lease_until > now() ORDER BY command_id",
+            execution_id,
+            worker_id,
+        )
+        return [(int(row[0]), row[1]) for row in rows]
+
     async def ensure_commands(
         self,
         execution_id: int,

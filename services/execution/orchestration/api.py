@@ -151,11 +151,21 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
     async def Cancel(
         self, request: execution_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.CancelResponse:
-        outcome = await self._control.cancel(
-            request.execution_id, request.reason or "User requested cancellation", request.cascade
-        )
+        reason = request.reason or "User requested cancellation"
+        if request.HasField("cascade_from"):
+            outcome = await self._control.cancel_member(request.execution_id, reason, request.cascade_from)
+        else:
+            outcome = await self._control.cancel(request.execution_id, reason, request.cascade)
         return execution_pb2.CancelResponse(
             status=outcome.status, cancelled_executions=outcome.cancelled, message=outcome.message
+        )
+
+    async def Children(
+        self, request: execution_pb2.ChildrenRequest, context: grpc.aio.ServicerContext
+    ) -> execution_pb2.ChildrenResponse:
+        found = await self._control.own_children(list(request.parent_execution_ids))
+        return execution_pb2.ChildrenResponse(
+            children=[execution_pb2.ChildExecution(execution_id=i, running=alive) for i, alive in found]
         )
 
     async def CancellationCheck(

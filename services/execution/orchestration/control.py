@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import NotFound
+from services.common.sharding import owns
 from services.execution.engine.records import EventRecord, EventType, NewEvent, canonical_event_type
 from services.execution.engine.status import CANCELLED, COMPLETED, FAILED, RUNNING
 from services.execution.orchestration.orchestrator import Orchestrator, StartInput
 from services.execution.orchestration.store import ExecutionStore
-from services.execution.ports import EventsPort
+from services.execution.ports import EventsPort, FamilyPort
 
 # The newest event of these means "already over" for cancel and the cancellation check (§4.8).
 _ENDED = {
@@ -54,38 +55,87 @@ class FinalizeOutcome:
     message: str
 
 
+# A cascade follows parent links this deep at most (a cycle cannot form, but a bound costs nothing).
+MAX_CASCADE_DEPTH = 64
+
+
 class Control:
-    def __init__(self, orchestrator: Orchestrator, events: EventsPort, store: ExecutionStore) -> None:
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        events: EventsPort,
+        store: ExecutionStore,
+        family: FamilyPort,
+        *,
+        shard_index: int,
+        shard_count: int,
+    ) -> None:
         self._orchestrator = orchestrator
         self._events = events
         self._store = store
+        self._family = family
+        self._shard_index = shard_index
+        self._shard_count = shard_count
 
     async def cancel(self, execution_id: int, reason: str, cascade: bool) -> CancelOutcome:
-        """Raises NotFound ("Execution <id> not found") when the execution has no events."""
+        """Cancels the execution and, with `cascade`, every running descendant on any shard
+        (nearest first): this shard's directly, another shard's through its owner.
+
+        Raises NotFound ("Execution <id> not found") when the execution has no events.
+        """
         log = await self._log(execution_id)
         ended = _ended(log)
         if ended is not None:
             return CancelOutcome("already_completed", [], f"Execution {execution_id} is already {ended}")
-        targets = [execution_id, *(await self._store.running_descendants(execution_id) if cascade else [])]
-        cancelled = []
-        for target in targets:
-            event = NewEvent(
-                event_type=EventType.EXECUTION_CANCELLED,
-                node_name="cancel",
-                status=CANCELLED,
-                context={"reason": reason, "cascade": cascade},
-                result={"status": CANCELLED},
-                meta={
-                    "reason": reason,
-                    "cancelled_by": "api",
-                    "cascade": cascade,
-                    "parent_cancel_id": str(execution_id) if target != execution_id else None,
-                    "actionable": True,
-                },
-            )
-            if await self._orchestrator.close(target, event, CANCELLED):
+        cancelled = [execution_id] if await self._close(execution_id, reason, cascade, None) else []
+        for target in await self._running_descendants(execution_id) if cascade else []:
+            if owns(target, self._shard_index, self._shard_count):
+                closed = await self._close(target, reason, True, execution_id)
+            else:
+                closed = await self._family.cancel_member(target, reason, execution_id)
+            if closed:
                 cancelled.append(target)
         return CancelOutcome("cancelled", cancelled, f"Cancelled {len(cancelled)} execution(s)")
+
+    async def cancel_member(self, execution_id: int, reason: str, cascade_from: int) -> CancelOutcome:
+        """Cancels one execution of this shard as a member of `cascade_from`'s cascade (the
+        ancestor's shard found it); already ended, nothing is written."""
+        closed = await self._close(execution_id, reason, True, cascade_from)
+        return CancelOutcome("cancelled", [execution_id] if closed else [], "")
+
+    async def own_children(self, parent_ids: list[int]) -> list[tuple[int, bool]]:
+        """(execution_id, running) of this shard's direct children of `parent_ids`, in id order."""
+        return await self._store.children(parent_ids)
+
+    async def _close(self, execution_id: int, reason: str, cascade: bool, cascade_from: int | None) -> bool:
+        event = NewEvent(
+            event_type=EventType.EXECUTION_CANCELLED,
+            node_name="cancel",
+            status=CANCELLED,
+            context={"reason": reason, "cascade": cascade},
+            result={"status": CANCELLED},
+            meta={
+                "reason": reason,
+                "cancelled_by": "api",
+                "cascade": cascade,
+                "parent_cancel_id": None if cascade_from is None else str(cascade_from),
+                "actionable": True,
+            },
+        )
+        return await self._orchestrator.close(execution_id, event, CANCELLED)
+
+    async def _running_descendants(self, execution_id: int) -> list[int]:
+        """Every RUNNING execution below this one on any shard, nearest first, then by id; ended
+        ones are walked through (a finished child's running grandchild is still cancelled)."""
+        running: list[int] = []
+        level = [execution_id]
+        for _ in range(MAX_CASCADE_DEPTH):
+            if not level:
+                break
+            children = await self._family.children(level)
+            running += [child for child, alive in children if alive]
+            level = [child for child, _ in children]
+        return running
 
     async def cancellation_check(self, execution_id: int) -> CancellationView:
         """Raises NotFound ("Execution <id> not found") when the execution has no events."""

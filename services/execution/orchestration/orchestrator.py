@@ -85,6 +85,9 @@ class StartInput:
 class OrchestratorSettings:
     server_url: str
     max_cached: int = 10_000
+    # This shard of `shard_count`: a start mints an id this shard owns (docs/sharding.md).
+    shard_index: int = 0
+    shard_count: int = 1
 
 
 @dataclass(slots=True)
@@ -158,7 +161,7 @@ class Orchestrator:
         kind = _requested_kind(request.resource_kind)
         entry = await self._resolve(request, kind)
         playbook = self._playbook(entry)
-        execution_id = self._ids.next_id()
+        execution_id = self._ids.next_owned_id(self._settings.shard_index, self._settings.shard_count)
         pool = pool_for(entry.path, request.execution_pool)
         meta: dict[str, Any] = {"emitter": "noetl-mesh"}
         if request.execution_pool:

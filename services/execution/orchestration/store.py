@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,22 +99,14 @@ class ExecutionStore:
         )
         return [row[0] for row in rows]
 
-    async def running_descendants(self, execution_id: int) -> list[int]:
-        """Every RUNNING execution below this one, through `parent_execution_id`, nearest first."""
+    async def children(self, parent_ids: Sequence[int]) -> list[tuple[int, bool]]:
+        """(execution_id, running) of this database's direct children of `parent_ids`, in id order."""
         rows = await self.pool.fetch(
-            """
-            WITH RECURSIVE tree(execution_id, depth) AS (
-                SELECT execution_id, 1 FROM noetl.execution WHERE parent_execution_id = $1
-                UNION ALL
-                SELECT e.execution_id, t.depth + 1 FROM noetl.execution e
-                JOIN tree t ON e.parent_execution_id = t.execution_id WHERE t.depth < 64
-            )
-            SELECT t.execution_id FROM tree t JOIN noetl.execution e USING (execution_id)
-            WHERE e.status = 'RUNNING' ORDER BY t.depth, t.execution_id
-            """,
-            execution_id,
+            "SELECT execution_id, status = 'RUNNING' FROM noetl.execution"
+            " WHERE parent_execution_id = ANY($1::bigint[]) ORDER BY execution_id",
+            list(parent_ids),
         )
-        return [row[0] for row in rows]
+        return [(int(row[0]), bool(row[1])) for row in rows]
 
     async def parent_of(self, execution_id: int) -> int | None:
         value = await self.pool.fetchval(

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from services.common.db import Connection, connection_errors
+from services.common.db import connection_errors
 from services.common.errors import Internal
 from services.common.jsonutil import dumps_text
 from services.common.timeutil import as_utc
@@ -127,10 +127,9 @@ class PoolStore:
             for row in rows
         ]
 
-    @staticmethod
-    async def worker_standing(conn: Connection, name: str) -> tuple[str, datetime] | None:
+    async def worker_standing(self, name: str) -> tuple[str, datetime] | None:
         """Status and last heartbeat of the worker pool `name` (one unique-index probe), if registered."""
-        row = await conn.fetchrow(
+        row = await self.pool.fetchrow(
             "SELECT status, heartbeat FROM noetl.runtime WHERE kind = 'worker_pool' AND name = $1", name
         )
         return None if row is None else (row[0], as_utc(row[1]))
