@@ -107,7 +107,8 @@ class Projector:
         self.written(e.event_id for e in fresh)
 
     async def heal(self, execution_id: int) -> None:
-        """Repairs one execution's command rows and final status from its log, when they disagree.
+        """Repairs one execution's command rows from its log when they disagree (the final status
+        follows from the feed, which holds the terminal event until it is projected).
 
         Cheap when nothing is wrong: two counts. Otherwise the issued commands are read in pages.
         """
