@@ -35,7 +35,7 @@ class ExecutionShard:
         # The worker-pool registry is cluster-wide: only shard 0's is called.
         self.pools = pools_pb2_grpc.PoolServiceStub(channel)
         self.vars = vars_pb2_grpc.VarsServiceStub(channel)
-        # Database utilities of the one main database: only shard 0's is called.
+        # Database utilities: pool status of every shard, ad-hoc SQL on the shard it names.
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
         # The result store is per shard: called on the shard of the execution id.
         self.results = results_pb2_grpc.ResultServiceStub(channel)

@@ -1,4 +1,4 @@
-"""AdminService: the main database's pool telemetry, schema check and ad-hoc SQL."""
+"""AdminService: its shard database's pool telemetry, schema check and ad-hoc SQL."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Database utilities of the control plane's main database (http-api.md §2.3, §11).
+"""Database utilities of an execution shard's database (http-api.md §2.3, §11; docs/sharding.md).
 
-The execution service serves them because it owns the main connection pool: its telemetry, a
+The execution service serves them because it owns its shard's connection pool: its telemetry, a
 check of the required tables (never DDL: the schema is the migration's job), and ad-hoc SQL.
 Ad-hoc SQL runs on a connection of its own, opened per request and closed after it, so nothing
 a statement does to its session (`SET`, an open transaction, temp tables) reaches the pool; each
