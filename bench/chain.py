@@ -9,9 +9,10 @@ From the events' server timestamps each run is also split into phases, summed ov
 - dispatch:     command.issued → command.claimed (outbox relay → NATS → worker pull → Claim)
 - claim→start:  command.claimed → command.started (claim answer → worker's first event stored)
 - run:          command.started → command.completed (the events service finishes the started
-                message, Advance included, the tool runs, and the worker's closing batch
+                message, the tool runs, and the worker's closing batch
                 call.done + step.exit + command.completed is stored in one transaction)
-- orchestrate:  command.completed → next command.issued (Advance: fold, evaluate, append, notify)
+- orchestrate:  command.completed → next command.issued (the shard's event feed: fold, evaluate,
+                append, notify)
 - start/finish: playbook.initialized → first command.issued, last command.completed → playbook.completed
 """
 
