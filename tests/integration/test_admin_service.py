@@ -76,7 +76,7 @@ async def harness(pg_server: PgServer, module_dsn: str) -> AsyncIterator[Harness
         yield Harness(dsn, other, wallet, admin.pool, admin_pb2_grpc.AdminServiceStub(channel))
 
 
-async def sql(harness: Harness, deadline: float | None = None, **fields: Any) -> tuple[Any, str | None]:
+async def sql(harness: Harness, *, deadline: float | None = None, **fields: Any) -> tuple[Any, str | None]:
     """(result, error) of one ExecuteSql; `parameters` is sent as JSON."""
     request = admin_pb2.ExecuteSqlRequest()
     if "parameters" in fields:
@@ -299,7 +299,7 @@ async def test_query_base64_is_decoded(harness: Harness) -> None:
     ],
 )
 async def test_requests_without_runnable_sql_are_invalid(
-    harness: Harness, fields: dict[str, str], message: str
+    harness: Harness, fields: dict[str, Any], message: str
 ) -> None:
     error = await rpc_error(sql(harness, **fields))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

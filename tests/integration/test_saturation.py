@@ -105,7 +105,8 @@ async def test_the_event_log_answers_a_saturated_pool_and_keeps_appending(module
         async with pool.acquire():
             with pytest.raises(Unavailable) as refused:
                 await asyncio.wait_for(batcher.append(job()), timeout=10)
-        assert refused.value.detail["code"] == "pool_saturated"
+        detail = refused.value.detail
+        assert isinstance(detail, dict) and detail["code"] == "pool_saturated"
         appended = await asyncio.wait_for(batcher.append(job()), timeout=10)
         assert len(appended.stored) == 1
         async with pool.acquire() as conn:

@@ -40,7 +40,7 @@ def stored(event_id: int, prev: int | None, event_type: str = "call.done", **ext
 
 
 def delivery(event: StoredEvent) -> Delivery:
-    parsed = _parse(Msg(None, subject="noetl.events.x", data=stream_payload(event).encode()))  # type: ignore[arg-type]
+    parsed = _parse(Msg(None, subject="noetl.events.x", data=stream_payload(event).encode()))
     assert parsed is not None
     return parsed
 
@@ -65,7 +65,7 @@ def test_a_result_beyond_64_bits_survives_the_stream() -> None:
 
 def test_a_message_that_is_no_event_is_refused() -> None:
     for data in (b"not json", b"[1, 2]", b'{"event_id": 1}'):
-        assert _parse(Msg(None, subject="s", data=data)) is None  # type: ignore[arg-type]
+        assert _parse(Msg(None, subject="s", data=data)) is None
 
 
 def test_an_unbroken_stretch_folds_as_it_is() -> None:

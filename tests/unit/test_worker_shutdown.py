@@ -75,7 +75,7 @@ def consumer(
     messages: list[FakeMessage], executor: SlowExecutor, *, concurrency: int, grace: float
 ) -> Consumer:
     return Consumer(
-        FakeJetStream(FakeSubscription(messages)),  # type: ignore[arg-type]
+        FakeJetStream(FakeSubscription(messages)),
         executor,  # type: ignore[arg-type]
         stream="S",
         consumer="c",
