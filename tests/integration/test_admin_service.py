@@ -31,6 +31,7 @@ from tests.helpers import infra
 from tests.helpers.admin import bare_database, running_admin
 from tests.helpers.infra import PgServer
 from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings
+from tests.helpers.waiting import wait_until
 
 TIMEOUT_SECONDS = 3.0
 POOL_MAX = 2
@@ -108,10 +109,7 @@ async def test_pool_status_counts_connections_in_use_and_callers_waiting(harness
     held = [await take() for _ in range(POOL_MAX)]
     waiter = asyncio.create_task(take())
     try:
-        for _ in range(100):
-            if harness.pool.waiting:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: harness.pool.waiting == 1, what="a caller waiting for a connection")
         busy = await harness.stub.PoolStatus(admin_pb2.PoolStatusRequest())
         assert (busy.pool_size, busy.pool_available, busy.requests_waiting) == (POOL_MAX, 0, 1)
         assert (busy.utilization, busy.slots_available) == (1.0, 0)
