@@ -1,6 +1,6 @@
 """Command-row projection of worker lifecycle events (data-model.md §5, §6.3) written in groups:
 `fold_lifecycle` + `CommandStore.write_lifecycle` leave every row as the per-event statements
-would, and `LifecycleWriter` lets concurrent Advance calls share one write. Real Postgres.
+would, and `LifecycleWriter` lets concurrent feed batches share one write. Real Postgres.
 """
 
 from __future__ import annotations
