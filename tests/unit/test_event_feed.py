@@ -4,6 +4,7 @@ batch can be folded without reading the log back."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -14,7 +15,7 @@ WHEN = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 def stored(event_id: int, prev: int | None, event_type: str = "call.done", **extra: object) -> StoredEvent:
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "event_id": event_id,
         "execution_id": 77,
         "catalog_id": 5,
@@ -36,7 +37,7 @@ def stored(event_id: int, prev: int | None, event_type: str = "call.done", **ext
         "duration": None,
     }
     fields.update(extra)
-    return StoredEvent(**fields)  # type: ignore[arg-type]
+    return StoredEvent(**fields)
 
 
 def delivery(event: StoredEvent) -> Delivery:
