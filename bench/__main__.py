@@ -229,17 +229,17 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
     if args.benchmark in ("loops", "all"):
         print(f"loops: {', '.join(args.loops)}, 1 warm-up + {args.loop_runs} runs each ...", file=sys.stderr)
         engine = await asyncio.to_thread(passes_bench.pass_times, loops_bench.SEQ_ITERATIONS, 5)
-        found = await loops_bench.run_loops(target, names=args.loops, runs=args.loop_runs, warmup=1)
-        rows += loops_bench.rows(found, engine)
-        details += loops_bench.describe(found, engine)
+        loops = await loops_bench.run_loops(target, names=args.loops, runs=args.loop_runs, warmup=1)
+        rows += loops_bench.rows(loops, engine)
+        details += loops_bench.describe(loops, engine)
     if args.benchmark == "throughput":
         kind = args.chains[0]
         print(f"throughput: {args.in_flight} {kind} chains at once ...", file=sys.stderr, flush=True)
-        found = await throughput_bench.run_throughput(
+        throughput = await throughput_bench.run_throughput(
             target, kind=kind, in_flight=args.in_flight, shards=args.shards, warmup=min(args.in_flight, 10)
         )
-        rows += throughput_bench.rows(found)
-        details += throughput_bench.describe(found)
+        rows += throughput_bench.rows(throughput)
+        details += throughput_bench.describe(throughput)
     if args.benchmark in ("outbox", "all"):
         print(f"outbox: drain {args.backlog:,} rows ...", file=sys.stderr, flush=True)
         drain = await outbox_bench.run_drain(target, backlog=args.backlog)

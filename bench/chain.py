@@ -9,9 +9,10 @@ From the events' server timestamps each run is also split into phases, summed ov
 - dispatch:     command.issued → command.claimed (outbox relay → NATS → worker pull → Claim)
 - claim→start:  command.claimed → command.started (claim answer → worker's first event stored)
 - run:          command.started → command.completed (the events service finishes the started
-                message, Advance included, the tool runs, and the worker's closing batch
+                message, the tool runs, and the worker's closing batch
                 call.done + step.exit + command.completed is stored in one transaction)
-- orchestrate:  command.completed → next command.issued (Advance: fold, evaluate, append, notify)
+- orchestrate:  command.completed → next command.issued (the shard's event feed: fold, evaluate,
+                append, notify)
 - start/finish: playbook.initialized → first command.issued, last command.completed → playbook.completed
 """
 
@@ -65,9 +66,11 @@ def _phases(events: list[Event]) -> dict[str, float] | None:
         first.setdefault((kind, node), ts)
     init = next((ts for kind, _, ts in events if kind == "playbook.initialized"), None)
     done = next((ts for kind, _, ts in events if kind in TERMINAL), None)
+    if init is None or done is None:
+        return None
     try:
         out = {p: 0.0 for p in PHASES}
-        out["start"] = first[("command.issued", CHAIN_STEPS[0])] - init  # type: ignore[operator]
+        out["start"] = first[("command.issued", CHAIN_STEPS[0])] - init
         for index, step in enumerate(CHAIN_STEPS):
             issued = first[("command.issued", step)]
             claimed = first[("command.claimed", step)]
@@ -79,8 +82,8 @@ def _phases(events: list[Event]) -> dict[str, float] | None:
             if index + 1 < len(CHAIN_STEPS):
                 out["orchestrate"] += first[("command.issued", CHAIN_STEPS[index + 1])] - completed
             else:
-                out["finish"] = done - completed  # type: ignore[operator]
-    except (KeyError, TypeError):
+                out["finish"] = done - completed
+    except KeyError:
         return None
     return {p: v * 1000.0 for p, v in out.items()}
 

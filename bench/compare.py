@@ -13,6 +13,7 @@ mesh, which also holds whatever other sessions ran meanwhile (an upper bound, la
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import time
@@ -163,12 +164,16 @@ def rows(mesh: Side, other: Side) -> list[list[str]]:
     ]
 
 
+def _component_seconds(name: str, report: CpuReport) -> float:
+    return report.by_component.get(name, 0.0)
+
+
 def _split(reports: list[CpuReport], units: int) -> str:
     names = sorted(
         {n for r in reports for n in r.by_component},
         key=lambda n: -sum(r.by_component.get(n, 0.0) for r in reports),
     )
-    parts = [f"{n} {_cpu_ms(reports, units, lambda r, n=n: r.by_component.get(n, 0.0)):.2f}" for n in names]  # type: ignore[misc]
+    parts = [f"{n} {_cpu_ms(reports, units, functools.partial(_component_seconds, n)):.2f}" for n in names]
     return ", ".join(parts)
 
 

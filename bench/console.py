@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -58,13 +59,13 @@ workflow:
 """
 
 
-async def _ok(response: Awaitable[httpx.Response]) -> dict:  # type: ignore[type-arg]
+async def _ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
     answer = await response
     if answer.status_code != 200:
         raise SystemExit(
             f"{answer.request.method} {answer.request.url.path} -> {answer.status_code}: {answer.text[:300]}"
         )
-    body: dict = answer.json()  # type: ignore[type-arg]
+    body: dict[str, Any] = answer.json()
     return body
 
 

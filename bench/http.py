@@ -63,7 +63,8 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)  # a TCP connection's
+        self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

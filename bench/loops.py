@@ -7,8 +7,8 @@ stops on the terminal event of the events service's `Subscribe` stream, or on `/
 - `chain50`: a linear chain of 50 steps (start → s1 … s48 → end).
 
 Orchestration overhead per step, from the events' server timestamps: a step's (iteration's)
-`command.completed` → the next one's `command.issued`, i.e. the Advance that event caused (fold,
-evaluate, append, notify). For `seq200` the overhead is also read near iteration 10 and near
+`command.completed` → the next one's `command.issued`, i.e. the pass that event caused on the
+execution shard's event feed (fold, evaluate, append, notify). For `seq200` the overhead is also read near iteration 10 and near
 iteration 190: a pass that re-read or re-folded the log would be slower at 190. The pure engine
 pass is timed in this process too (bench/passes.py). The execution service's
 `noetl_orchestrate_pass_seconds` histogram gives the mean pass time inside the service.

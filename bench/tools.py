@@ -34,6 +34,7 @@ from noetl_mesh.mesh import mesh_environment
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
 from tests.helpers.mock_api import running_mock_api
+from worker.consumer import READY_MARKER
 from worker.tools.python_runner import PythonRunner
 
 ITERATIONS = 100
@@ -100,18 +101,21 @@ def _mesh(verbose: bool) -> Iterator[StackInfo]:
                 "NOETL_WORKER_CONCURRENCY": str(CONCURRENCY),
                 "NOETL_METRICS_PORT": "0",
             }
-            for index in range(WORKERS - 1):
-                log = (info.run_dir / f"bench-worker-{index}.log").open("wb")
-                extra.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "worker"],
-                        cwd=REPO_ROOT,
-                        env={**env, "NOETL_WORKER_ID": f"bench-worker-{index}"},
-                        stdout=log,
-                        stderr=subprocess.STDOUT if not verbose else None,
+            logs = [info.run_dir / f"bench-worker-{index}.log" for index in range(WORKERS - 1)]
+            for index, path in enumerate(logs):
+                with path.open("wb") as log:
+                    extra.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "worker"],
+                            cwd=REPO_ROOT,
+                            env={**env, "NOETL_WORKER_ID": f"bench-worker-{index}"},
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
                     )
-                )
-            time.sleep(3.0)  # connected and pulling
+                if verbose:
+                    print(f"bench-worker-{index} logs to {path}", file=sys.stderr)
+            _await_ready(extra, logs)
             yield info
         finally:
             for proc in extra:
@@ -122,6 +126,27 @@ def _mesh(verbose: bool) -> Iterator[StackInfo]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             stack.down()
+
+
+def _await_ready(workers: list[subprocess.Popen[bytes]], logs: list[Path], within: float = 60.0) -> None:
+    """Until every worker has logged that it consumes its pools (its durable consumers exist).
+
+    Raises:
+        RuntimeError: a worker exited, or `within` seconds passed first.
+    """
+    deadline = time.monotonic() + within
+    waiting = dict(zip(logs, workers, strict=True))
+    while waiting:
+        for path, worker in list(waiting.items()):
+            if worker.poll() is not None:
+                raise RuntimeError(f"{path.stem} exited ({worker.returncode}); see {path}")
+            if READY_MARKER in path.read_text(errors="replace"):
+                del waiting[path]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not ready within {within:g}s: {', '.join(p.stem for p in waiting)}")
+        time.sleep(0.05)
 
 
 async def _wait_terminal(

@@ -60,8 +60,6 @@ POLICY: Mapping[str, frozenset[str]] = {
     "ExecutionService/Get": _G,
     "ExecutionService/ListExecutions": _G,
     "ExecutionService/Status": _G,
-    # No caller since the one-way pipeline (executions learn of events from a JetStream feed).
-    "ExecutionService/Advance": frozenset(),
     # An execution shard cancels a cascade's members on their owning shards (`cascade_from`).
     "ExecutionService/Cancel": frozenset({GATEWAY, EXECUTION}),
     # A cascade's shard asks every other shard for the family's children on it.

@@ -143,7 +143,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         shard_count=settings.shard_count,
     )
     cleanup = Cleanup(orchestrator, store, settings.shard_index, settings.shard_count)
-    execution_api = ExecutionApi(orchestrator, queries, control, lifecycle, cleanup=cleanup)
+    execution_api = ExecutionApi(orchestrator, queries, control, cleanup=cleanup)
     command_api = CommandApi(claims)
     pool_api = PoolApi(Pools(registry, ids))
     secrets_channel = open_channel(settings.secrets_addr, mesh)

@@ -1,18 +1,11 @@
 """The real `noetl` CLI ending and repeating executions: `cancel --cascade`, `execute rerun`,
 `cleanup` (cli-wire.md §4.6, §4.8, §4.9) against the session mesh.
-
-`cleanup` takes whole minutes (at least 1), so a run is parked when the module starts, on a pool
-no worker serves (it stays RUNNING), and cleaned up by the last test once it is a minute old;
-the tests in between use that minute.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,8 +15,10 @@ from tests.helpers.cli import noetl, plain
 from tests.helpers.invariants import finish, logged_events
 from tests.helpers.mesh import (
     ProcessMesh,
+    database,
     events,
     execute,
+    execution_database,
     gated_playbook,
     register,
     step_result,
@@ -77,29 +72,11 @@ workflow:
 """
 
 
-@dataclass(frozen=True)
-class Parked:
-    execution_id: str
-    started: float  # time.monotonic() once the start was answered (its start_time is earlier)
-
-
-@pytest.fixture(scope="module")
-async def parked(process_mesh: ProcessMesh) -> Parked:
-    async with httpx.AsyncClient(base_url=process_mesh.gateway_url, timeout=30.0) as http:
-        await register(http, PARKED)
-        response = await http.post(
-            "/api/execute", json={"path": "tests/cli/parked", "execution_pool": PARKED_POOL}
-        )
-        assert response.status_code == 200, response.text
-        return Parked(response.json()["execution_id"], time.monotonic())
-
-
 async def children_of(http: httpx.AsyncClient, parent: str) -> list[str]:
     listed = (await http.get("/api/executions", params={"page_size": 200})).json()
     return [entry["execution_id"] for entry in listed if entry["parent_execution_id"] == parent]
 
 
-@pytest.mark.usefixtures("parked")  # first in the module: the parked run's minute starts now
 async def test_cancel_cascade_stops_the_running_child(
     gateway: httpx.AsyncClient, process_mesh: ProcessMesh, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -197,19 +174,44 @@ async def test_rerun_starts_a_new_execution_that_completes(
     assert step_result(run.events, "start") == {"who": "again"}
 
 
-async def test_cleanup_cancels_the_parked_run(
-    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, cli_env: dict[str, str], parked: Parked
+async def test_cleanup_cancels_a_run_older_than_the_threshold(
+    gateway: httpx.AsyncClient, process_mesh: ProcessMesh, cli_env: dict[str, str]
 ) -> None:
-    """Last in the module: waits for what is left of the parked run's first minute."""
-    assert (await gateway.get(f"/api/executions/{parked.execution_id}")).json()["status"] == "RUNNING"
-    await asyncio.sleep(max(0.0, parked.started + 61.0 - time.monotonic()))
+    """`cleanup` takes whole minutes (at least 1). A run is parked on a pool no worker serves (it
+    stays RUNNING); instead of waiting a minute, its start is moved back in its execution row,
+    which is what the cleanup query compares with the database's clock."""
+    await register(gateway, PARKED)
+    response = await gateway.post(
+        "/api/execute", json={"path": "tests/cli/parked", "execution_pool": PARKED_POOL}
+    )
+    assert response.status_code == 200, response.text
+    parked = response.json()["execution_id"]
+    assert (await gateway.get(f"/api/executions/{parked}")).json()["status"] == "RUNNING"
+
+    async with database(await execution_database(process_mesh.pg_dsn, parked)) as db:
+
+        async def has_row() -> bool:
+            return bool(
+                await db.fetchval("SELECT count(*) FROM noetl.execution WHERE execution_id = $1", int(parked))
+            )
+
+        await wait_for(has_row, what="the parked run's execution row")
+        young = await noetl(
+            cli_env, process_mesh, "cleanup", "--older-than-minutes", "1", "--dry-run", "--json"
+        )
+        assert young.returncode == 0, young.describe()
+        assert parked not in json.loads(young.stdout)["execution_ids"]  # not a minute old yet
+        await db.execute(
+            "UPDATE noetl.execution SET start_time = start_time - interval '2 minutes' WHERE execution_id = $1",
+            int(parked),
+        )
 
     dry_json = await noetl(
         cli_env, process_mesh, "cleanup", "--older-than-minutes", "1", "--dry-run", "--json"
     )
     assert dry_json.returncode == 0, dry_json.describe()
     would = json.loads(dry_json.stdout)
-    assert parked.execution_id in would["execution_ids"]
+    assert parked in would["execution_ids"]
     count = would["cancelled_count"]
     assert would["message"] == f"[DRY RUN] Would cancel {count} stuck executions older than 1 minutes"
 
@@ -218,7 +220,7 @@ async def test_cleanup_cancels_the_parked_run(
     assert "Older than: 1 minutes" in plain(dry), dry.describe()
     assert re.search(r"Found: [1-9]\d* stuck execution\(s\)", plain(dry)), dry.describe()
     assert "[DRY RUN] Would cancel" in plain(dry)
-    assert (await gateway.get(f"/api/executions/{parked.execution_id}")).json()["status"] == "RUNNING"
+    assert (await gateway.get(f"/api/executions/{parked}")).json()["status"] == "RUNNING"
 
     done = await noetl(cli_env, process_mesh, "cleanup", "--older-than-minutes", "1")
     assert done.returncode == 0, done.describe()
@@ -226,12 +228,12 @@ async def test_cleanup_cancels_the_parked_run(
     assert found is not None and int(found.group(1)) >= 1, done.describe()
     assert f"Successfully cancelled {found.group(1)} stuck executions older than 1 minutes" in plain(done)
 
-    detail = await wait_terminal(gateway, parked.execution_id)
+    detail = await wait_terminal(gateway, parked)
     assert detail["status"] == "CANCELLED"
-    found_events = await events(gateway, parked.execution_id)
+    found_events = await events(gateway, parked)
     (cancel,) = [e for e in found_events if e["event_type"] == "execution.cancelled"]
     assert cancel["node_name"] == "cleanup" and cancel["status"] == "CANCELLED"
-    log = await logged_events(process_mesh.pg_dsn, parked.execution_id)
+    log = await logged_events(process_mesh.pg_dsn, parked)
     # Nothing ever claimed the parked command, and a cancel does not recall commands (dsl.md §13).
     assert [(e.event_type, e.node_name) for e in log] == [
         ("playbook.initialized", "tests/cli/parked"),
@@ -249,4 +251,4 @@ async def test_cleanup_cancels_the_parked_run(
     assert sorted(int(e["event_id"]) for e in found_events) == [e.event_id for e in log]
 
     none_left = await noetl(cli_env, process_mesh, "cleanup", "--older-than-minutes", "1", "--json")
-    assert parked.execution_id not in json.loads(none_left.stdout)["execution_ids"]
+    assert parked not in json.loads(none_left.stdout)["execution_ids"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers.bus import feed_applied
 from tests.helpers.eventlog import entered, issued_after, of, one, position, terminal_context
 from tests.helpers.invariants import check_run, finish, run_playbook
 from tests.helpers.mesh import ProcessMesh, events, execute, register, step_result
@@ -266,7 +266,14 @@ async def test_cancel_mid_loop_stops_every_further_dispatch(
         )
 
     await wait_for(iterations_done, within=30, what="the running iterations to finish")
-    await asyncio.sleep(1.0)  # room for any pass their completions could have triggered
+
+    async def applied() -> bool:
+        stored = len(await events(gateway, execution_id))
+        shards = len(process_mesh.shard_dsns)
+        return await feed_applied(process_mesh.info.nats_url, int(execution_id), shards, stored)
+
+    # Whatever a pass over the completions issued is in the log before the feed acknowledges them.
+    await wait_for(applied, within=30, what="the feed to apply every event", interval=0.1)
     found = await events(gateway, execution_id)
     log = await check_run(process_mesh.pg_dsn, execution_id, found, self_ended=False)
 

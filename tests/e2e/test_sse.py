@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, events, execute, gated_playbook, register, wait_claimed
+from tests.helpers.waiting import wait_for
+
+Message = dict[str, str]  # one SSE message: its id, event and data fields
 
 
 async def _read_stream(
-    http: httpx.AsyncClient, execution_id: str, last_event_id: int | None = None
-) -> list[dict]:
-    """Every SSE message until the server closes the stream: (id, event, data) as a dict."""
+    http: httpx.AsyncClient,
+    execution_id: str,
+    last_event_id: int | None = None,
+    *,
+    into: list[Message] | None = None,
+) -> list[Message]:
+    """Every SSE message until the server closes the stream, appended to `into` (if given) as
+    each arrives, so a test can watch the stream's progress."""
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-    messages: list[dict] = []
+    messages: list[Message] = [] if into is None else into
     async with http.stream(
         "GET", f"/api/executions/{execution_id}/events/stream", headers=headers
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
-        current: dict = {}
+        current: Message = {}
         async for line in response.aiter_lines():
             if line.startswith(":"):
                 continue
@@ -38,6 +47,12 @@ async def _read_stream(
     return messages
 
 
+async def _caught_up(http: httpx.AsyncClient, execution_id: str, streams: Sequence[list[Message]]) -> bool:
+    """Every stream has delivered every event stored so far: its watcher waits for live ones."""
+    stored = {int(e["event_id"]) for e in await events(http, execution_id)}
+    return all(stored <= {int(m["id"]) for m in seen} for seen in streams)
+
+
 async def test_catch_up_then_live_then_the_stream_ends(
     gateway: httpx.AsyncClient, process_mesh: ProcessMesh, tmp_path: Path
 ) -> None:
@@ -46,8 +61,9 @@ async def test_catch_up_then_live_then_the_stream_ends(
     execution_id = await execute(gateway, "tests/sse/gated", {"gate": str(gate)})
     await wait_claimed(gateway, execution_id, "start")
 
-    reader = asyncio.create_task(_read_stream(gateway, execution_id))
-    await asyncio.sleep(0.2)  # the watcher has caught up and is waiting for live events
+    seen: list[Message] = []
+    reader = asyncio.create_task(_read_stream(gateway, execution_id, into=seen))
+    await wait_for(lambda: _caught_up(gateway, execution_id, [seen]), what="the watcher to catch up")
     assert not reader.done()
     gate.touch()
     messages = await asyncio.wait_for(reader, timeout=30)
@@ -91,8 +107,11 @@ async def test_a_hundred_watchers_share_one_upstream_and_see_every_event_once(
 
     limits = httpx.Limits(max_connections=120, max_keepalive_connections=120)
     async with httpx.AsyncClient(base_url=process_mesh.gateway_url, timeout=60, limits=limits) as http:
-        readers = [asyncio.create_task(_read_stream(http, execution_id)) for _ in range(100)]
-        await asyncio.sleep(1.0)
+        seen: list[list[Message]] = [[] for _ in range(100)]
+        readers = [asyncio.create_task(_read_stream(http, execution_id, into=s)) for s in seen]
+        await wait_for(
+            lambda: _caught_up(gateway, execution_id, seen), what="all 100 watchers to catch up", within=30
+        )
         gate.touch()
         streams = await asyncio.wait_for(asyncio.gather(*readers), timeout=60)
 

@@ -10,6 +10,7 @@ starts it again with `Stack.repair`, as the supervisor or Kubernetes would.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -118,7 +119,7 @@ async def test_a_shard_down_pauses_only_its_runs_and_they_finish_when_it_is_back
 
         for execution_id in on_down:
             await wait_for(
-                lambda e=execution_id: _terminal_in_log(mesh, e),  # type: ignore[misc]
+                functools.partial(_terminal_in_log, mesh, execution_id),
                 what=f"run {execution_id} of the restarted shard to end",
                 within=RECOVERY_SECONDS,
                 interval=0.2,

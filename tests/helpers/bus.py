@@ -21,7 +21,12 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from services.common.bus import BusSettings
+from services.common.bus import BusSettings, execution_events_filter
+from services.common.sharding import shard_for
+
+# The mesh's event stream (the default of services/common/bus.py) and, per execution shard, its
+# feed's durable consumer (services/execution/__main__.py names it `noetl_execution_<shard>`).
+STREAM = "NOETL_EVENTS"
 
 
 def unique_bus(url: str, label: str) -> BusSettings:
@@ -101,3 +106,22 @@ async def read_stream(
                 messages.append(StreamMessage(msg.subject, headers.get("Nats-Msg-Id"), msg.data))
     finally:
         await subscription.unsubscribe()
+
+
+async def feed_applied(nats_url: str, execution_id: int, shard_count: int, stored: int) -> bool:
+    """Whether the owning execution shard's event feed has acknowledged all `stored` events of
+    the execution, as the mesh's `NOETL_EVENTS` stream holds them. The feed acknowledges an event
+    only after its projection and the pass it triggers are written (services/execution/
+    orchestration/feed.py), so after True nothing more comes of those events."""
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info(STREAM, subjects_filter=execution_events_filter(execution_id))
+        subjects = info.state.subjects or {}
+        if sum(subjects.values()) < stored:
+            return False  # the outbox has not relayed them all yet
+        last = max([(await js.get_last_msg(STREAM, subject)).seq or 0 for subject in subjects], default=0)
+        consumer = await js.consumer_info(STREAM, f"noetl_execution_{shard_for(execution_id, shard_count)}")
+        return (consumer.ack_floor.stream_seq if consumer.ack_floor else 0) >= last
+    finally:
+        await client.close()

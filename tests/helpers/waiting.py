@@ -26,3 +26,18 @@ async def wait_for(
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+async def wait_until(
+    condition: Callable[[], bool], *, what: str, within: float = 10.0, interval: float = 0.02
+) -> None:
+    """`wait_for` for a condition that needs no await (a flag, a file, a process).
+
+    Raises:
+        AssertionError: naming `what`, when `within` seconds pass first.
+    """
+
+    async def holds() -> bool:
+        return condition()
+
+    await wait_for(holds, what=what, within=within, interval=interval)

@@ -31,6 +31,7 @@ from tests.helpers import infra
 from tests.helpers.admin import bare_database, running_admin
 from tests.helpers.infra import PgServer
 from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings
+from tests.helpers.waiting import wait_until
 
 TIMEOUT_SECONDS = 3.0
 POOL_MAX = 2
@@ -76,7 +77,7 @@ async def harness(pg_server: PgServer, module_dsn: str) -> AsyncIterator[Harness
         yield Harness(dsn, other, wallet, admin.pool, admin_pb2_grpc.AdminServiceStub(channel))
 
 
-async def sql(harness: Harness, deadline: float | None = None, **fields: Any) -> tuple[Any, str | None]:
+async def sql(harness: Harness, *, deadline: float | None = None, **fields: Any) -> tuple[Any, str | None]:
     """(result, error) of one ExecuteSql; `parameters` is sent as JSON."""
     request = admin_pb2.ExecuteSqlRequest()
     if "parameters" in fields:
@@ -108,10 +109,7 @@ async def test_pool_status_counts_connections_in_use_and_callers_waiting(harness
     held = [await take() for _ in range(POOL_MAX)]
     waiter = asyncio.create_task(take())
     try:
-        for _ in range(100):
-            if harness.pool.waiting:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: harness.pool.waiting == 1, what="a caller waiting for a connection")
         busy = await harness.stub.PoolStatus(admin_pb2.PoolStatusRequest())
         assert (busy.pool_size, busy.pool_available, busy.requests_waiting) == (POOL_MAX, 0, 1)
         assert (busy.utilization, busy.slots_available) == (1.0, 0)
@@ -299,7 +297,7 @@ async def test_query_base64_is_decoded(harness: Harness) -> None:
     ],
 )
 async def test_requests_without_runnable_sql_are_invalid(
-    harness: Harness, fields: dict[str, str], message: str
+    harness: Harness, fields: dict[str, Any], message: str
 ) -> None:
     error = await rpc_error(sql(harness, **fields))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

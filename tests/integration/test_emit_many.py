@@ -110,7 +110,7 @@ async def test_each_event_gets_its_own_outcome_and_only_good_ones_are_stored(
         [stored_heartbeat.event_id, stored_other.event_id],
     )
     assert sorted(row["event_type"] for row in kinds) == ["call.done", "command.heartbeat"]
-    # The heartbeat went through Advance: it is projected onto the command row.
+    # The heartbeat reached the execution shard through its event feed: projected onto the command row.
     projected = await db.fetchrow(
         "SELECT heartbeat_at IS NOT NULL AS beat, latest_event_id FROM noetl.command "
         "WHERE execution_id = $1 AND command_id = $2",

@@ -1,6 +1,6 @@
 """Command-row projection of worker lifecycle events (data-model.md §5, §6.3) written in groups:
 `fold_lifecycle` + `CommandStore.write_lifecycle` leave every row as the per-event statements
-would, and `LifecycleWriter` lets concurrent Advance calls share one write. Real Postgres.
+would, and `LifecycleWriter` lets concurrent feed batches share one write. Real Postgres.
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ async def test_a_folded_write_leaves_each_row_as_the_per_event_updates_would(
         pairs.append((one_by_one, folded, updates))
     await store.write_lifecycle(writes, LEASE)  # every row of every case in one round trip
 
-    for one_by_one, folded, updates in pairs:
+    for one_by_one, folded, sent in pairs:
         expected = dict(await db.fetchrow(OBSERVED, one_by_one, 1, PAST) or {})
         actual = dict(await db.fetchrow(OBSERVED, folded, 1, PAST) or {})
-        assert actual == expected, [(u.status, u.started, u.extends_lease, u.worker_id) for u in updates]
+        assert actual == expected, [(u.status, u.started, u.extends_lease, u.worker_id) for u in sent]
 
 
 def test_a_terminal_status_is_never_downgraded_and_only_the_holder_extends_the_lease() -> None:

@@ -53,12 +53,13 @@ workflow:
 
 
 async def _claim(mesh: Mesh, started: Started, worker: str) -> execution_pb2.ClaimResponse:
-    return await mesh.commands.Claim(
+    response: execution_pb2.ClaimResponse = await mesh.commands.Claim(
         execution_pb2.ClaimRequest(
             event_id=started.event_id, execution_id=started.execution_id, worker_id=worker
         ),
         timeout=10,
     )
+    return response
 
 
 async def _terminal(db: asyncpg.Connection, execution_id: int) -> asyncpg.Record | None:
@@ -84,6 +85,7 @@ async def test_a_dead_workers_command_fails_the_run(mesh: Mesh, db: asyncpg.Conn
         "SELECT error, meta->>'reason' AS reason FROM noetl.event WHERE execution_id = $1 AND event_type = 'command.failed'",
         started.execution_id,
     )
+    assert failed is not None
     assert failed["error"] == "lease_expired: worker ghost stopped heartbeating"
     assert failed["reason"] == "lease_expired"
     status = await db.fetchval(
@@ -110,10 +112,10 @@ async def test_a_retry_rule_announces_the_command_again_for_another_worker(
     )
 
     async def second_attempt() -> bool:
-        return (
-            await db.fetchval("SELECT attempt FROM noetl.command WHERE command_id = $1", started.command_id)
-            == 2
+        attempt: int = await db.fetchval(
+            "SELECT attempt FROM noetl.command WHERE command_id = $1", started.command_id
         )
+        return attempt == 2
 
     await wait_for(second_attempt, what="the reaper to count a second attempt")
     messages = await read_stream(

@@ -27,6 +27,7 @@ from services.common.rpc_errors import rebuild
 from services.events.batcher import AppendBatcher
 from services.events.chain import AppendJob, Draft
 from services.events.store import EventStore
+from tests.helpers.waiting import wait_for
 
 
 async def test_a_caller_that_waits_out_the_acquire_timeout_meets_pool_saturated(module_dsn: str) -> None:
@@ -65,15 +66,18 @@ async def test_a_service_past_its_call_limit_refuses_with_retry_after() -> None:
             await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert refused.value.retry_after == 1
         watch.cancel()
-        # With the slot free again the same call succeeds.
-        for _attempt in range(50):
+
+        async def served() -> health_pb2.HealthCheckResponse | None:
             try:
-                answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-                break
+                answer: health_pb2.HealthCheckResponse = await health.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=10
+                )
             except Unavailable:
-                await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the service kept refusing after the stream ended")
+                return None
+            return answer
+
+        # With the slot free again the same call succeeds.
+        answer = await wait_for(served, what="the service to serve once the stream ended", interval=0.05)
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await channel.close()
@@ -105,7 +109,8 @@ async def test_the_event_log_answers_a_saturated_pool_and_keeps_appending(module
         async with pool.acquire():
             with pytest.raises(Unavailable) as refused:
                 await asyncio.wait_for(batcher.append(job()), timeout=10)
-        assert refused.value.detail["code"] == "pool_saturated"
+        detail = refused.value.detail
+        assert isinstance(detail, dict) and detail["code"] == "pool_saturated"
         appended = await asyncio.wait_for(batcher.append(job()), timeout=10)
         assert len(appended.stored) == 1
         async with pool.acquire() as conn:

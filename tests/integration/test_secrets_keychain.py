@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import grpc
@@ -64,14 +65,14 @@ async def wallet(mesh: Mesh) -> AsyncIterator[Wallet]:
 
 
 def set_request(name: str, **fields: object) -> secrets_pb2.SetKeychainRequest:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "catalog_id": 1001,
         "keychain_name": name,
         "data_json": b'{"access_token":"at-1"}',
         "credential_type": "bearer",
         **fields,
     }
-    return secrets_pb2.SetKeychainRequest(**values)  # type: ignore[arg-type]
+    return secrets_pb2.SetKeychainRequest(**values)
 
 
 def resolve_request(alias: str, execution_id: int, worker_id: str = "") -> secrets_pb2.GetCredentialRequest:

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -36,7 +37,7 @@ def vault() -> Iterator[TransitStandIn]:
 
 
 def provider(vault: TransitStandIn, **overrides: str | float) -> VaultTransitKek:
-    values: dict[str, str | float] = {
+    values: dict[str, Any] = {
         "addr": vault.url,
         "token": TOKEN,
         "token_file": "",
@@ -47,7 +48,7 @@ def provider(vault: TransitStandIn, **overrides: str | float) -> VaultTransitKek
         "version_cache_seconds": 0.0,
         **overrides,
     }
-    return VaultTransitKek(VaultSettings(**values))  # type: ignore[arg-type]
+    return VaultTransitKek(VaultSettings(**values))
 
 
 async def test_wrap_unwrap_and_the_envelope_fields(vault: TransitStandIn) -> None:

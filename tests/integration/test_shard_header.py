@@ -16,7 +16,8 @@ async def test_every_call_of_a_shard_channel_carries_its_shard() -> None:
     seen: list[tuple[str, str]] = []
 
     def shard_of(context: grpc.aio.ServicerContext) -> str:
-        return dict(context.invocation_metadata() or ()).get(SHARD_HEADER, "")
+        metadata: dict[str, str] = dict(context.invocation_metadata() or ())
+        return metadata.get(SHARD_HEADER, "")
 
     async def get(
         request: execution_pb2.GetRequest, context: grpc.aio.ServicerContext

@@ -4,6 +4,7 @@ batch can be folded without reading the log back."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -14,7 +15,7 @@ WHEN = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 def stored(event_id: int, prev: int | None, event_type: str = "call.done", **extra: object) -> StoredEvent:
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "event_id": event_id,
         "execution_id": 77,
         "catalog_id": 5,
@@ -36,11 +37,11 @@ def stored(event_id: int, prev: int | None, event_type: str = "call.done", **ext
         "duration": None,
     }
     fields.update(extra)
-    return StoredEvent(**fields)  # type: ignore[arg-type]
+    return StoredEvent(**fields)
 
 
 def delivery(event: StoredEvent) -> Delivery:
-    parsed = _parse(Msg(None, subject="noetl.events.x", data=stream_payload(event).encode()))  # type: ignore[arg-type]
+    parsed = _parse(Msg(None, subject="noetl.events.x", data=stream_payload(event).encode()))
     assert parsed is not None
     return parsed
 
@@ -65,7 +66,7 @@ def test_a_result_beyond_64_bits_survives_the_stream() -> None:
 
 def test_a_message_that_is_no_event_is_refused() -> None:
     for data in (b"not json", b"[1, 2]", b'{"event_id": 1}'):
-        assert _parse(Msg(None, subject="s", data=data)) is None  # type: ignore[arg-type]
+        assert _parse(Msg(None, subject="s", data=data)) is None
 
 
 def test_an_unbroken_stretch_folds_as_it_is() -> None:

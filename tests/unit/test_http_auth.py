@@ -7,7 +7,7 @@ this test makes (tests/helpers/oidc.py); the JWKS comes from a file or from real
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -139,7 +139,7 @@ async def test_the_cli_session_header_is_accepted(http: httpx.AsyncClient, issue
     ],
 )
 async def test_bad_tokens_are_401(http: httpx.AsyncClient, issuer: Issuer, case: str, detail: str) -> None:
-    token = {
+    makers: dict[str, Callable[[], str]] = {
         "expired": lambda: issuer.token(scope="noetl:admin", expires_in=-120),
         "audience": lambda: issuer.token(scope="noetl:admin", claims={"aud": "https://someone.else/"}),
         "issuer": lambda: issuer.token(scope="noetl:admin", claims={"iss": "https://evil.test/"}),
@@ -148,7 +148,8 @@ async def test_bad_tokens_are_401(http: httpx.AsyncClient, issuer: Issuer, case:
         ),
         "unknown key": lambda: _other_key_token(issuer),
         "garbage": lambda: "not-a-jwt",
-    }[case]()
+    }
+    token = makers[case]()
     response = await http.get("/api/executions", headers=bearer(token))
     assert response.status_code == 401
     assert detail in response.json()["detail"]

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.waiting import wait_until
 from tests.unit.test_python_runner import CONTEXT
 from worker.tools.python_runner import PythonRunner, PythonRunnerError
+
+# Marks that it runs (the file `started` names), then sleeps well past any test.
+SLEEPER = "open(started, 'w').close()\nimport time\ntime.sleep(30)"
 
 
 @pytest.fixture
@@ -54,10 +58,7 @@ async def test_timeout_also_kills_subprocesses_of_user_code(runner: PythonRunner
     outcome = await runner.run(code, {}, context=CONTEXT, timeout=0.5)
     assert outcome.error == "timeout: exceeded 0.5s"
     pid = int(outcome.stdout)
-    deadline = time.monotonic() + 5
-    while is_running(pid):
-        assert time.monotonic() < deadline, "the subprocess outlived the timeout"
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: not is_running(pid), what="the subprocess to end with the timeout", within=5)
 
 
 async def test_timeout_is_not_hit_by_fast_code(runner: PythonRunner) -> None:
@@ -139,9 +140,10 @@ async def test_callers_beyond_the_pool_wait() -> None:
         assert all(o.duration_ms < 550 for o in outcomes)
 
 
-async def test_cancelled_call_kills_the_child(runner: PythonRunner) -> None:
-    call = asyncio.create_task(runner.run("import time\ntime.sleep(30)", {}, context=CONTEXT))
-    await asyncio.sleep(0.3)
+async def test_cancelled_call_kills_the_child(runner: PythonRunner, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    call = asyncio.create_task(runner.run(SLEEPER, {"started": str(started)}, context=CONTEXT))
+    await wait_until(started.exists, what="the call to be running in a child")
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
@@ -185,13 +187,14 @@ async def test_shutdown_is_idempotent_and_ends_service() -> None:
         await runner.run("result = 1", {}, context=CONTEXT)
 
 
-async def test_shutdown_fails_calls_in_flight_and_waiting() -> None:
+async def test_shutdown_fails_calls_in_flight_and_waiting(tmp_path: Path) -> None:
     runner = PythonRunner(processes=1)
     await runner.start()
-    sleeper = "import time\ntime.sleep(30)"
-    in_flight = asyncio.create_task(runner.run(sleeper, {}, context=CONTEXT))
-    waiting = asyncio.create_task(runner.run(sleeper, {}, context=CONTEXT))
-    await asyncio.sleep(0.3)
+    started = tmp_path / "started"
+    in_flight = asyncio.create_task(runner.run(SLEEPER, {"started": str(started)}, context=CONTEXT))
+    waiting = asyncio.create_task(runner.run(SLEEPER, {"started": str(tmp_path / "second")}, context=CONTEXT))
+    # The first call runs in the only child; the second has queued behind it meanwhile.
+    await wait_until(started.exists, what="the first call to be running in the child")
     await runner.shutdown()
     outcome = await in_flight
     assert not outcome.ok

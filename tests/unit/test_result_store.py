@@ -102,7 +102,7 @@ def test_a_malformed_reference_is_named_in_the_error(text: str) -> None:
 
 def test_the_preview_keeps_five_of_each_level_three_levels_deep() -> None:
     data = {f"k{i}": {"deep": {"deeper": {"deepest": 1}}, "items": list(range(9))} for i in range(8)}
-    data["k0"]["text"] = "x" * 300  # type: ignore[index]
+    data["k0"]["text"] = "x" * 300
     shown = preview(data)
     assert list(shown) == ["k0", "k1", "k2", "k3", "k4"]
     assert shown["k0"]["deep"] == {"deeper": "..."}
@@ -112,7 +112,7 @@ def test_the_preview_keeps_five_of_each_level_three_levels_deep() -> None:
     assert preview("short") == "short"
 
 
-REFERENCE = {
+REFERENCE: dict[str, Any] = {
     "ref": "noetl://execution/612400000000000001/result/big/612400000000000901",
     "store": "db",
     "scope": "execution",

@@ -8,13 +8,9 @@ from typing import Any
 import orjson
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers.waiting import wait_for
+from tests.helpers.waiting import wait_until
 from worker.consumer import Consumer
 from worker.executor import Notification, Outcome
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 class FakeMessage:
@@ -75,7 +71,7 @@ def consumer(
     messages: list[FakeMessage], executor: SlowExecutor, *, concurrency: int, grace: float
 ) -> Consumer:
     return Consumer(
-        FakeJetStream(FakeSubscription(messages)),  # type: ignore[arg-type]
+        FakeJetStream(FakeSubscription(messages)),
         executor,  # type: ignore[arg-type]
         stream="S",
         consumer="c",
@@ -91,7 +87,7 @@ async def test_running_commands_finish_within_the_grace_and_no_new_work_is_taken
     executor = SlowExecutor({1: 0.3, 2: 0.3, 3: 0.01})
     intake = consumer([first, second, third], executor, concurrency=2, grace=5.0)
     running = asyncio.create_task(intake.run())
-    await wait_for(lambda: _true(len(executor.started) == 2), what="two commands running")
+    await wait_until(lambda: len(executor.started) == 2, what="two commands running")
     intake.shutdown()
     async with asyncio.timeout(3):
         await running
@@ -107,8 +103,8 @@ async def test_commands_still_running_after_the_grace_are_handed_back() -> None:
     executor = SlowExecutor({1: 30.0, 2: 0.01})
     intake = consumer([slow, quick], executor, concurrency=4, grace=0.2)
     running = asyncio.create_task(intake.run())
-    await wait_for(
-        lambda: _true(executor.finished == [2] and len(executor.started) == 2), what="one done, one running"
+    await wait_until(
+        lambda: executor.finished == [2] and len(executor.started) == 2, what="one done, one running"
     )
     intake.shutdown()
     async with asyncio.timeout(3):

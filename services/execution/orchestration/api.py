@@ -7,16 +7,12 @@ from noetl.v1 import execution_pb2, execution_pb2_grpc
 
 from services.common import jsonutil
 from services.common.wire import timestamp
-from services.execution.clients import record_from_message
-from services.execution.commands.lifecycle import LifecycleEvent, LifecycleWriter
 from services.execution.messages import json_object
-from services.execution.orchestration.advance import AdvanceInput, advance
 from services.execution.orchestration.batch import start_each
 from services.execution.orchestration.cleanup import Cleanup
 from services.execution.orchestration.control import Control
 from services.execution.orchestration.orchestrator import Orchestrator, StartInput
 from services.execution.orchestration.queries import Queries, Summary
-from services.execution.ports import Appended
 
 
 def _start_input(request: execution_pb2.StartRequest) -> StartInput:
@@ -56,7 +52,6 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         orchestrator: Orchestrator,
         queries: Queries,
         control: Control,
-        lifecycle: LifecycleWriter,
         *,
         cleanup: Cleanup,
     ) -> None:
@@ -64,7 +59,6 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         self._queries = queries
         self._control = control
         self._cleanup = cleanup
-        self._lifecycle = lifecycle
 
     async def Start(
         self, request: execution_pb2.StartRequest, context: grpc.aio.ServicerContext
@@ -123,30 +117,6 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         if view.error is not None:
             message.error = view.error
         return message
-
-    async def Advance(
-        self, request: execution_pb2.AdvanceRequest, context: grpc.aio.ServicerContext
-    ) -> execution_pb2.AdvanceResponse:
-        events = [
-            LifecycleEvent(
-                event_id=e.event_id,
-                event_type=e.event_type,
-                command_id=e.command_id if e.HasField("command_id") else None,
-                worker_id=e.worker_id if e.HasField("worker_id") else None,
-                error=e.error if e.HasField("error") else None,
-            )
-            for e in request.events
-        ]
-        first = request.events[0] if request.events else None
-        committed = Appended(
-            event_ids=[e.event_id for e in request.events],
-            stored=[record_from_message(e) for e in request.events],
-            linked_to=first.prev_event_id if first is not None and first.HasField("prev_event_id") else None,
-        )
-        issued = await advance(
-            self._orchestrator, self._lifecycle, AdvanceInput(request.execution_id, events, committed)
-        )
-        return execution_pb2.AdvanceResponse(commands_generated=issued)
 
     async def Cancel(
         self, request: execution_pb2.CancelRequest, context: grpc.aio.ServicerContext

@@ -1,9 +1,11 @@
 """Each service's SQL touches only the tables it owns (data-model.md §3, STYLE.md practice 2).
 
 A static check: every string literal of a service's modules that reads as SQL is scanned for
-`noetl.<table>` references. Docstrings are skipped; f-strings are read with their holes blanked.
-Inside the execution service the same holds per sub-context (`services/execution/<sub>/`), each
-with its own `store.py`; its shared modules and the pure `engine/` touch no table at all.
+table references — `noetl.<table>` anywhere, and a bare `<table>` (one of the tables the
+services' schema.sql files create) after FROM, JOIN, INTO, UPDATE, TABLE or USING. Docstrings are
+skipped; f-strings are read with their holes blanked. Inside the execution service the same
+holds per sub-context (`services/execution/<sub>/`), each with its own `store.py`; its shared
+modules and the pure `engine/` touch no table at all.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from services.common.migrate import CONTEXTS
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
@@ -38,6 +42,18 @@ EXECUTION_OWNED: dict[str, dict[str, str]] = {
 
 _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|JOIN|INTO|TRUNCATE|MERGE)\b", re.IGNORECASE)
 _TABLE = re.compile(r"\bnoetl\.([A-Za-z_][A-Za-z0-9_]*)")
+# A name where SQL expects a table; not followed by "." (then it is a schema) or "(" (a function).
+# The tree writes SQL keywords in capitals and prose does not ("resolved from keychain ..."), so
+# keywords in any case count only in a string that starts as a statement.
+_BARE = r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE|USING)\s+(?:ONLY\s+)?([A-Za-z_][A-Za-z0-9_]*)\b(?![.(])"
+_BARE_CAPITALS = re.compile(_BARE)
+_BARE_ANY_CASE = re.compile(_BARE, re.IGNORECASE)
+_STATEMENT = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH|MERGE|TRUNCATE)\b", re.IGNORECASE)
+# A table or view a schema.sql creates; a partition (`PARTITION OF` on the same line) is its parent's.
+_CREATED = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?noetl\.(\w+)(?![^\n]*PARTITION\s+OF)",
+    re.IGNORECASE,
+)
 _INSERT_BEFORE = re.compile(r"INSERT\s+INTO\s+$", re.IGNORECASE)
 _JOIN_BEFORE = re.compile(r"\bJOIN\s+$", re.IGNORECASE)
 
@@ -50,7 +66,24 @@ class Violation:
     statement: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line} uses noetl.{self.table} ({self.statement.strip()[:80]!r})"
+        return f"{self.file}:{self.line} uses table {self.table} ({self.statement.strip()[:80]!r})"
+
+
+def schema_tables(context: str) -> set[str]:
+    """The tables and views `services/<context>/schema.sql` creates."""
+    return set(_CREATED.findall((SERVICES / context / "schema.sql").read_text()))
+
+
+# Every table of the schema: a bare name is a table reference only if it is one of these.
+TABLES = frozenset(table for context in CONTEXTS for table in schema_tables(context))
+
+
+def _references(text: str) -> list[tuple[int, str]]:
+    """(offset, table) of every table the SQL text names, qualified or bare."""
+    qualified = [(match.start(), match.group(1)) for match in _TABLE.finditer(text)]
+    keyword = _BARE_ANY_CASE if _STATEMENT.match(text) else _BARE_CAPITALS
+    bare = [(match.start(1), match.group(1)) for match in keyword.finditer(text) if match.group(1) in TABLES]
+    return qualified + bare
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -95,14 +128,13 @@ def violations(
     for line, text in _strings(ast.parse(source)):
         if not _SQL.search(text):
             continue
-        for match in _TABLE.finditer(text):
-            table = match.group(1)
+        for start, table in _references(text):
             allowed = owned.get(table)
             if allowed == "*":
                 continue
-            if allowed == "INSERT" and _INSERT_BEFORE.search(text[: match.start()]):
+            if allowed == "INSERT" and _INSERT_BEFORE.search(text[:start]):
                 continue
-            if allowed == "JOIN" and _JOIN_BEFORE.search(text[: match.start()]):
+            if allowed == "JOIN" and _JOIN_BEFORE.search(text[:start]):
                 continue
             found.append(Violation(relative, line, table, text))
     return found
@@ -124,6 +156,17 @@ def test_a_service_queries_only_its_own_tables(service: str) -> None:
     assert not found, f"services/{service} reaches into tables it does not own:\n" + "\n".join(
         map(str, found)
     )
+
+
+@pytest.mark.parametrize("service", sorted(OWNED))
+def test_a_service_owns_exactly_the_tables_its_schema_creates(service: str) -> None:
+    owned = {table for table, allowed in OWNED[service].items() if allowed == "*"}
+    assert owned == schema_tables(service)
+
+
+def test_every_table_has_an_owner() -> None:
+    assert set(OWNED) == set(CONTEXTS)
+    assert {"event", "execution", "command", "outbox", "credential"} <= TABLES
 
 
 def test_every_execution_sub_context_is_listed() -> None:
@@ -170,6 +213,16 @@ def test_the_execution_services_shared_modules_and_engine_query_no_table() -> No
             "execution",
         ),
         ("outbox", 'async def f(c):\n    await c.execute("DELETE FROM noetl.command")', "command"),
+        # Unqualified names: the search_path would find them just the same.
+        ("execution", 'SQL = "SELECT event_id FROM event WHERE execution_id = $1"', "event"),
+        ("execution", 'SQL = f"SELECT {cols} FROM ONLY event_log"', "event_log"),
+        ("events", "SQL = \"UPDATE outbox SET status = 'PUBLISHED'\"", "outbox"),
+        ("events", 'SQL = "DELETE FROM outbox WHERE id = $1"', "outbox"),
+        ("catalog", 'SQL = "SELECT 1 FROM catalog c JOIN execution e USING (catalog_id)"', "execution"),
+        ("secrets", 'SQL = "INSERT INTO command (command_id) VALUES ($1)"', "command"),
+        ("outbox", 'SQL = "TRUNCATE TABLE keychain"', "keychain"),
+        ("catalog", 'SQL = "DELETE FROM resource r USING credential c WHERE r.x = c.x"', "credential"),
+        ("execution", 'SQL = "select * from event where execution_id = $1"', "event"),
     ],
 )
 def test_the_check_catches_a_foreign_table(service: str, source: str, table: str) -> None:
@@ -192,3 +245,18 @@ def test_the_check_ignores_docstrings_and_non_sql_text() -> None:
     )
     assert violations("events", "example.py", source) == []
     assert violations("events", "example.py", 'SQL = "INSERT INTO noetl.outbox (x) VALUES (1)"') == []
+    assert violations("events", "example.py", 'SQL = "INSERT INTO outbox (x) VALUES (1)"') == []
+
+
+def test_a_bare_name_counts_only_where_sql_expects_a_table() -> None:
+    harmless = [
+        'SQL = "SELECT EXTRACT(EPOCH FROM created_at) FROM noetl.event"',  # a column
+        'SQL = "SELECT x FROM unnest($1::bigint[]) AS command"',  # a function, aliased
+        'SQL = "SELECT 1 FROM pg_catalog.execution"',  # another schema
+        'SQL = "SELECT * FROM noetl.event WHERE x IN (SELECT y FROM events_seen)"',  # not a table
+        # Prose: lower-case keywords count only in a string that starts as a statement.
+        'NOTE = "a command resolved from keychain, SELECT-free"',
+        'LOG = f"claimed from execution {execution_id}; SELECT nothing"',
+    ]
+    for source in harmless:
+        assert violations("events", "example.py", source) == [], source
