@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway_http.encoding import dumps
+from gateway_http.http_auth import required_level
 from gateway_http.openapi import schemas_common, schemas_runs, schemas_services
 from gateway_http.openapi.build import JSON, Operation, Schema, ok
-from gateway_http.openapi.schemas_common import error_responses
+from gateway_http.openapi.schemas_common import auth_responses, error_responses
 from gateway_http.routes import Endpoint
 from services.common.metrics import BUILD_VERSION
 
@@ -41,6 +42,11 @@ The NoETL control plane HTTP API, served by the noetl-mesh gateway (contract: ht
 - `/api/internal/*` and catalog delete/restore are behind the internal token gate:
   `Authorization: Bearer <NOETL_INTERNAL_API_TOKEN>`, checked before the body is read
   (503 when no token is configured, 403 for a missing, malformed or wrong token).
+- HTTP authentication is optional and off by default, hence the anonymous `{}` alternative of
+  the global `security`. With `NOETL_HTTP_AUTH=bearer` (docs/security.md) every operation that
+  lists 401 and 403 needs `Authorization: Bearer <token>` (or `x-session-token`) with the `read`,
+  `write` or `admin` level, answering 401 without an accepted token and 403 without the level;
+  operations with an empty `security` stay open, and the internal ones keep their own gate.
 """
 
 TAGS = [
@@ -92,7 +98,7 @@ def document(endpoints: Iterable[Endpoint]) -> Schema:
         item = paths.setdefault(endpoint.api_path, {})
         for index, method in enumerate(endpoint.methods):
             suffix = f"_{method.lower()}" if index else ""
-            item[method.lower()] = _operation(endpoint, endpoint.doc.operation_id + suffix)
+            item[method.lower()] = _operation(endpoint, method, endpoint.doc.operation_id + suffix)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -101,22 +107,17 @@ def document(endpoints: Iterable[Endpoint]) -> Schema:
             "description": DESCRIPTION,
         },
         "tags": TAGS,
+        "security": [{"bearerAuth": []}, {"sessionToken": []}, {}],
         "paths": paths,
         "components": {
             "schemas": {**schemas_common.schemas(), **schemas_runs.schemas(), **schemas_services.schemas()},
             "responses": schemas_common.responses(),
-            "securitySchemes": {
-                "internalToken": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "The service-account token configured as NOETL_INTERNAL_API_TOKEN",
-                }
-            },
+            "securitySchemes": schemas_common.security_schemes(),
         },
     }
 
 
-def _operation(endpoint: Endpoint, operation_id: str) -> Schema:
+def _operation(endpoint: Endpoint, method: str, operation_id: str) -> Schema:
     doc = endpoint.doc
     operation: Schema = {"operationId": operation_id, "tags": [doc.tag], "summary": doc.summary}
     if doc.description:
@@ -126,9 +127,15 @@ def _operation(endpoint: Endpoint, operation_id: str) -> Schema:
     if doc.body is not None:
         operation["requestBody"] = doc.body
     responses = {**doc.responses, **error_responses(*doc.errors)}
+    # HTTP auth's own rules say which operations it guards: the document cannot drift from them.
+    guarded = required_level(method, endpoint.api_path, b"") is not None
     if endpoint.internal:
         operation["security"] = [{"internalToken": []}]
         responses |= error_responses("403", "503")
+    elif not guarded:
+        operation["security"] = []
+    if guarded:
+        responses |= auth_responses()
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 

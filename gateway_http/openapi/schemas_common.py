@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway_http.http_auth import LEVELS, UNAUTHENTICATED
 from gateway_http.openapi.build import JSON, Schema, array, obj, ref, response_ref, retry_after
 
 ERROR_RESPONSES = {
@@ -15,6 +16,9 @@ ERROR_RESPONSES = {
     "503": "Unavailable",
     "504": "Timeout",
 }
+# The answers of HTTP authentication (gateway_http/http_auth.py), only when it is switched on.
+AUTH_RESPONSES = {"401": "Unauthenticated", "403": "InsufficientScope"}
+_ONLY_WITH_AUTH = "Only with HTTP auth on (`NOETL_HTTP_AUTH=bearer`, docs/security.md): "
 
 
 def responses() -> dict[str, Schema]:
@@ -47,12 +51,85 @@ def responses() -> dict[str, Schema]:
             retry=True,
         ),
         "Timeout": error("The request ran longer than 1799 s", "Error"),
+        "Unauthenticated": {
+            "description": _ONLY_WITH_AUTH + "no bearer token, or one that is not accepted (an unknown API"
+            " token; a JWT expired, of another issuer or audience, or badly signed)",
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": "The challenge",
+                    "schema": {"const": 'Bearer realm="noetl"'},
+                }
+            },
+            "content": {
+                JSON: {
+                    "schema": ref("Unauthenticated"),
+                    "examples": {
+                        "missing": {"value": {"detail": UNAUTHENTICATED}},
+                        "invalid": {"value": {"detail": "Invalid bearer token: unknown token"}},
+                    },
+                }
+            },
+        },
+        "InsufficientScope": {
+            "description": _ONLY_WITH_AUTH + "the token does not hold the level this call needs",
+            "content": {
+                JSON: {
+                    "schema": ref("InsufficientScope"),
+                    "examples": {"admin": {"value": {"detail": "This call needs the admin scope"}}},
+                }
+            },
+        },
+    }
+
+
+def auth_responses() -> dict[str, Schema]:
+    """HTTP auth's 401 and 403, as references."""
+    return {status: response_ref(name) for status, name in AUTH_RESPONSES.items()}
+
+
+def security_schemes() -> dict[str, Schema]:
+    return {
+        "internalToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The service-account token configured as NOETL_INTERNAL_API_TOKEN",
+        },
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "HTTP authentication, off by default; `NOETL_HTTP_AUTH=bearer` turns it on (docs/security.md)."
+                " The token is a JWT of the configured OIDC issuer and audience, or a static API token"
+                " (`NOETL_HTTP_API_TOKENS_FILE`). Levels, each including the ones before it: `read` (GET,"
+                " `catalog/list`, `catalog/resource`), `write` (every other call), `admin` (credential data,"
+                " credential and keychain changes, keychain reads, `postgres/execute`, `db/*`)."
+            ),
+        },
+        "sessionToken": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-session-token",
+            "description": "The same token as `bearerAuth`, in the header the `noetl` CLI sends",
+        },
     }
 
 
 def _error_schemas() -> dict[str, Schema]:
     return {
         "Error": obj({"detail": {"type": "string"}}),
+        "Unauthenticated": obj(
+            {
+                "detail": {
+                    "anyOf": [
+                        {"const": UNAUTHENTICATED},
+                        {"type": "string", "pattern": "^Invalid bearer token: "},
+                    ]
+                }
+            }
+        ),
+        "InsufficientScope": obj(
+            {"detail": {"enum": [f"This call needs the {level} scope" for level in LEVELS]}}
+        ),
         "StructuredError": obj({"detail": obj({"code": {"type": "string"}}, [])}),
         "ServiceError": obj(
             {"detail": {"anyOf": [{"type": "string"}, obj({"code": {"type": "string"}}, ["code"])]}}

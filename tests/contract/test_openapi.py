@@ -12,6 +12,8 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,9 +29,24 @@ from gateway_http.openapi.__main__ import default_document
 from gateway_http.openapi.build import Schema
 from gateway_http.openapi.document import DOCS_FILE, document, render
 from gateway_http.settings import GatewaySettings
+from services.common.mesh_auth import token_digest
 from tests.helpers.nowhere import NOWHERE_ENV
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+# What HTTP auth never guards (gateway_http/http_auth.py): these stay open with it on; the
+# internal routes keep their own gate instead.
+OPEN = frozenset(
+    {
+        ("GET", "/health"),
+        ("GET", "/api/health"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/api/runtime/contract"),
+        ("GET", "/api/runtime/shard-info"),
+    }
+)
+INTERNAL_CATALOG = ("/api/catalog/delete", "/api/catalog/restore")
+READ_TOKEN = "openapi-read-token"
 # Served only under /api (http-api.md §1.1); every other /api route has a /noetl twin.
 API_ONLY = frozenset({"/api/runtime/contract"})
 
@@ -204,7 +221,89 @@ async def test_the_document_is_only_at_the_root(http: httpx.AsyncClient) -> None
 
 def test_internal_operations_declare_the_token_gate(served_document: Schema) -> None:
     for path, method, operation in operations(served_document):
-        gated = path.startswith("/api/internal/") or path in ("/api/catalog/delete", "/api/catalog/restore")
-        assert ("security" in operation) == gated, (method, path)
+        gated = is_internal(path)
+        assert (operation.get("security") == [{"internalToken": []}]) == gated, (method, path)
         if gated:
             assert {"403", "503"} <= set(operation["responses"]), (method, path)
+            assert operation["responses"]["403"] == {"$ref": "#/components/responses/Forbidden"}
+
+
+def is_internal(path: str) -> bool:
+    return path.startswith("/api/internal/") or path in INTERNAL_CATALOG
+
+
+def test_http_auth_is_optional_for_the_whole_document(served_document: Schema) -> None:
+    assert served_document["security"] == [{"bearerAuth": []}, {"sessionToken": []}, {}]
+    schemes = served_document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["sessionToken"]["name"] == "x-session-token"
+
+
+def test_every_operation_http_auth_guards_lists_401_and_403(served_document: Schema) -> None:
+    unauthenticated = {"$ref": "#/components/responses/Unauthenticated"}
+    insufficient = {"$ref": "#/components/responses/InsufficientScope"}
+    open_security: dict[tuple[str, str], Any] = {}
+    for path, method, operation in operations(served_document):
+        responses = operation["responses"]
+        if is_internal(path) or (method.upper(), path) in OPEN:
+            assert "401" not in responses, (method, path)
+            assert responses.get("403") != insufficient, (method, path)
+            if not is_internal(path):
+                open_security[(method.upper(), path)] = operation.get("security")
+        else:
+            assert (responses.get("401"), responses.get("403")) == (unauthenticated, insufficient), (
+                method,
+                path,
+            )
+            assert "security" not in operation, (method, path)  # the global one, anonymous included
+    # Each exemption is a documented operation, saying it needs nothing even with HTTP auth on.
+    assert open_security == {operation: [] for operation in OPEN}
+
+
+@pytest.fixture
+async def auth_http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with HTTP auth on and one static API token of the `read` level."""
+    tokens = tmp_path / "api-tokens"
+    tokens.write_text(f"reader read {token_digest(READ_TOKEN)}\n")
+    env = {**NOWHERE_ENV, "NOETL_HTTP_AUTH": "bearer", "NOETL_HTTP_API_TOKENS_FILE": str(tokens)}
+    async with app_of(env) as app, client_of(app) as http:
+        yield http
+
+
+async def test_http_auth_refuses_exactly_the_operations_that_list_401(auth_http: httpx.AsyncClient) -> None:
+    """Every documented operation, with HTTP auth on and no token: 401 where the document says so."""
+    document = (await auth_http.get("/openapi.json")).json()
+    refused = {
+        (method.upper(), path)
+        for path, method, _ in operations(document)
+        if (await auth_http.request(method, re.sub(r"\{[^}]*\}", "1", path))).status_code == 401
+    }
+    listed = {
+        (method.upper(), path)
+        for path, method, operation in operations(document)
+        if "401" in operation["responses"]
+    }
+    assert refused == listed, listing(refused ^ listed)
+
+
+async def test_http_auth_answers_the_documented_bodies(auth_http: httpx.AsyncClient) -> None:
+    document = (await auth_http.get("/openapi.json")).json()
+    responses = document["components"]["responses"]
+    unauthenticated = responses["Unauthenticated"]
+    examples = unauthenticated["content"]["application/json"]["examples"]
+    levels = document["components"]["schemas"]["InsufficientScope"]["properties"]["detail"]["enum"]
+
+    missing = await auth_http.get("/api/executions")
+    assert (missing.status_code, missing.json()) == (401, examples["missing"]["value"])
+    challenge = unauthenticated["headers"]["WWW-Authenticate"]["schema"]["const"]
+    assert missing.headers["www-authenticate"] == challenge
+    unknown = await auth_http.get("/api/executions", headers={"authorization": "Bearer not-a-known-token"})
+    assert (unknown.status_code, unknown.json()) == (401, examples["invalid"]["value"])
+
+    read = {"authorization": f"Bearer {READ_TOKEN}"}
+    write = await auth_http.post("/api/execute", json={"path": "x"}, headers=read)
+    assert (write.status_code, write.json()) == (403, {"detail": "This call needs the write scope"})
+    assert write.json()["detail"] in levels
+    admin = await auth_http.post("/api/postgres/execute", json={"query": "select 1"}, headers=read)
+    example = responses["InsufficientScope"]["content"]["application/json"]["examples"]["admin"]["value"]
+    assert (admin.status_code, admin.json()) == (403, example)
