@@ -21,7 +21,8 @@ from gateway_http.event_feeds import EventFeeds
 from gateway_http.http_auth import HttpAuth
 from gateway_http.internal_gate import gated
 from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
-from gateway_http.routes import Endpoint, health
+from gateway_http.openapi.document import DocumentRoute
+from gateway_http.routes import PREFIXES, Endpoint, health
 from gateway_http.routes.admin import AdminRoutes
 from gateway_http.routes.catalog import CatalogRoutes
 from gateway_http.routes.commands import CommandRoutes
@@ -39,12 +40,34 @@ from gateway_http.routes.wallet import WalletRoutes
 from gateway_http.settings import GatewaySettings
 from gateway_http.validation import address_checked
 
-PREFIXES = ("/api", "/noetl")
-
 
 def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
+    stream = StreamRoutes(EventFeeds(clients.events), settings.rpc_timeout_seconds)
+    routes = _routes(
+        api_endpoints(clients, settings, stream), settings.internal_api_token, settings.body_limits
+    )
+    # The web console (gateway_http/console): a page, not API, so outside both prefixes and the OpenAPI document.
+    routes += ConsoleRoutes(clients.execution, stream, settings.rpc_timeout_seconds).routes()
+    middleware = [Middleware(Cors)]
+    if settings.metrics_enabled:
+        precreate_request_series(routes)
+        middleware.append(Middleware(RequestMetrics))
+    middleware.append(Middleware(RequestTimeout, seconds=settings.request_timeout_seconds))
+    if settings.http_auth.enabled:
+        # Innermost: refusals are counted and carry CORS headers like any other answer.
+        middleware.append(Middleware(HttpAuth, settings=settings.http_auth))
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
+
+
+def api_endpoints(
+    clients: GatewayClients, settings: GatewaySettings, stream: StreamRoutes | None = None
+) -> list[Endpoint]:
+    """Every API route, in route-table order; the last serves the OpenAPI document of them all.
+
+    `stream` is shared with the console when the app has one (one upstream feed per execution).
+    """
     timeout = settings.rpc_timeout_seconds
-    stream = StreamRoutes(EventFeeds(clients.events), timeout)
+    stream = stream or StreamRoutes(EventFeeds(clients.events), timeout)
     endpoints = [
         *health.endpoints(metrics_enabled=settings.metrics_enabled),
         *AdminRoutes(clients.execution, timeout).endpoints(),
@@ -67,18 +90,7 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
         *WalletRoutes(clients.secrets, timeout).endpoints(),
         *RuntimeRoutes(settings).endpoints(),
     ]
-    routes = _routes(endpoints, settings.internal_api_token, settings.body_limits)
-    # The web console (gateway_http/console): a page, not API, so outside both prefixes and the OpenAPI document.
-    routes += ConsoleRoutes(clients.execution, stream, timeout).routes()
-    middleware = [Middleware(Cors)]
-    if settings.metrics_enabled:
-        precreate_request_series(routes)
-        middleware.append(Middleware(RequestMetrics))
-    middleware.append(Middleware(RequestTimeout, seconds=settings.request_timeout_seconds))
-    if settings.http_auth.enabled:
-        # Innermost: refusals are counted and carry CORS headers like any other answer.
-        middleware.append(Middleware(HttpAuth, settings=settings.http_auth))
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
+    return [*endpoints, DocumentRoute(endpoints).endpoint]
 
 
 def _routes(endpoints: list[Endpoint], internal_token: str, limits: BodyLimits) -> list[BaseRoute]:

@@ -8,26 +8,37 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 
+from gateway_http.openapi.build import Operation
 from services.common.errors import NotFound, Unavailable
 
 Handler = Callable[[Request], Awaitable[Response]]
 StubT = TypeVar("StubT")
 ReplyT = TypeVar("ReplyT")
+# Every `/api/<x>` route is also served as `/noetl/<x>` (http-api.md §1.1).
+PREFIXES = ("/api", "/noetl")
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One route; `path` is relative to the `/api` and `/noetl` prefixes unless `root`.
 
-    `internal` puts it behind the internal token gate (http-api.md §1.8).
+    `doc` is its OpenAPI operation (gateway_http/openapi). `internal` puts it behind the internal
+    token gate (http-api.md §1.8).
     """
 
     path: str
     handler: Handler
     methods: tuple[str, ...]
+    doc: Operation
     root: bool = False
     internal: bool = False
+
+    @property
+    def api_path(self) -> str:
+        """The path in its `/api` form, without Starlette's convertors (`{name:path}` → `{name}`)."""
+        return compile_path(self.path if self.root else PREFIXES[0] + self.path)[1]
 
 
 def set_present(message: Any, **values: Any) -> None:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
+from gateway_http.openapi.build import BACKEND, BODY, Operation, json_body, ok, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
 from services.common.errors import InvalidArgument, Unavailable
@@ -47,10 +48,63 @@ class AdminRoutes:
 
     def endpoints(self) -> list[Endpoint]:
         return [
-            Endpoint("/pool/status", self.pool_status, ("GET",)),
-            Endpoint("/postgres/execute", self.execute, ("POST",)),
-            Endpoint("/db/init", self.db_init, ("POST",)),
-            Endpoint("/db/validate", self.db_validate, ("GET",)),
+            Endpoint(
+                "/pool/status",
+                self.pool_status,
+                ("GET",),
+                Operation(
+                    "pool_status",
+                    "health",
+                    "Database pool telemetry of the service that owns the pool",
+                    ok(
+                        "Pool telemetry; all zeros and `unavailable` before the pool exists",
+                        ref("PoolStatus"),
+                    ),
+                    BACKEND,
+                ),
+            ),
+            Endpoint(
+                "/postgres/execute",
+                self.execute,
+                ("POST",),
+                Operation(
+                    "postgres_execute",
+                    "database",
+                    "Run SQL (or CALL a procedure); rows come back as objects",
+                    ok("Rows, null without rows, or the error", ref("SqlResult")),
+                    (*BODY, "404", *BACKEND),
+                    description=(
+                        "Neither `query` (or `query_base64`) nor `procedure`: 400 `query or procedure is"
+                        " required`; an unknown `credential`: 404. SQL errors are a 200 with `status: error`."
+                        " Connection priority: `connection_string` > `credential` > `database` > the default."
+                    ),
+                    body=json_body(ref("SqlRequest")),
+                ),
+            ),
+            Endpoint(
+                "/db/init",
+                self.db_init,
+                ("POST",),
+                Operation(
+                    "db_init",
+                    "database",
+                    "Verify the schema (never runs DDL)",
+                    ok("ok, or warning with the missing tables", ref("SchemaInit")),
+                    ("500", *BACKEND),
+                ),
+            ),
+            Endpoint(
+                "/db/validate",
+                self.db_validate,
+                ("GET",),
+                Operation(
+                    "db_validate",
+                    "database",
+                    "Check the required tables (still 200 when some are missing)",
+                    ok("The check", ref("SchemaValidation")),
+                    ("500", *BACKEND),
+                ),
+            ),
         ]
 
     async def pool_status(self, request: Request) -> Response:

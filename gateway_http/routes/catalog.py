@@ -7,6 +7,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway_http.encoding import json_response
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    Operation,
+    array,
+    json_body,
+    obj,
+    ok,
+    path_param,
+    query_param,
+    ref,
+)
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
 from gateway_http.views import catalog_entry, catalog_versions_body, register_batch_body, ui_schema_body
@@ -20,14 +32,139 @@ class CatalogRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        change = json_body(
+            obj(
+                {
+                    "path": {"type": "string"},
+                    "version": {
+                        "description": "Omitted: every version of the path",
+                        "anyOf": [{"type": "integer"}, {"type": "string"}],
+                    },
+                },
+                ["path"],
+            )
+        )
         return [
-            Endpoint("/catalog/register", self.register, ("POST",)),
-            Endpoint("/catalog/register/batch", self.register_batch, ("POST",)),
-            Endpoint("/catalog/list", self.list_entries, ("POST",)),
-            Endpoint("/catalog/resource", self.resource, ("POST",)),
-            Endpoint("/catalog/delete", self.delete, ("POST",), internal=True),
-            Endpoint("/catalog/restore", self.restore, ("POST",), internal=True),
-            Endpoint("/catalog/{path:path}/ui_schema", self.ui_schema, ("GET",)),
+            Endpoint(
+                "/catalog/register",
+                self.register,
+                ("POST",),
+                Operation(
+                    "catalog_register",
+                    "catalog",
+                    "Register a new version of a resource",
+                    ok("Registered", ref("RegisterResponse")),
+                    (*BODY, "500", *BACKEND),
+                    description=(
+                        "`content` is YAML text, base64 or raw. The path comes from `metadata.path`, `path`,"
+                        " `metadata.name` or `name`; every call creates a new version. Content that is not"
+                        " a YAML mapping answers 400 `Error registering resource: <error>.`"
+                    ),
+                    body=json_body(ref("RegisterRequest")),
+                ),
+            ),
+            Endpoint(
+                "/catalog/register/batch",
+                self.register_batch,
+                ("POST",),
+                Operation(
+                    "catalog_register_batch",
+                    "catalog",
+                    "Register up to 1000 resources, each independently",
+                    ok("One result per item, in order", ref("RegisterBatchResponse")),
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj({"items": array(ref("RegisterRequest"), minItems=1, maxItems=MAX_BATCH_ITEMS)})
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/catalog/list",
+                self.list_entries,
+                ("POST",),
+                Operation(
+                    "catalog_list",
+                    "catalog",
+                    "List catalog entries, newest first (an empty body lists everything)",
+                    ok("The entries", obj({"entries": array(ref("CatalogEntry"))})),
+                    (*BODY, "500", *BACKEND),
+                    body=json_body(ref("CatalogListRequest"), required=False),
+                ),
+            ),
+            Endpoint(
+                "/catalog/resource",
+                self.resource,
+                ("POST",),
+                Operation(
+                    "catalog_resource",
+                    "catalog",
+                    "One catalog entry by id, or by path and version",
+                    ok("The entry", ref("CatalogEntry")),
+                    (*BODY, "404", *BACKEND),
+                    description=(
+                        '`catalog_id` wins over `path`; a missing or `"latest"` version means the highest'
+                        " non-archived one. Neither given: 422 `Value error, At least one identifier must be"
+                        " provided: catalog_id or path`. No match: 404 `Catalog entry not found`."
+                    ),
+                    body=json_body(
+                        obj(
+                            {
+                                "catalog_id": ref("IdInput"),
+                                "path": {"type": "string"},
+                                "version": ref("VersionInput"),
+                            },
+                            [],
+                        )
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/catalog/delete",
+                self.delete,
+                ("POST",),
+                Operation(
+                    "catalog_delete",
+                    "catalog",
+                    "Delete (or archive, when executions used them) versions of a path",
+                    ok("What was removed; `count` 0 when nothing matched", ref("CatalogChange")),
+                    (*BODY, *BACKEND),
+                    body=change,
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/catalog/restore",
+                self.restore,
+                ("POST",),
+                Operation(
+                    "catalog_restore",
+                    "catalog",
+                    "Restore archived versions of a path",
+                    ok("What was restored; `count` 0 when nothing matched", ref("CatalogChange")),
+                    (*BODY, *BACKEND),
+                    body=change,
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/catalog/{path:path}/ui_schema",
+                self.ui_schema,
+                ("GET",),
+                Operation(
+                    "catalog_ui_schema",
+                    "catalog",
+                    "A form description of a playbook's workload, for user interfaces",
+                    ok("The form description", ref("UiSchema")),
+                    ("404", "422", *BACKEND),
+                    description="`path` is the catalog path and may contain `/`.",
+                    parameters=(
+                        path_param("path", "Catalog path", {"type": "string", "minLength": 1}),
+                        query_param(
+                            "version", ref("VersionInput"), "Version; omitted or `latest`: the latest"
+                        ),
+                    ),
+                ),
+            ),
         ]
 
     async def register(self, request: Request) -> Response:

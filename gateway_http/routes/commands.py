@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
+from gateway_http.openapi.build import BACKEND, BODY, Operation, json_body, obj, ok, path_param, ref
 from gateway_http.routes import Endpoint, first_found
 from gateway_http.validation import Problems, read_json
 from gateway_http.views import command_body
@@ -24,9 +25,41 @@ class CommandRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        event_id = path_param("event_id", "Id of the command's `command.issued` event")
         return [
-            Endpoint("/commands/{event_id}", self.get, ("GET",)),
-            Endpoint("/commands/{event_id}/claim", self.claim, ("POST",)),
+            Endpoint(
+                "/commands/{event_id}",
+                self.get,
+                ("GET",),
+                Operation(
+                    "command_get",
+                    "commands",
+                    "A command by its `command.issued` event id",
+                    ok("The command", ref("Command")),
+                    ("404", "422", *BACKEND),
+                    parameters=(event_id,),
+                ),
+            ),
+            Endpoint(
+                "/commands/{event_id}/claim",
+                self.claim,
+                ("POST",),
+                Operation(
+                    "command_claim",
+                    "commands",
+                    "Claim a command for a worker (lease 120 s)",
+                    ok("Claimed (or already held by this worker)", ref("ClaimedCommand")),
+                    (*BODY, "404", "409", *BACKEND),
+                    description=(
+                        '409 `{"detail": {"code": "active_claim" | "already_terminal", ...}}`, with'
+                        " `Retry-After: 2` while another worker holds a live claim."
+                    ),
+                    parameters=(event_id,),
+                    body=json_body(
+                        obj({"worker_id": {"type": "string"}, "locality": {"type": "object"}}, ["worker_id"])
+                    ),
+                ),
+            ),
         ]
 
     async def get(self, request: Request) -> Response:

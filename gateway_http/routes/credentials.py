@@ -16,6 +16,17 @@ from starlette.responses import Response
 
 from gateway_http import wallet_views
 from gateway_http.encoding import json_response
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    Operation,
+    json_body,
+    obj,
+    ok,
+    path_param,
+    query_param,
+    ref,
+)
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Fields, Problems, read_json
 from services.common import jsonutil
@@ -80,12 +91,88 @@ class CredentialRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        identifier = path_param(
+            "identifier",
+            "All digits: a credential id; otherwise a name (may contain `/`)",
+            {"type": "string", "minLength": 1},
+        )
         return [
-            Endpoint("/credentials", self.create, ("POST",)),
-            Endpoint("/credentials", self.list_credentials, ("GET",)),
+            Endpoint(
+                "/credentials",
+                self.create,
+                ("POST",),
+                Operation(
+                    "credential_put",
+                    "credentials",
+                    "Create or replace a credential (upsert by name)",
+                    ok("Stored; `data` is null", ref("Credential")),
+                    (*BODY, *BACKEND),
+                    body=json_body(ref("CredentialRequest")),
+                ),
+            ),
+            Endpoint(
+                "/credentials",
+                self.list_credentials,
+                ("GET",),
+                Operation(
+                    "credential_list",
+                    "credentials",
+                    "Credentials, without data",
+                    ok("The credentials", ref("CredentialList")),
+                    ("422", *BACKEND),
+                    parameters=(
+                        query_param("type", {"type": "string"}, "Exact type"),
+                        query_param("q", {"type": "string"}, "Substring of the name or description"),
+                    ),
+                ),
+            ),
             # `:path`: the CLI sends names with `/` unencoded (cli-wire.md §1).
-            Endpoint("/credentials/{identifier:path}", self.get, ("GET",)),
-            Endpoint("/credentials/{identifier:path}", self.delete, ("DELETE",)),
+            Endpoint(
+                "/credentials/{identifier:path}",
+                self.get,
+                ("GET",),
+                Operation(
+                    "credential_get",
+                    "credentials",
+                    "One credential; its data only with `include_data=true` (audited)",
+                    ok("The credential", ref("Credential")),
+                    ("400", "404", "409", "422", "500", *BACKEND),
+                    description=(
+                        "With `include_data=true` and an `execution_id`, a name that is no stored credential"
+                        " is resolved as a keychain alias of that execution's playbook. 404 `Credential not"
+                        " found`; 500 when stored data cannot be decrypted."
+                    ),
+                    parameters=(
+                        identifier,
+                        query_param(
+                            "include_data", {"type": "boolean", "default": False}, "Return the decrypted data"
+                        ),
+                        query_param(
+                            "execution_id", ref("IdText"), "Recorded in the audit; keychain resolution"
+                        ),
+                        query_param("parent_execution_id", ref("IdText"), "Recorded in the audit"),
+                        query_param("catalog_id", ref("IdText"), "Recorded in the audit"),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/credentials/{identifier:path}",
+                self.delete,
+                ("DELETE",),
+                Operation(
+                    "credential_delete",
+                    "credentials",
+                    "Delete a credential",
+                    ok(
+                        "Deleted",
+                        obj(
+                            {"message": {"type": "string"}, "id": ref("IdString"), "name": {"type": "string"}}
+                        ),
+                    ),
+                    ("404", *BACKEND),
+                    parameters=(identifier,),
+                ),
+            ),
         ]
 
     async def create(self, request: Request) -> Response:

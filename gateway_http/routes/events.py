@@ -17,6 +17,17 @@ from starlette.responses import Response
 from gateway_http.coalescing import EmitCoalescer
 from gateway_http.encoding import dumps, json_response
 from gateway_http.formatting import timestamp
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    Operation,
+    header_param,
+    json_body,
+    nullable,
+    ok,
+    path_param,
+    ref,
+)
 from gateway_http.redaction import redact
 from gateway_http.routes import Endpoint, first_found, set_present
 from gateway_http.validation import Fields, Problems, parse_id, read_json
@@ -42,11 +53,82 @@ class EventRoutes:
         self._coalescer = EmitCoalescer(events, rpc_timeout)
 
     def endpoints(self) -> list[Endpoint]:
+        replay = "A replay with the same key returns the first answer with `duplicate: true`"
         return [
-            Endpoint("/events", self.emit, ("POST",)),
-            Endpoint("/events/batch", self.emit_batch, ("POST",)),
-            Endpoint("/events/batch/{request_id}/status", self.batch_status, ("GET",)),
-            Endpoint("/events/{event_id}/result", self.result, ("GET",)),
+            Endpoint(
+                "/events",
+                self.emit,
+                ("POST",),
+                Operation(
+                    "events_emit",
+                    "events",
+                    "Ingest one worker event",
+                    ok("Stored (or the existing event of a repeat)", ref("EmitResponse")),
+                    (*BODY, "404", "409", *BACKEND),
+                    description=(
+                        'Payload checks answer 422 `{"detail": "<message>"}`; an execution without'
+                        " events 404 `Execution <id> not found`; a `command.claimed` from another worker"
+                        " 409."
+                    ),
+                    body=json_body(ref("WorkerEvent")),
+                ),
+            ),
+            Endpoint(
+                "/events/batch",
+                self.emit_batch,
+                ("POST",),
+                Operation(
+                    "events_batch",
+                    "events",
+                    "Ingest up to 256 worker events of one execution in one transaction",
+                    ok("Accepted", ref("EventBatchResponse"), "202"),
+                    (*BODY, "404", "409", *BACKEND),
+                    description=(
+                        "A replay of an `Idempotency-Key` with the same events answers the recorded batch"
+                        " (`duplicate: true`); with other events it is 409 naming the key, and nothing is stored."
+                    ),
+                    parameters=(
+                        header_param("Idempotency-Key", replay),
+                        header_param("X-Idempotency-Key", replay),
+                    ),
+                    body=json_body(ref("EventBatchRequest")),
+                ),
+            ),
+            Endpoint(
+                "/events/batch/{request_id}/status",
+                self.batch_status,
+                ("GET",),
+                Operation(
+                    "events_batch_status",
+                    "events",
+                    "What a recorded events batch stored",
+                    ok("The batch", ref("EventBatchStatus")),
+                    ("404", "422", *BACKEND),
+                    parameters=(
+                        path_param(
+                            "request_id", "The batch's `request_id`", {"type": "string", "minLength": 1}
+                        ),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/events/{event_id}/result",
+                self.result,
+                ("GET",),
+                Operation(
+                    "event_result",
+                    "events",
+                    "The stored `result` of one event (null when it has none)",
+                    ok("The result object, or null", nullable({"type": "object"})),
+                    ("404", "422", *BACKEND),
+                    description=(
+                        "Shown through the display filter of data-model.md §9.10 (values under secret-looking"
+                        " keys and secret-looking strings read `[REDACTED]`) unless `NOETL_DISPLAY_REDACTION=false`;"
+                        " the stored result itself is never altered."
+                    ),
+                    parameters=(path_param("event_id", "Event id"),),
+                ),
+            ),
         ]
 
     async def emit(self, request: Request) -> Response:

@@ -12,6 +12,18 @@ from starlette.responses import Response
 
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    EXECUTION_ID,
+    Operation,
+    array,
+    json_body,
+    obj,
+    ok,
+    query_param,
+    ref,
+)
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import INT32_MAX, NOT_AN_OBJECT, Fields, Problems, parse_id, read_json
 from gateway_http.views import event_object, execution_entry, pagination, raw_event_row, status_body
@@ -35,18 +47,227 @@ class ExecutionRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        paging = (
+            query_param(
+                "page", {"type": "integer", "minimum": 1, "maximum": INT32_MAX, "default": 1}, "Page number"
+            ),
+            query_param(
+                "page_size",
+                {"type": "integer", "minimum": 10, "maximum": 500, "default": 100},
+                "Events per page",
+            ),
+            query_param("since_event_id", ref("IdText"), "Only events with a larger `event_id`"),
+            query_param("event_type", {"type": "string"}, "Only events of this type"),
+        )
+        by_id = ("404", "422", *BACKEND)
         return [
-            Endpoint("/execute", self.execute, ("POST",)),
-            Endpoint("/execute/batch", self.execute_batch, ("POST",)),
-            Endpoint("/executions", self.listing, ("GET",)),
-            Endpoint("/executions/cleanup", self.cleanup, ("POST",)),
-            Endpoint("/executions/{execution_id}/events", self.raw_events, ("GET",)),
-            Endpoint("/executions/{execution_id}", self.detail, ("GET",)),
-            Endpoint("/executions/{execution_id}/status", self.status, ("GET",)),
-            Endpoint("/executions/{execution_id}/cancel", self.cancel, ("POST",)),
-            Endpoint("/executions/{execution_id}/cancellation-check", self.cancellation_check, ("GET",)),
-            Endpoint("/executions/{execution_id}/finalize", self.finalize, ("POST",)),
-            Endpoint("/executions/{execution_id}/rerun", self.rerun, ("POST",)),
+            Endpoint(
+                "/execute",
+                self.execute,
+                ("POST",),
+                Operation(
+                    "execute",
+                    "executions",
+                    "Start an execution of a catalog entry",
+                    ok("Started", ref("ExecuteResponse")),
+                    (*BODY, "404", "500", *BACKEND),
+                    description=(
+                        "Neither `path` nor `catalog_id`: 422 `Value error, Either 'path' or 'catalog_id' must"
+                        " be provided`. Unknown entry: 404 `Executable catalog entry not found: <path>`. A"
+                        " playbook that does not deserialize: 400; one that is semantically invalid, or a kind"
+                        ' that is not executable: 422 `{"detail": "<message>"}`.'
+                    ),
+                    body=json_body(ref("ExecuteRequest")),
+                ),
+            ),
+            Endpoint(
+                "/execute/batch",
+                self.execute_batch,
+                ("POST",),
+                Operation(
+                    "execute_batch",
+                    "executions",
+                    "Start up to 1000 executions, each independently",
+                    ok("One result per item, in order", ref("ExecuteBatchResponse")),
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj(
+                            {
+                                "executions": array(
+                                    ref("ExecuteRequest"), minItems=1, maxItems=MAX_BATCH_EXECUTIONS
+                                )
+                            }
+                        )
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions",
+                self.listing,
+                ("GET",),
+                Operation(
+                    "executions_list",
+                    "executions",
+                    "Executions, newest start first (a bare JSON array)",
+                    ok("One page of executions", array(ref("ExecutionEntry"))),
+                    ("422", *BACKEND),
+                    description="An offset `(page-1)·page_size` above 5000 answers 422.",
+                    parameters=(
+                        query_param("page", {"type": "integer", "minimum": 1, "default": 1}, "Page number"),
+                        query_param("page_size", {"type": "integer", "default": 100}, "Clamped to 1..200"),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions/cleanup",
+                self.cleanup,
+                ("POST",),
+                Operation(
+                    "executions_cleanup",
+                    "executions",
+                    "Cancel executions stuck without a terminal event",
+                    ok("What was (or would be) cancelled", ref("CleanupResponse")),
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj(
+                            {
+                                "older_than_minutes": {"type": "integer", "minimum": 1, "default": 5},
+                                "dry_run": {"type": "boolean", "default": False},
+                            },
+                            [],
+                        ),
+                        required=False,
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}/events",
+                self.raw_events,
+                ("GET",),
+                Operation(
+                    "execution_events",
+                    "executions",
+                    "The raw event rows of an execution, newest first",
+                    ok("One page of rows", ref("RawEventPage")),
+                    by_id,
+                    parameters=(EXECUTION_ID, *paging),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}",
+                self.detail,
+                ("GET",),
+                Operation(
+                    "execution_detail",
+                    "executions",
+                    "One execution with a page of its events, newest first",
+                    ok("The execution", ref("ExecutionDetail")),
+                    by_id,
+                    parameters=(
+                        EXECUTION_ID,
+                        *paging,
+                        query_param(
+                            "include_events", {"type": "boolean", "default": True}, "false: no events"
+                        ),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}/status",
+                self.status,
+                ("GET",),
+                Operation(
+                    "execution_status",
+                    "executions",
+                    "Progress and variables of an execution",
+                    ok("The status", ref("ExecutionStatus")),
+                    by_id,
+                    description="An unknown or non-numeric id answers 404 `Execution not found`.",
+                    parameters=(
+                        EXECUTION_ID,
+                        query_param(
+                            "full", {"type": "boolean", "default": False}, "true: variables uncompacted"
+                        ),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}/cancel",
+                self.cancel,
+                ("POST",),
+                Operation(
+                    "execution_cancel",
+                    "executions",
+                    "Cancel an execution and, with `cascade`, its descendants",
+                    ok("Cancelled, or already completed", ref("CancelResponse")),
+                    (*BODY, "404", *BACKEND),
+                    parameters=(EXECUTION_ID,),
+                    body=json_body(
+                        obj(
+                            {
+                                "reason": {"type": "string", "default": "User requested cancellation"},
+                                "cascade": {"type": "boolean", "default": True},
+                            },
+                            [],
+                        ),
+                        required=False,
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}/cancellation-check",
+                self.cancellation_check,
+                ("GET",),
+                Operation(
+                    "execution_cancellation_check",
+                    "executions",
+                    "Whether an execution was cancelled or has ended",
+                    ok("The check", ref("CancellationCheck")),
+                    by_id,
+                    parameters=(EXECUTION_ID,),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}/finalize",
+                self.finalize,
+                ("POST",),
+                Operation(
+                    "execution_finalize",
+                    "executions",
+                    "Force a terminal state (always 200; the outcome is in `status`)",
+                    ok("finalized, already_completed or not_found", ref("FinalizeResponse")),
+                    (*BODY, *BACKEND),
+                    parameters=(EXECUTION_ID,),
+                    body=json_body(
+                        obj({"reason": {"type": "string", "default": "Abandoned or timed out"}}, []),
+                        required=False,
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/executions/{execution_id}/rerun",
+                self.rerun,
+                ("POST",),
+                Operation(
+                    "execution_rerun",
+                    "executions",
+                    "Start a new execution of the same catalog entry",
+                    ok("Started", ref("ExecuteResponse")),
+                    (*BODY, "404", *BACKEND),
+                    parameters=(EXECUTION_ID,),
+                    body=json_body(
+                        obj(
+                            {
+                                "workload": {"type": "object"},
+                                "payload": {"type": "object", "description": "Alias of `workload`"},
+                                "resource_kind": {"type": "string"},
+                            },
+                            [],
+                        ),
+                        required=False,
+                    ),
+                ),
+            ),
         ]
 
     async def execute(self, request: Request) -> Response:

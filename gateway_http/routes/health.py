@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway_http.encoding import json_response
+from gateway_http.openapi.build import Operation, ok, ref
 from gateway_http.routes import Endpoint
 
 
@@ -21,10 +22,31 @@ async def metrics(request: Request) -> Response:
 
 def endpoints(*, metrics_enabled: bool) -> list[Endpoint]:
     """`NOETL_DISABLE_METRICS=true` removes `/metrics`, so it answers 404."""
+    alive = ok("Alive", ref("HealthStatus"))
     routes = [
-        Endpoint("/health", health, ("GET",), root=True),
-        Endpoint("/health", health, ("GET",)),
+        Endpoint(
+            "/health",
+            health,
+            ("GET",),
+            Operation("health_root", "health", "Liveness (no backend is called)", alive),
+            root=True,
+        ),
+        Endpoint(
+            "/health",
+            health,
+            ("GET",),
+            Operation("health", "health", "Liveness (no backend is called)", alive),
+        ),
     ]
     if metrics_enabled:
-        routes.append(Endpoint("/metrics", metrics, ("GET",), root=True))
+        text = {
+            "200": {
+                "description": "Metrics (data-model.md §12)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        }
+        summary = "Prometheus text exposition (absent when NOETL_DISABLE_METRICS=true)"
+        routes.append(
+            Endpoint("/metrics", metrics, ("GET",), Operation("metrics", "health", summary, text), root=True)
+        )
     return routes

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from gateway_http.encoding import dumps, json_response
 from gateway_http.formatting import timestamp
+from gateway_http.openapi.build import BACKEND, BODY, Operation, array, json_body, obj, ok, query_param, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import INT32_MAX, Fields, Problems, read_json
 from services.common.grpc_client import Sharded
@@ -73,14 +74,133 @@ class InternalRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        int64 = {"type": "integer", "format": "int64"}
+        positive = {"type": "integer", "minimum": 1, "maximum": INT32_MAX}
         return [
-            Endpoint("/internal/outbox/claim", self.claim, ("POST",), internal=True),
-            Endpoint("/internal/outbox/mark-published", self.mark_published, ("POST",), internal=True),
-            Endpoint("/internal/outbox/mark-failed", self.mark_failed, ("POST",), internal=True),
-            Endpoint("/internal/outbox/pending-count", self.pending_count, ("GET",), internal=True),
-            Endpoint("/internal/outbox/dead", self.list_dead, ("GET",), internal=True),
-            Endpoint("/internal/outbox/dead/requeue", self.requeue, ("POST",), internal=True),
-            Endpoint("/internal/events/project", self.project, ("POST",), internal=True),
+            Endpoint(
+                "/internal/outbox/claim",
+                self.claim,
+                ("POST",),
+                Operation(
+                    "outbox_claim",
+                    "internal",
+                    "Claim due outbox rows (limit clamped to 1..1000)",
+                    ok("The claimed rows", ref("OutboxClaim")),
+                    (*BODY, *BACKEND),
+                    body=json_body(obj({"limit": {**int64, "default": DEFAULT_LIMIT}}, []), required=False),
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/outbox/mark-published",
+                self.mark_published,
+                ("POST",),
+                Operation(
+                    "outbox_mark_published",
+                    "internal",
+                    "Mark outbox rows published (idempotent)",
+                    ok("Rows affected", obj({"marked": {"type": "integer"}})),
+                    (*BODY, *BACKEND),
+                    body=json_body(obj({"outbox_ids": array(ref("IdInput"), minItems=1)})),
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/outbox/mark-failed",
+                self.mark_failed,
+                ("POST",),
+                Operation(
+                    "outbox_mark_failed",
+                    "internal",
+                    "Record a failed publish: backoff, or DEAD at the attempt limit",
+                    ok(
+                        "The backoff in seconds (0 when the row is now DEAD)",
+                        obj({"marked": {"type": "boolean"}, "available_at_in": {"type": "integer"}}),
+                    ),
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj(
+                            {
+                                "outbox_id": ref("IdInput"),
+                                "error": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "description": "Truncated to 2000 chars",
+                                },
+                                "attempts": {**positive, "default": 1},
+                                "max_delay_seconds": {**positive, "default": 300},
+                            },
+                            ["outbox_id", "error"],
+                        )
+                    ),
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/outbox/pending-count",
+                self.pending_count,
+                ("GET",),
+                Operation(
+                    "outbox_pending_count",
+                    "internal",
+                    "Rows waiting to be published",
+                    ok("The count", obj({"pending": {"type": "integer"}})),
+                    BACKEND,
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/outbox/dead",
+                self.list_dead,
+                ("GET",),
+                Operation(
+                    "outbox_dead",
+                    "internal",
+                    "Dead letters in `outbox_id` order, one page after a cursor",
+                    ok("One page", ref("DeadLetterPage")),
+                    ("422", *BACKEND),
+                    parameters=(
+                        query_param("limit", {**int64, "default": DEFAULT_LIMIT}, "Clamped to 1..1000"),
+                        query_param(
+                            "after",
+                            {**int64, "minimum": 0, "default": 0},
+                            "Cursor: the last `outbox_id` seen",
+                        ),
+                    ),
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/outbox/dead/requeue",
+                self.requeue,
+                ("POST",),
+                Operation(
+                    "outbox_dead_requeue",
+                    "internal",
+                    "Move dead letters back to PENDING (`outbox_ids` or `all: true`)",
+                    ok("Rows requeued", obj({"requeued": {"type": "integer"}})),
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj({"outbox_ids": array(ref("IdInput"), minItems=1), "all": {"type": "boolean"}}, [])
+                    ),
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/events/project",
+                self.project,
+                ("POST",),
+                Operation(
+                    "events_project",
+                    "internal",
+                    "Project event envelopes into the log (idempotent)",
+                    ok("Counts", obj({"projected": {"type": "integer"}, "duplicates": {"type": "integer"}})),
+                    (*BODY, "500", *BACKEND),
+                    description="A batch the database refuses answers 500 `events/project failed: <e>`.",
+                    body=json_body(obj({"events": array(ref("EventEnvelope"), minItems=1)})),
+                ),
+                internal=True,
+            ),
         ]
 
     async def claim(self, request: Request) -> Response:

@@ -12,6 +12,18 @@ from starlette.responses import Response
 
 from gateway_http import wallet_views
 from gateway_http.encoding import json_response
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    Operation,
+    json_body,
+    obj,
+    ok,
+    path_param,
+    query_param,
+    ref,
+)
+from gateway_http.openapi.schemas_services import SCOPE_TYPES
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.routes.credentials import HTTP_CALLER, required_object
 from gateway_http.validation import Problems, read_json
@@ -24,11 +36,81 @@ class KeychainRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        catalog_id = path_param("catalog_id", "Catalog id of the playbook")
+        entry = (
+            catalog_id,
+            path_param("keychain_name", "Keychain entry name", {"type": "string", "minLength": 1}),
+        )
+        scope = (
+            query_param("execution_id", ref("IdText"), "Execution of a `local` entry"),
+            query_param("scope_type", {"type": "string", "enum": SCOPE_TYPES, "default": "global"}, "Scope"),
+        )
         return [
-            Endpoint("/keychain/catalog/{catalog_id}", self.list_entries, ("GET",)),
-            Endpoint("/keychain/{catalog_id}/{keychain_name}", self.get, ("GET",)),
-            Endpoint("/keychain/{catalog_id}/{keychain_name}", self.set, ("POST",)),
-            Endpoint("/keychain/{catalog_id}/{keychain_name}", self.delete, ("DELETE",)),
+            # Before `/keychain/{catalog_id}/{keychain_name}`, which would take `catalog` for an id.
+            Endpoint(
+                "/keychain/catalog/{catalog_id}",
+                self.list_entries,
+                ("GET",),
+                Operation(
+                    "keychain_list",
+                    "credentials",
+                    "Keychain entries of a playbook, metadata only",
+                    ok("The entries", ref("KeychainList")),
+                    ("422", *BACKEND),
+                    parameters=(catalog_id,),
+                ),
+            ),
+            Endpoint(
+                "/keychain/{catalog_id}/{keychain_name}",
+                self.get,
+                ("GET",),
+                Operation(
+                    "keychain_get",
+                    "credentials",
+                    "Read a keychain entry (bumps `access_count`)",
+                    ok("success, expired or not_found", ref("KeychainRead")),
+                    ("422", "500", *BACKEND),
+                    parameters=(*entry, *scope),
+                ),
+            ),
+            Endpoint(
+                "/keychain/{catalog_id}/{keychain_name}",
+                self.set,
+                ("POST",),
+                Operation(
+                    "keychain_set",
+                    "credentials",
+                    "Cache a keychain entry",
+                    ok("Cached", ref("KeychainCached")),
+                    (*BODY, *BACKEND),
+                    description="An unknown `scope_type` or `cache_type` answers 400.",
+                    parameters=entry,
+                    body=json_body(ref("KeychainRequest")),
+                ),
+            ),
+            Endpoint(
+                "/keychain/{catalog_id}/{keychain_name}",
+                self.delete,
+                ("DELETE",),
+                Operation(
+                    "keychain_delete",
+                    "credentials",
+                    "Delete a keychain entry (`status: error` when nothing was deleted)",
+                    ok(
+                        "Deleted or not found",
+                        obj(
+                            {
+                                "status": {"type": "string", "enum": ["success", "error"]},
+                                "message": {"type": "string"},
+                                "keychain_name": {"type": "string"},
+                                "catalog_id": ref("IdNumber"),
+                            }
+                        ),
+                    ),
+                    ("422", *BACKEND),
+                    parameters=(*entry, *scope),
+                ),
+            ),
         ]
 
     async def set(self, request: Request) -> Response:

@@ -16,6 +16,18 @@ from starlette.responses import Response
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
 from gateway_http.formatting import timestamp
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    JSON,
+    Operation,
+    json_body,
+    obj,
+    ok,
+    query_param,
+    ref,
+    retry_after,
+)
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import INT32_MAX, Fields, Problems, read_json
 from gateway_http.views import in_order
@@ -52,11 +64,90 @@ class PoolRoutes:
         self._auto_recreate = auto_recreate
 
     def endpoints(self) -> list[Endpoint]:
+        unknown = {
+            "404": {
+                "description": 'Unknown pool and no re-create: `{"detail": {"status": "unknown", ...}}`',
+                "headers": {"Retry-After": retry_after()},
+                "content": {JSON: {"schema": ref("StructuredError")}},
+            }
+        }
         return [
-            Endpoint("/worker/pool/register", self.register, ("POST",)),
-            Endpoint("/worker/pool/deregister", self.deregister, ("POST", "DELETE")),
-            Endpoint("/worker/pool/heartbeat", self.heartbeat, ("POST",)),
-            Endpoint("/worker/pools", self.pools, ("GET",)),
+            Endpoint(
+                "/worker/pool/register",
+                self.register,
+                ("POST",),
+                Operation(
+                    "worker_pool_register",
+                    "runtime",
+                    "Register (upsert) a worker pool",
+                    ok("Registered", ref("PoolRegistered")),
+                    (*BODY, *BACKEND),
+                    body=json_body(ref("PoolRegistration")),
+                ),
+            ),
+            Endpoint(
+                "/worker/pool/deregister",
+                self.deregister,
+                ("POST", "DELETE"),
+                Operation(
+                    "worker_pool_deregister",
+                    "runtime",
+                    "Mark a worker pool offline (an unknown name is not an error)",
+                    ok("Deregistered", ref("PoolDeregistered")),
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj(
+                            {
+                                "name": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "component_type": {"type": "string", "description": "Alias of `kind`"},
+                            },
+                            ["name"],
+                        )
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/worker/pool/heartbeat",
+                self.heartbeat,
+                ("POST",),
+                Operation(
+                    "worker_pool_heartbeat",
+                    "runtime",
+                    "Heartbeat of a worker pool",
+                    {**ok("Alive (`ok`) or re-created (`recreated`)", ref("PoolHeartbeat")), **unknown},
+                    (*BODY, *BACKEND),
+                    body=json_body(
+                        obj(
+                            {
+                                "name": {
+                                    "type": "string",
+                                    "description": "Omitted: the gateway's configured pool",
+                                },
+                                "registration": ref("PoolRegistration"),
+                            },
+                            [],
+                        ),
+                        required=False,
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/worker/pools",
+                self.pools,
+                ("GET",),
+                Operation(
+                    "worker_pools",
+                    "runtime",
+                    "Registered worker pools (a database error is a 200 with `error` set)",
+                    ok("The pools", ref("PoolList")),
+                    ("422", *BACKEND),
+                    parameters=(
+                        query_param("runtime", {"type": "string"}, "Matches `runtime.type`"),
+                        query_param("status", {"type": "string"}, "Exact status"),
+                    ),
+                ),
+            ),
         ]
 
     async def register(self, request: Request) -> Response:

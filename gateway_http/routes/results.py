@@ -16,6 +16,7 @@ from starlette.responses import Response
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import json_response
 from gateway_http.formatting import timestamp
+from gateway_http.openapi.build import BACKEND, BODY, EXECUTION_ID, Operation, json_body, ok, query_param, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Fields, Problems, read_json
 from services.common import jsonutil
@@ -30,8 +31,45 @@ class ResultRoutes:
 
     def endpoints(self) -> list[Endpoint]:
         return [
-            Endpoint("/result/resolve", self.resolve, ("GET",)),
-            Endpoint("/result/{execution_id}", self.put, ("PUT",)),
+            Endpoint(
+                "/result/resolve",
+                self.resolve,
+                ("GET",),
+                Operation(
+                    "result_resolve",
+                    "results",
+                    "The stored JSON value of a result reference, as stored (resolved secrets were replaced"
+                    " by the writer)",
+                    ok("The value itself, any JSON type", {}),
+                    ("400", "404", "422", *BACKEND),
+                    parameters=(
+                        query_param(
+                            "ref",
+                            {"type": "string"},
+                            "`noetl://execution/<id>/result/<name>/<id>`",
+                            required=True,
+                        ),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/result/{execution_id}",
+                self.put,
+                ("PUT",),
+                Operation(
+                    "result_put",
+                    "results",
+                    "Store a result (secrets in `data` and `correlation` are scrubbed)",
+                    ok("Stored", ref("ResultStored")),
+                    (*BODY, *BACKEND),
+                    description=(
+                        "400 `Invalid scope: <s>. Use: step, execution, workflow, permanent`, `Invalid store"
+                        " tier: <s>`, or an invalid `ttl`. Bodies up to at least 64 MiB are accepted."
+                    ),
+                    parameters=(EXECUTION_ID,),
+                    body=json_body(ref("ResultRequest")),
+                ),
+            ),
         ]
 
     async def put(self, request: Request) -> Response:

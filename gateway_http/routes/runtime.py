@@ -1,11 +1,12 @@
-"""Runtime routes: shard arithmetic, the machine-readable contract and the OpenAPI document.
+"""Runtime routes: shard arithmetic and the machine-readable contract.
 
 - `GET /api/runtime/shard-info` (http-api.md §7.5): which shard owns an execution id, with the
   mesh's one `shard_for`; no backend is called.
 - `GET /api/runtime/contract` (§7.6): what `noetl context init --from-gateway` reads. Served only
   under `/api` (§1.1), so it is declared as a root route with its full path. Its `routes` are read
   from the app that answers, so they list exactly what this deployment serves.
-- `GET /openapi.json`: the OpenAPI document of the whole contract (`gateway_http/openapi.py`).
+
+`GET /openapi.json`, in the same group of the contract, is served by `gateway_http.openapi.document`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway_http import openapi
-from gateway_http.encoding import dumps, json_response
+from gateway_http.encoding import json_response
+from gateway_http.openapi.build import Operation, ok, query_param, ref
 from gateway_http.routes import Endpoint
 from gateway_http.settings import GatewaySettings
 from gateway_http.validation import INT64_MAX, INT64_MIN
@@ -61,14 +62,43 @@ _CLI_OPERATION_MAPPING = {
 class RuntimeRoutes:
     def __init__(self, settings: GatewaySettings) -> None:
         self._settings = settings
-        # Encoded once: the document only changes with the code.
-        self._openapi = dumps(openapi.document())
 
     def endpoints(self) -> list[Endpoint]:
         return [
-            Endpoint("/runtime/shard-info", self.shard_info, ("GET",)),
-            Endpoint("/api/runtime/contract", self.contract, ("GET",), root=True),
-            Endpoint("/openapi.json", self.openapi_document, ("GET",), root=True),
+            Endpoint(
+                "/runtime/shard-info",
+                self.shard_info,
+                ("GET",),
+                Operation(
+                    "runtime_shard_info",
+                    "runtime",
+                    "Which shard owns an execution id (`shard_for`, data-model.md §10)",
+                    ok("The shard", ref("ShardInfo")),
+                    ("400",),
+                    description="A missing parameter, a bad id or a count outside 1..1024 answers 400.",
+                    parameters=(
+                        query_param("execution_id", ref("IdText"), "Execution id", required=True),
+                        query_param(
+                            "shard_count",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_SHARD_COUNT},
+                            "Number of shards",
+                            required=True,
+                        ),
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/api/runtime/contract",
+                self.contract,
+                ("GET",),
+                Operation(
+                    "runtime_contract",
+                    "runtime",
+                    "Machine-readable description of this deployment (only under /api)",
+                    ok("The contract", ref("RuntimeContract")),
+                ),
+                root=True,
+            ),
         ]
 
     async def shard_info(self, request: Request) -> Response:
@@ -116,9 +146,6 @@ class RuntimeRoutes:
         if self._settings.auth0:
             body["auth0"] = dict(self._settings.auth0)
         return json_response(body)
-
-    async def openapi_document(self, request: Request) -> Response:
-        return Response(self._openapi, media_type="application/json")
 
 
 def served_route_groups(routes: Iterable[BaseRoute]) -> dict[str, list[str]]:

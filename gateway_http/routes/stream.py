@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway_http.encoding import dumps
 from gateway_http.event_feeds import EventFeeds, follow
+from gateway_http.openapi.build import BACKEND, EXECUTION_ID, Operation, header_param
 from gateway_http.routes import Endpoint
 from gateway_http.validation import Problems, parse_id
 from gateway_http.views import event_object
@@ -27,7 +28,33 @@ class StreamRoutes:
         self._keepalive = keepalive
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint("/executions/{execution_id}/events/stream", self.stream, ("GET",))]
+        events = {
+            "200": {
+                "description": (
+                    "One message per event (`id`, `event`, `data` = the event object), a"
+                    " `: keep-alive` comment every 15 s; closes after the terminal event"
+                ),
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+        return [
+            Endpoint(
+                "/executions/{execution_id}/events/stream",
+                self.stream,
+                ("GET",),
+                Operation(
+                    "execution_event_stream",
+                    "executions",
+                    "Server-Sent Events of an execution: the log replayed, then live",
+                    events,
+                    ("404", "422", *BACKEND),
+                    parameters=(
+                        EXECUTION_ID,
+                        header_param("Last-Event-ID", "Resume: only events with a larger `event_id`"),
+                    ),
+                ),
+            )
+        ]
 
     async def stream(self, request: Request) -> Response:
         """Replays the log, then pushes new events live; `Last-Event-ID` resumes after that id."""

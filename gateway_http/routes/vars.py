@@ -16,6 +16,19 @@ from starlette.responses import Response
 from gateway_http.clients import ExecutionShard
 from gateway_http.encoding import dumps, json_response
 from gateway_http.formatting import timestamp
+from gateway_http.openapi.build import (
+    BACKEND,
+    BODY,
+    EXECUTION_ID,
+    Operation,
+    json_body,
+    nullable,
+    obj,
+    ok,
+    path_param,
+    ref,
+)
+from gateway_http.openapi.schemas_services import VAR_TYPES
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.routes.credentials import required_object
 from gateway_http.validation import Problems, read_json
@@ -28,12 +41,100 @@ class VarsRoutes:
         self._timeout = rpc_timeout
 
     def endpoints(self) -> list[Endpoint]:
+        var_name = path_param("var_name", "Variable name", {"type": "string", "minLength": 1})
         return [
-            Endpoint("/vars/{execution_id}", self.list_all, ("GET",)),
-            Endpoint("/vars/{execution_id}", self.set, ("POST",)),
-            Endpoint("/vars/{execution_id}", self.delete_all, ("DELETE",)),
-            Endpoint("/vars/{execution_id}/{var_name}", self.get, ("GET",)),
-            Endpoint("/vars/{execution_id}/{var_name}", self.delete, ("DELETE",)),
+            Endpoint(
+                "/vars/{execution_id}",
+                self.list_all,
+                ("GET",),
+                Operation(
+                    "vars_list",
+                    "variables",
+                    "Every variable of an execution",
+                    ok("The variables", ref("VariableMap")),
+                    ("422", "500", *BACKEND),
+                    parameters=(EXECUTION_ID,),
+                ),
+            ),
+            Endpoint(
+                "/vars/{execution_id}",
+                self.set,
+                ("POST",),
+                Operation(
+                    "vars_set",
+                    "variables",
+                    "Set (upsert) variables",
+                    ok("Set", ref("VariablesSet")),
+                    (*BODY, "500", *BACKEND),
+                    description=(
+                        "An empty map: 400 `Request body must contain 'variables' dict with at least one"
+                        " variable`; an unknown `var_type`: 400 `Invalid var_type '<t>'. Must be one of:"
+                        " user_defined, step_result, computed, iterator_state`."
+                    ),
+                    parameters=(EXECUTION_ID,),
+                    body=json_body(
+                        obj(
+                            {
+                                "variables": {"type": "object"},
+                                "var_type": {"type": "string", "enum": VAR_TYPES, "default": "user_defined"},
+                                "source_step": nullable({"type": "string"}),
+                            },
+                            ["variables"],
+                        )
+                    ),
+                ),
+            ),
+            Endpoint(
+                "/vars/{execution_id}",
+                self.delete_all,
+                ("DELETE",),
+                Operation(
+                    "vars_clear",
+                    "variables",
+                    "Delete every variable of an execution",
+                    ok(
+                        "Deleted",
+                        obj({"execution_id": ref("IdNumber"), "deleted_count": {"type": "integer"}}),
+                    ),
+                    ("422", "500", *BACKEND),
+                    parameters=(EXECUTION_ID,),
+                ),
+            ),
+            Endpoint(
+                "/vars/{execution_id}/{var_name}",
+                self.get,
+                ("GET",),
+                Operation(
+                    "vars_get",
+                    "variables",
+                    "One variable (bumps `access_count`)",
+                    ok("The variable", ref("Variable")),
+                    ("404", "422", "500", *BACKEND),
+                    parameters=(EXECUTION_ID, var_name),
+                ),
+            ),
+            Endpoint(
+                "/vars/{execution_id}/{var_name}",
+                self.delete,
+                ("DELETE",),
+                Operation(
+                    "vars_delete",
+                    "variables",
+                    "Delete one variable (`deleted: false` when absent)",
+                    ok(
+                        "Deleted or absent",
+                        obj(
+                            {
+                                "execution_id": ref("IdNumber"),
+                                "var_name": {"type": "string"},
+                                "deleted": {"type": "boolean"},
+                            }
+                        ),
+                    ),
+                    ("422", "500", *BACKEND),
+                    parameters=(EXECUTION_ID, var_name),
+                ),
+            ),
         ]
 
     async def list_all(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from gateway_http import wallet_views
 from gateway_http.encoding import json_response
+from gateway_http.openapi.build import BACKEND, BODY, Operation, array, json_body, obj, ok, query_param, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
 
@@ -32,9 +33,83 @@ class WalletRoutes:
 
     def endpoints(self) -> list[Endpoint]:
         return [
-            Endpoint("/internal/wallet/rotate-kek", self.rotate, ("POST",), internal=True),
-            Endpoint("/internal/wallet/key-status", self.key_status, ("GET",), internal=True),
-            Endpoint("/internal/secret-audit", self.audit, ("GET",), internal=True),
+            Endpoint(
+                "/internal/wallet/rotate-kek",
+                self.rotate,
+                ("POST",),
+                Operation(
+                    "wallet_rotate_kek",
+                    "internal",
+                    "Re-wrap data keys not under the current KEK version",
+                    ok("Per-table progress", ref("Rotation")),
+                    (*BODY, "500", *BACKEND),
+                    body=json_body(
+                        obj(
+                            {
+                                "batch_size": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": MAX_BATCH_SIZE,
+                                    "default": 100,
+                                },
+                                "max_batches": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": MAX_BATCHES,
+                                    "default": 1000,
+                                },
+                                "credential_after": ref("IdInput"),
+                                "keychain_after": {"type": "string"},
+                            },
+                            [],
+                        ),
+                        required=False,
+                    ),
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/wallet/key-status",
+                self.key_status,
+                ("GET",),
+                Operation(
+                    "wallet_key_status",
+                    "internal",
+                    "Rows per KEK version",
+                    ok("Counts, keys sorted", ref("KeyStatus")),
+                    BACKEND,
+                ),
+                internal=True,
+            ),
+            Endpoint(
+                "/internal/secret-audit",
+                self.audit,
+                ("GET",),
+                Operation(
+                    "secret_audit",
+                    "internal",
+                    "The secret access audit, newest first",
+                    ok("Audit rows", obj({"rows": array(ref("AuditRow"))})),
+                    ("422", *BACKEND),
+                    parameters=(
+                        query_param("credential", {"type": "string"}, "Credential name"),
+                        query_param("execution_id", ref("IdText"), "Execution id"),
+                        query_param("from", {"type": "string", "format": "date-time"}, "RFC 3339, inclusive"),
+                        query_param("to", {"type": "string", "format": "date-time"}, "RFC 3339"),
+                        query_param(
+                            "limit",
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_AUDIT_LIMIT,
+                                "default": DEFAULT_AUDIT_LIMIT,
+                            },
+                            "Rows",
+                        ),
+                    ),
+                ),
+                internal=True,
+            ),
         ]
 
     async def rotate(self, request: Request) -> Response:
