@@ -318,6 +318,12 @@ def _database_schemas() -> dict[str, Schema]:
                 "database": {"type": "string"},
                 "credential": {"type": "string"},
                 "connection_string": {"type": "string"},
+                "shard": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The shard whose database runs the SQL (0..N-1); needed on more than"
+                    " one shard unless credential or connection_string is given (docs/sharding.md)",
+                },
             },
             [],
         ),

@@ -77,6 +77,7 @@ class AdminRoutes:
                         "Neither `query` (or `query_base64`) nor `procedure`: 400 `query or procedure is"
                         " required`; an unknown `credential`: 404. SQL errors are a 200 with `status: error`."
                         " Connection priority: `connection_string` > `credential` > `database` > the default."
+                        " On more than one shard, SQL without `shard`, `credential` or `connection_string`: 400."
                     ),
                     body=json_body(ref("SqlRequest")),
                 ),
