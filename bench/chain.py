@@ -30,7 +30,7 @@ from bench.http import Poster, RawPoster
 from bench.playbooks import CHAIN_STEPS, call, chain, execute, register
 from bench.stats import per_unit_lines, percentile
 from bench.target import Snapshot, Target
-from services.common.mesh_policy import LAUNCHER
+from kernel.mesh_policy import LAUNCHER
 
 TERMINAL = frozenset({"playbook.completed", "playbook.failed", "execution.cancelled"})
 RUN_TIMEOUT = 60.0

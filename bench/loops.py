@@ -27,7 +27,7 @@ from bench.http import RawPoster
 from bench.playbooks import call, execute, register
 from bench.stats import histogram_mean, percentile
 from bench.target import Snapshot, Target
-from services.common.mesh_policy import LAUNCHER
+from kernel.mesh_policy import LAUNCHER
 
 RUN_TIMEOUT = 300.0
 POLL_SECONDS = 0.01

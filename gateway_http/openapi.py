@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.common.metrics import BUILD_VERSION
+from kernel.metrics import BUILD_VERSION
 
 Schema = dict[str, Any]
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from gateway_http.body_limits import BodyLimits
 from gateway_http.http_auth import HttpAuthSettings
-from services.common.config import EnvReader
-from services.common.mesh_auth import MeshAuth
-from services.common.mesh_policy import GATEWAY
-from services.common.sharding import MAX_SHARD_COUNT
+from kernel.config import EnvReader
+from kernel.mesh_auth import MeshAuth
+from kernel.mesh_policy import GATEWAY
+from kernel.sharding import MAX_SHARD_COUNT
 
 
 @dataclass(frozen=True, slots=True)

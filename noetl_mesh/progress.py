@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from services.common import jsonutil
-from services.common.grpc_client import ClientAuth
-from services.common.result_refs import result_reference
+from kernel import jsonutil
+from kernel.grpc_client import ClientAuth
+from language.result_refs import result_reference
 
 TERMINAL = {
     "playbook.completed": "COMPLETED",

@@ -4,10 +4,10 @@ import os
 import socket
 from dataclasses import dataclass
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader
-from services.common.mesh_auth import MeshAuth
-from services.common.mesh_policy import WORKER
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader
+from kernel.mesh_auth import MeshAuth
+from kernel.mesh_policy import WORKER
 
 
 @dataclass(frozen=True, slots=True)

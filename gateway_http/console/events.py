@@ -16,7 +16,7 @@ from noetl.v1 import common_pb2
 
 from gateway_http.encoding import dumps
 from gateway_http.formatting import timestamp
-from services.common import jsonutil
+from kernel import jsonutil
 
 # A value whose JSON is longer than this is sent as a preview of that many characters.
 MAX_VALUE_CHARS = 8192

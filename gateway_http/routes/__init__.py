@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.common.errors import NotFound, Unavailable
+from kernel.errors import NotFound, Unavailable
 
 Handler = Callable[[Request], Awaitable[Response]]
 StubT = TypeVar("StubT")

@@ -15,7 +15,7 @@ from gateway_http.encoding import json_response
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.routes.credentials import HTTP_CALLER, required_object
 from gateway_http.validation import Problems, read_json
-from services.common import jsonutil
+from kernel import jsonutil
 
 
 class KeychainRoutes:

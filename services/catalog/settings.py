@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import EnvReader, ServiceBasics
+from kernel.config import EnvReader, ServiceBasics
 
 DEFAULT_EVENTS_ADDRS = ("127.0.0.1:50053",)
 

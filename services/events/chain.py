@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from services.common.errors import FailedPrecondition, NotFound
-from services.common.timeutil import rfc3339
+from kernel.errors import FailedPrecondition, NotFound
+from kernel.timeutil import rfc3339
 from services.events.normalize import TERMINAL_TYPES
 
 WorkerIdentity = tuple[str, str, int]

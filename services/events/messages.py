@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from noetl.v1 import common_pb2, events_pb2
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
-from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
-from services.common.timeutil import as_utc
-from services.common.wire import timestamp
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
+from kernel.timeutil import as_utc
+from kernel.wire import timestamp
+from language.event_types import WORKER_IDEMPOTENT, canonical_event_type
 from services.events.batches import EventBatch
 from services.events.chain import Draft, Notify, StoredEvent
 from services.events.projection import Envelope

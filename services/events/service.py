@@ -14,10 +14,10 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 
-from services.common.bus import event_subject
-from services.common.db import connection_errors, with_retry
-from services.common.errors import Internal, InvalidArgument, MeshError, NotFound
-from services.common.metrics import INGEST_BUCKETS
+from kernel.bus import event_subject
+from kernel.db import connection_errors, with_retry
+from kernel.errors import Internal, InvalidArgument, MeshError, NotFound
+from kernel.metrics import INGEST_BUCKETS
 from services.events.batcher import AppendBatcher
 from services.events.batches import COMPLETED, BatchOutcome, EventBatch, batch_digest
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent

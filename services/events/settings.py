@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader, ServiceBasics
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader, ServiceBasics
 from services.events.batches import DEFAULT_MAX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTES, BatchLimits
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.common.db import Connection
-from services.common.errors import Conflict, MeshError
-from services.common.timeutil import as_utc, utcnow
+from kernel.db import Connection
+from kernel.errors import Conflict, MeshError
+from kernel.timeutil import as_utc, utcnow
 from services.events.batches import EventBatch
 from services.events.chain import (
     AppendJob,

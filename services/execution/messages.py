@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
 
 
 def json_object(raw: bytes, field: str) -> dict[str, Any] | None:

@@ -4,9 +4,9 @@ import re
 import socket
 from dataclasses import dataclass
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader, ServiceBasics
-from services.common.sharding import MAX_SHARD_COUNT
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader, ServiceBasics
+from kernel.sharding import MAX_SHARD_COUNT
 from services.execution.orchestration.reaper import ReaperSettings
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 from noetl.v1 import secrets_pb2, secrets_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
 from services.secrets.audit import Reader
 from services.secrets.keychain import Keychain, KeychainInput, ReadStatus
 from services.secrets.messages import (

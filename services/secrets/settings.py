@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.config import EnvReader, ServiceBasics
+from kernel.config import EnvReader, ServiceBasics
 from services.secrets.envelope import KEY_BYTES
 from services.secrets.kek import LOCAL, VAULT_TRANSIT
 from services.secrets.vault import VaultSettings

@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from services.common.bus import BusSettings
+from kernel.bus import BusSettings
 
 
 def unique_bus(url: str, label: str) -> BusSettings:

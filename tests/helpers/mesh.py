@@ -22,12 +22,12 @@ from typing import Any
 import asyncpg
 import httpx
 
+from kernel.mesh_auth import TOKEN
+from kernel.sharding import shard_for
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
 from noetl_mesh.stack import Stack, shard_databases
 from noetl_mesh.state import StackInfo
-from services.common.mesh_auth import TOKEN
-from services.common.sharding import shard_for
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
 from tests.helpers.shared import REPO

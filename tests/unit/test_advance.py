@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from services.common.event_types import EventType
+from language.event_types import EventType
 from services.execution.commands.lifecycle import LifecycleEvent, LifecycleUpdate, LifecycleWriter
 from services.execution.commands.status import COMPLETED
 from services.execution.orchestration.advance import AdvanceInput, advance

@@ -24,10 +24,10 @@ from typing import Any
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import MeshError, NotFound
-from services.common.grpc_client import Sharded
-from services.common.result_refs import result_reference
+from kernel import jsonutil
+from kernel.errors import MeshError, NotFound
+from kernel.grpc_client import Sharded
+from language.result_refs import result_reference
 from worker.results import ResultOffload
 from worker.tools.base import ToolCall, ToolResult
 

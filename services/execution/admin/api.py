@@ -7,7 +7,7 @@ import json
 import grpc
 from noetl.v1 import admin_pb2, admin_pb2_grpc
 
-from services.common.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 from services.execution.admin.service import Admin, SqlRequest
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import execution_pb2, execution_pb2_grpc
 
-from services.common import jsonutil
-from services.common.wire import timestamp
+from kernel import jsonutil
+from kernel.wire import timestamp
 from services.execution.clients import record_from_message
 from services.execution.commands.lifecycle import LifecycleEvent, LifecycleWriter
 from services.execution.messages import json_object

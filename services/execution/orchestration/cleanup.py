@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.common.errors import NotFound, Unprocessable
-from services.common.sharding import owns
+from kernel.errors import NotFound, Unprocessable
+from kernel.sharding import owns
 from services.execution.engine.records import EventType, NewEvent
 from services.execution.engine.status import CANCELLED
 from services.execution.orchestration.orchestrator import Orchestrator

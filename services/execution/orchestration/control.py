@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import NotFound
-from services.common.sharding import owns
+from kernel.errors import NotFound
+from kernel.sharding import owns
 from services.execution.engine.records import EventRecord, EventType, NewEvent, canonical_event_type
 from services.execution.engine.status import CANCELLED, COMPLETED, FAILED, RUNNING
 from services.execution.orchestration.orchestrator import Orchestrator, StartInput

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from prometheus_client import Counter
 
-from services.common.event_types import EventType
+from language.event_types import EventType
 from services.execution.commands.lifecycle import LifecycleEvent, LifecycleWriter, updates_for
 from services.execution.commands.store import CommandStore, NewCommandRow
 from services.execution.orchestration.store import ExecutionStore

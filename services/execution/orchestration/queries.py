@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.common.errors import NotFound
+from kernel.errors import NotFound
 from services.execution.commands.store import CommandStore
 from services.execution.engine.records import EventRecord
 from services.execution.engine.status import execution_status, status_flags, terminal_event

@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import results_pb2, results_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
-from services.common.result_refs import parse_ref
-from services.common.wire import timestamp
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
+from kernel.wire import timestamp
+from language.result_refs import parse_ref
 from services.execution.messages import json_object
 from services.execution.results.service import PutInput, Results
 
