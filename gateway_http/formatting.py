@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kernel.timeutil import rfc3339
-
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+from language.statuses import TERMINAL_STATUSES
 
 
 def to_datetime(stamp: Timestamp) -> datetime:

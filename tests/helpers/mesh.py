@@ -24,6 +24,7 @@ import httpx
 
 from kernel.mesh_auth import TOKEN
 from kernel.sharding import shard_for
+from language.statuses import TERMINAL_STATUSES
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
 from noetl_mesh.stack import Stack, shard_databases
@@ -35,7 +36,6 @@ from tests.helpers.waiting import wait_for
 
 NOETL_CLI = REPO / ".venv" / "cli" / "bin" / "noetl"
 
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 # Terminal events a finished run ends with (dsl.md §10.1), with the reader aliases of http-api.md §1.7.
 TERMINAL_EVENTS = frozenset(
     {

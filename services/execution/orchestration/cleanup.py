@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kernel.errors import NotFound, Unprocessable
 from kernel.sharding import owns
+from language.statuses import CANCELLED
 from services.execution.engine.records import EventType, NewEvent
-from services.execution.engine.status import CANCELLED
 from services.execution.orchestration.orchestrator import Orchestrator
 from services.execution.orchestration.store import ExecutionStore
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import results_pb2, results_pb2_grpc
 
-from kernel import jsonutil
-from kernel.errors import InvalidArgument
-from kernel.wire import timestamp
+from kernel.wire import json_field, timestamp
 from language.result_refs import parse_ref
 from services.execution.messages import json_object
 from services.execution.results.service import PutInput, Results
@@ -20,10 +18,7 @@ class ResultApi(results_pb2_grpc.ResultServiceServicer):
     async def Put(
         self, request: results_pb2.ResultServicePutRequest, context: grpc.aio.ServicerContext
     ) -> results_pb2.ResultServicePutResponse:
-        try:
-            data = jsonutil.loads(request.data_json)
-        except ValueError as exc:
-            raise InvalidArgument(f"data_json is not valid JSON: {exc}") from exc
+        data = json_field(request.data_json, "data_json")
         stored = await self._results.put(
             PutInput(
                 execution_id=request.execution_id,
