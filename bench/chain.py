@@ -31,9 +31,9 @@ from bench.http import Poster, RawPoster
 from bench.playbooks import CHAIN_STEPS, call, chain, execute, register
 from bench.stats import per_unit_lines, percentile
 from bench.target import Snapshot, Target
-from services.common.mesh_policy import LAUNCHER
+from kernel.mesh_policy import LAUNCHER
+from language.event_types import WRITTEN_TERMINAL
 
-TERMINAL = frozenset({"playbook.completed", "playbook.failed", "execution.cancelled"})
 RUN_TIMEOUT = 60.0
 POLL_SECONDS = 0.005
 PHASES = ("start", "dispatch", "claim→start", "run", "orchestrate", "finish")
@@ -65,7 +65,7 @@ def _phases(events: list[Event]) -> dict[str, float] | None:
     for kind, node, ts in events:
         first.setdefault((kind, node), ts)
     init = next((ts for kind, _, ts in events if kind == "playbook.initialized"), None)
-    done = next((ts for kind, _, ts in events if kind in TERMINAL), None)
+    done = next((ts for kind, _, ts in events if kind in WRITTEN_TERMINAL), None)
     if init is None or done is None:
         return None
     try:
@@ -101,7 +101,7 @@ async def follow_run(
     async for message in stream:
         e = message.event
         events.append((e.event_type, e.node_name, e.created_at.seconds + e.created_at.nanos / 1e9))
-        if e.event_type in TERMINAL:
+        if e.event_type in WRITTEN_TERMINAL:
             stream.cancel()
             return e.event_type, events
     return "stream ended without a terminal event", events
@@ -165,7 +165,7 @@ async def run_chain(target: Target, *, kind: str, runs: int, warmup: int, poll: 
             if not events:
                 events = await _events_over_http(poster, execution_id)
             init = next((ts for k, _, ts in events if k == "playbook.initialized"), None)
-            end = next((ts for k, _, ts in events if k in TERMINAL), None)
+            end = next((ts for k, _, ts in events if k in WRITTEN_TERMINAL), None)
             if init is not None and end is not None:
                 result.server_ms.append((end - init) * 1000.0)
             phases = _phases(events)

@@ -33,7 +33,7 @@ from bench.ingest import FAKE_COMMAND_BASE, PARKED_POOL, parked_targets
 from bench.playbooks import SetupError
 from bench.stats import percentile
 from bench.target import Target
-from services.common.mesh_policy import GATEWAY
+from kernel.mesh_policy import GATEWAY
 
 ROUNDS = 10
 

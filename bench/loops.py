@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from noetl.v1 import events_pb2_grpc
 
 from bench import passes
-from bench.chain import TERMINAL, follow_run, poll_terminal
+from bench.chain import follow_run, poll_terminal
 from bench.http import RawPoster
 from bench.playbooks import call, execute, register
 from bench.stats import histogram_mean, percentile
 from bench.target import Snapshot, Target
-from services.common.mesh_policy import LAUNCHER
+from kernel.mesh_policy import LAUNCHER
+from language.event_types import WRITTEN_TERMINAL
 
 RUN_TIMEOUT = 300.0
 POLL_SECONDS = 0.01
@@ -152,7 +153,7 @@ async def _all_events(poster: RawPoster, execution_id: str) -> list[Event]:
 def _measure(result: LoopResult, events: list[Event]) -> None:
     scenario = result.scenario
     init = _first(events, "playbook.initialized")
-    end = next((ts for k, _, ts in events if k in TERMINAL), None)
+    end = next((ts for k, _, ts in events if k in WRITTEN_TERMINAL), None)
     if init is not None and end is not None:
         result.server_ms.append((end - init) * 1000.0)
     gaps = _gaps(events, scenario.step)

@@ -35,9 +35,9 @@ from noetl.v1 import events_pb2, events_pb2_grpc
 from bench.cpu import CpuMeter, CpuReport
 from bench.stats import histogram_mean, percentile
 from bench.target import Snapshot, Target
-from services.common.bus import event_subject, execution_events_filter
-from services.common.ids import Snowflake
-from services.common.mesh_policy import EXECUTION
+from kernel.bus import event_subject, execution_events_filter
+from kernel.ids import Snowflake
+from kernel.mesh_policy import EXECUTION
 
 # Bench ids come from a machine id no mesh process uses, so they never collide with real ones;
 # drained rows' event ids (their message ids) lie far above any snowflake of this era (< 2^59).

@@ -16,12 +16,12 @@ from pathlib import Path
 import grpc
 
 from bench.cpu import mesh_roots
+from kernel.grpc_client import bearer_interceptors
 from noetl_mesh import state
 from noetl_mesh.config import REPO_ROOT, Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, token_file
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
-from services.common.grpc_client import bearer_interceptors
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.stats import percentile
+from language.event_types import WRITTEN_TERMINAL
 from noetl_mesh.config import REPO_ROOT, Ports, StackConfig
 from noetl_mesh.mesh import mesh_environment
 from noetl_mesh.stack import Stack
@@ -41,7 +42,6 @@ ITERATIONS = 100
 WORKERS = 4
 CONCURRENCY = 8
 LOOP_PATH = "bench/http_loop"
-TERMINAL = frozenset({"playbook.completed", "playbook.failed", "execution.cancelled"})
 
 LOOP_PLAYBOOK = f"""\
 apiVersion: noetl.io/v2
@@ -155,7 +155,9 @@ async def _wait_terminal(
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         answer = await http.get(f"/api/executions/{execution_id}", params={"page_size": 10})
-        if answer.status_code == 200 and any(e["event_type"] in TERMINAL for e in answer.json()["events"]):
+        if answer.status_code == 200 and any(
+            e["event_type"] in WRITTEN_TERMINAL for e in answer.json()["events"]
+        ):
             return await _events(http, execution_id)
         await asyncio.sleep(0.02)
     raise TimeoutError(f"execution {execution_id} did not end within {within:g}s")

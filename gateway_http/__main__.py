@@ -18,9 +18,9 @@ import uvloop
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
-from services.common import telemetry
-from services.common.config import ConfigError
-from services.common.runner import configure_logging
+from kernel import telemetry
+from kernel.config import ConfigError
+from kernel.runner import configure_logging
 
 NAME = "gateway"
 

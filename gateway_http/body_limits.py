@@ -14,8 +14,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive
 
 from gateway_http.routes import Handler
-from services.common.config import EnvReader
-from services.common.errors import PayloadTooLarge
+from kernel.config import EnvReader
+from kernel.errors import PayloadTooLarge
 
 MIB = 1024 * 1024
 # Routes whose bodies carry step data (events) or a stored value (result store), and playbooks;

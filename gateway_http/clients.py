@@ -1,6 +1,6 @@
 """The gRPC stubs the gateway calls: one catalog and one secrets service, per-shard execution, event and outbox stubs.
 
-Unary calls on these channels raise `MeshError` (see `services.common.grpc_client`).
+Unary calls on these channels raise `MeshError` (see `kernel.grpc_client`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from noetl.v1 import (
 )
 
 from gateway_http.settings import GatewaySettings
-from services.common.grpc_client import ClientAuth, Sharded, open_channel
+from kernel.grpc_client import ClientAuth, Sharded, open_channel
 
 
 class ExecutionShard:

@@ -17,9 +17,9 @@ from typing import NamedTuple
 
 from noetl.v1 import events_pb2, events_pb2_grpc
 
-from services.common import rpc_errors
-from services.common.errors import Internal, MeshError, Unavailable
-from services.common.grpc_client import Sharded
+from kernel import rpc_errors
+from kernel.errors import Internal, MeshError, Unavailable
+from kernel.grpc_client import Sharded
 
 MAX_EVENTS = 128
 # Payload bytes per call, well under the services' gRPC message limit.

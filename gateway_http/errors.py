@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
 from gateway_http.encoding import json_response
-from services.common.errors import MeshError
+from kernel.errors import MeshError
 
 
 class RequestInvalid(Exception):

@@ -16,9 +16,9 @@ import grpc
 from noetl.v1 import common_pb2, events_pb2, events_pb2_grpc
 from prometheus_client import Counter
 
-from services.common.errors import MeshError
-from services.common.grpc_client import Sharded
-from services.common.rpc_errors import from_rpc_error
+from kernel.errors import MeshError
+from kernel.grpc_client import Sharded
+from kernel.rpc_errors import from_rpc_error
 
 UPSTREAMS = Counter(
     "noetl_gateway_event_feeds_opened_total", "Upstream event subscriptions opened by the gateway"

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.timeutil import rfc3339
-
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+from kernel.timeutil import rfc3339
+from language.statuses import TERMINAL_STATUSES
 
 
 def to_datetime(stamp: Timestamp) -> datetime:

@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_http.encoding import json_response
 from gateway_http.jwt_keys import InvalidToken, JwtSettings, JwtVerifier
-from services.common.config import EnvReader
-from services.common.mesh_auth import WatchedFile, token_digest
+from kernel.config import EnvReader
+from kernel.mesh_auth import WatchedFile, token_digest
 
 log = logging.getLogger(__name__)
 

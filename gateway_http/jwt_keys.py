@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import jwt
 
-from services.common.mesh_auth import WatchedFile
+from kernel.mesh_auth import WatchedFile
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Imported for its side effect: it registers `noetl_server_build_info` (data-model.md §12.1).
-import services.common.metrics  # noqa: F401
+import kernel.metrics  # noqa: F401
 from gateway_http.encoding import json_response
 
 REQUESTS = Counter(

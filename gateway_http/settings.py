@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from gateway_http.body_limits import BodyLimits
 from gateway_http.http_auth import HttpAuthSettings
-from services.common.config import EnvReader
-from services.common.mesh_auth import MeshAuth
-from services.common.mesh_policy import GATEWAY
-from services.common.sharding import MAX_SHARD_COUNT
+from kernel import addresses
+from kernel.config import EnvReader
+from kernel.mesh_auth import MeshAuth
+from kernel.mesh_policy import GATEWAY
+from kernel.sharding import MAX_SHARD_COUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,8 @@ class GatewaySettings:
     def load(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader(environ)
-        catalog = env.addresses("NOETL_CATALOG_ADDR", "127.0.0.1:50051")
-        execution_addrs = env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052")
+        catalog = env.addresses("NOETL_CATALOG_ADDR", addresses.CATALOG)
+        execution_addrs = env.addresses("NOETL_EXECUTION_ADDRS", addresses.EXECUTION)
         # Unset, the deployment's shard count is the number of execution shards it routes to.
         shard_count = env.integer(
             "NOETL_SHARD_COUNT", max(1, len(execution_addrs)), minimum=1, maximum=MAX_SHARD_COUNT
@@ -68,12 +69,12 @@ class GatewaySettings:
         auth0 = _auth0(env)
         settings = cls(
             host=env.text("NOETL_HOST", "0.0.0.0"),
-            port=env.integer("NOETL_PORT", 8082, minimum=0, maximum=65535),
+            port=env.integer("NOETL_PORT", addresses.GATEWAY_PORT, minimum=0, maximum=65535),
             catalog_addr=catalog[0] if catalog else "",
             execution_addrs=execution_addrs,
-            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
-            outbox_addrs=env.addresses("NOETL_OUTBOX_ADDRS", "127.0.0.1:50054"),
-            secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", addresses.EVENTS),
+            outbox_addrs=env.addresses("NOETL_OUTBOX_ADDRS", addresses.OUTBOX),
+            secrets_addr=env.text("NOETL_SECRETS_ADDR", addresses.SECRETS),
             # Surrounding whitespace (a mounted secret's trailing newline) is not part of it.
             internal_api_token=env.text("NOETL_INTERNAL_API_TOKEN"),
             metrics_enabled=not env.flag("NOETL_DISABLE_METRICS", False),

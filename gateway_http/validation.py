@@ -22,9 +22,9 @@ from starlette.responses import Response
 
 from gateway_http.errors import RequestInvalid
 from gateway_http.routes import Handler
-from services.common.errors import InvalidArgument
-from services.common.jsonutil import MAX_NESTING_DEPTH
-from services.common.timeutil import as_utc
+from kernel.errors import InvalidArgument
+from kernel.jsonutil import MAX_NESTING_DEPTH
+from kernel.timeutil import as_utc
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -13,7 +13,7 @@ from typing import Any
 from noetl.v1 import catalog_pb2, common_pb2, execution_pb2
 
 from gateway_http.formatting import duration_human, elapsed_seconds, id_text, progress, timestamp, to_datetime
-from services.common import jsonutil
+from kernel import jsonutil
 
 # Key orders the contract fixes for objects the services build but store as JSONB, which keeps
 # keys in its own order (shorter first): http-api.md §3.1/§13.1 (catalog meta) and §13.4.

@@ -12,7 +12,7 @@ from typing import Any
 from noetl.v1 import secrets_pb2
 
 from gateway_http.formatting import timestamp
-from services.common import jsonutil
+from kernel import jsonutil
 
 
 def _optional(message: Any, name: str) -> Any:

@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from kernel.mesh_policy import CALLERS, LAUNCHER
 from noetl_mesh import procs
 from noetl_mesh.config import MAX_SHARDS, StackConfig
 from noetl_mesh.credentials import write_tokens
 from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
 from noetl_mesh.state import StackInfo
-from services.common.mesh_policy import CALLERS, LAUNCHER
 
 # Exit codes of `status`, after the LSB init-script convention.
 EXIT_DEGRADED = 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernel import addresses
 from noetl_mesh import procs
 from noetl_mesh.embedded import DEFAULT_NATS_MONITOR_PORT, DEFAULT_NATS_PORT, DEFAULT_PG_PORT
 
@@ -49,12 +50,12 @@ class Ports:
     postgres: int = DEFAULT_PG_PORT
     nats: int = DEFAULT_NATS_PORT
     nats_monitor: int = DEFAULT_NATS_MONITOR_PORT
-    catalog: int = 50051
-    execution: int = 50052
-    events: int = 50053
-    outbox: int = 50054
-    secrets: int = 50055
-    gateway: int = 8082
+    catalog: int = addresses.CATALOG_PORT
+    execution: int = addresses.EXECUTION_PORT
+    events: int = addresses.EVENTS_PORT
+    outbox: int = addresses.OUTBOX_PORT
+    secrets: int = addresses.SECRETS_PORT
+    gateway: int = addresses.GATEWAY_PORT
     catalog_metrics: int = 9101
     execution_metrics: int = 9102
     events_metrics: int = 9103

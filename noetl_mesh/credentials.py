@@ -1,6 +1,6 @@
 """The local stack's service-to-service credentials: one token per process, made at every `up`.
 
-Mesh authentication is on by default (services/common/mesh_auth.py), so a local stack needs
+Mesh authentication is on by default (kernel/mesh_auth.py), so a local stack needs
 tokens a newcomer never sees: `up` writes a fresh random token per process to
 `<run dir>/mesh-auth/<process>.token` and their SHA-256 digests, each under the process's caller
 (`execution-2`, shard 2's execution process, is caller `execution`), to `<run dir>/mesh-auth/tokens`
@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.grpc_client import ClientAuth
-from services.common.mesh_auth import TOKEN, MeshAuth, token_digest
-from services.common.mesh_policy import LAUNCHER
+from kernel.grpc_client import ClientAuth
+from kernel.mesh_auth import TOKEN, MeshAuth, token_digest
+from kernel.mesh_policy import LAUNCHER
 
 AUTH_DIR = Path("mesh-auth")
 TOKENS_FILE = "tokens"

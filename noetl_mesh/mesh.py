@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kernel.addresses import HOST, local
 from noetl_mesh.config import Ports
 from noetl_mesh.probes import GrpcHealth, HttpHealth, LogLine, Readiness
-
-HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,14 @@ def mesh_processes(ports: Ports, python: str = sys.executable) -> list[ProcessSp
     """The mesh in dependency order: each process may call those started before it."""
 
     def service(name: str, port: int, metrics_port: int) -> ProcessSpec:
-        address = f"{HOST}:{port}"
+        address = local(port)
         env = {"NOETL_GRPC_LISTEN": address, "NOETL_METRICS_PORT": str(metrics_port)}
         return ProcessSpec(name, (python, "-m", f"services.{name}"), GrpcHealth(address), address, env)
 
     def sharded(name: str, index: int) -> ProcessSpec:
         shard = ports.shard(index)
         spec = service(name, getattr(shard, name), getattr(shard, f"{name}_metrics"))
-        env = {**spec.env, "NOETL_SHARD_INDEX": str(index), "NOETL_OUTBOX_ADDR": f"{HOST}:{shard.outbox}"}
+        env = {**spec.env, "NOETL_SHARD_INDEX": str(index), "NOETL_OUTBOX_ADDR": local(shard.outbox)}
         label = name if ports.shard_count == 1 else f"{name}-{index}"
         return dataclasses.replace(spec, name=label, env=env, shard=index)
 
@@ -80,15 +79,15 @@ def mesh_environment(ports: Ports, *, pg_dsn: str, nats_url: str, run_dir: Path)
         "NOETL_PG_DSN": pg_dsn,
         "NOETL_CLUSTER_PG_DSN": pg_dsn,
         "NOETL_NATS_URL": nats_url,
-        "NOETL_CATALOG_ADDR": f"{HOST}:{ports.catalog}",
+        "NOETL_CATALOG_ADDR": local(ports.catalog),
         # Comma lists with one address per shard, in shard order.
-        "NOETL_EXECUTION_ADDRS": ",".join(f"{HOST}:{shard.execution}" for shard in shards),
-        "NOETL_EVENTS_ADDRS": ",".join(f"{HOST}:{shard.events}" for shard in shards),
-        "NOETL_OUTBOX_ADDRS": ",".join(f"{HOST}:{shard.outbox}" for shard in shards),
+        "NOETL_EXECUTION_ADDRS": ",".join(local(shard.execution) for shard in shards),
+        "NOETL_EVENTS_ADDRS": ",".join(local(shard.events) for shard in shards),
+        "NOETL_OUTBOX_ADDRS": ",".join(local(shard.outbox) for shard in shards),
         "NOETL_SHARD_COUNT": str(ports.shard_count),
         # Event subjects end in the owning shard (bus.shard_events_filter): the same count.
         "NOETL_EVENT_SHARD_COUNT": str(ports.shard_count),
-        "NOETL_SECRETS_ADDR": f"{HOST}:{ports.secrets}",
+        "NOETL_SECRETS_ADDR": local(ports.secrets),
         "NOETL_HOST": HOST,
         "NOETL_PORT": str(ports.gateway),
         "NOETL_PUBLIC_SERVER_URL": f"http://{HOST}:{ports.gateway}",

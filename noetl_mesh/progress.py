@@ -18,15 +18,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from services.common import jsonutil
-from services.common.grpc_client import ClientAuth
-from services.common.result_refs import result_reference
+from kernel import jsonutil
+from kernel.grpc_client import ClientAuth
+from language.event_types import TERMINAL_STATUS, WRITTEN_TERMINAL
+from language.result_refs import result_reference
+from language.statuses import COMPLETED, RUNNING
 
-TERMINAL = {
-    "playbook.completed": "COMPLETED",
-    "playbook.failed": "FAILED",
-    "execution.cancelled": "CANCELLED",
-}
 ICONS = {"queued": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "↷"}
 COLOURS = {"queued": "dim", "running": "cyan", "done": "green", "failed": "red", "skipped": "dim"}
 _STATES = {
@@ -93,7 +90,7 @@ class StepView:
 @dataclass(slots=True)
 class Progress:
     steps: dict[str, StepView] = field(default_factory=dict)
-    status: str = "RUNNING"
+    status: str = RUNNING
     error: str | None = None
     started: datetime | None = None
     ended: datetime | None = None
@@ -104,8 +101,8 @@ class Progress:
         """Folds one event; returns the step whose state changed, if any."""
         kind = event.event_type
         self.started = self.started or event.created_at
-        if kind in TERMINAL:
-            self.status = TERMINAL[kind]
+        if kind in WRITTEN_TERMINAL:
+            self.status = TERMINAL_STATUS[kind]
             self.error = event.error or _context_error(event.context)
             self.ended = event.created_at
             return None
@@ -310,9 +307,7 @@ async def watch(
 
 def report(console: Console, progress: Progress) -> None:
     """The closing lines: the status and duration, the run's error, each failed step's stderr tail."""
-    colour = (
-        "green" if progress.status == "COMPLETED" else "yellow" if progress.status == "RUNNING" else "red"
-    )
+    colour = "green" if progress.status == COMPLETED else "yellow" if progress.status == RUNNING else "red"
     took = ""
     if progress.started is not None:
         took = f" in {((progress.ended or _now()) - progress.started).total_seconds():.2f}s"

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from language.statuses import COMPLETED
 from noetl_mesh.credentials import launcher_auth
 from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.state import StackInfo
@@ -136,9 +137,9 @@ async def _run(
         if options.as_json:
             await _resolve_references(http, progress)
             _print_json(progress.document(execution_id, entry["path"], entry["version"]))
-            return 0 if progress.status == "COMPLETED" else 1
+            return 0 if progress.status == COMPLETED else 1
         report(console, progress)
-        if progress.status != "COMPLETED":
+        if progress.status != COMPLETED:
             return 1
         last = progress.steps.get(progress.last_step or "")
         if last is None:

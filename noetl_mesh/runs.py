@@ -17,12 +17,13 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from language.statuses import CANCELLED, COMPLETED, FAILED, RUNNING
 from noetl_mesh.credentials import launcher_auth
 from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.run import EXIT_TIMEOUT, detail
 from noetl_mesh.state import StackInfo
 
-STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan"}
+STATUS_COLOURS = {COMPLETED: "green", FAILED: "red", CANCELLED: "yellow", RUNNING: "cyan"}
 
 
 def list_runs(args: argparse.Namespace, info: StackInfo) -> int:
@@ -123,7 +124,7 @@ async def _show(args: argparse.Namespace, info: StackInfo) -> int:
         if not live:
             _steps(console, progress)
         report(console, progress)
-    return 1 if progress.status in ("FAILED", "CANCELLED") else 0
+    return 1 if progress.status in (FAILED, CANCELLED) else 0
 
 
 def _steps(console: Console, progress: Progress) -> None:

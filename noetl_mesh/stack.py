@@ -280,7 +280,7 @@ class Stack:
         """
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "services.common.migrate", "--create", *dict.fromkeys(dsns)],
+            [sys.executable, "-m", "kernel.migrate", "--create", *dict.fromkeys(dsns)],
             capture_output=True,
             text=True,
             timeout=self._config.ready_timeout,

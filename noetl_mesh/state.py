@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.sharding import shard_for
 from noetl_mesh.config import Ports
-from services.common.sharding import shard_for
 
 STATE_FILE = "state.json"
 

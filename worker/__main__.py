@@ -10,10 +10,10 @@ import sys
 import uvloop
 from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, pools_pb2_grpc, results_pb2_grpc, secrets_pb2_grpc
 
-from services.common import bus, telemetry
-from services.common.config import ConfigError
-from services.common.grpc_client import ClientAuth, Sharded, open_channel
-from services.common.runner import configure_logging
+from kernel import bus, telemetry
+from kernel.config import ConfigError
+from kernel.grpc_client import ClientAuth, Sharded, open_channel
+from kernel.runner import configure_logging
 from worker.consumer import Consumer
 from worker.credentials import SecretsClient
 from worker.executor import Executor

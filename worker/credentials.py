@@ -30,8 +30,8 @@ from typing import Any
 
 from noetl.v1 import secrets_pb2, secrets_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import MeshError, NotFound
+from kernel import jsonutil
+from kernel.errors import MeshError, NotFound
 
 log = logging.getLogger(__name__)
 

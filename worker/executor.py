@@ -13,11 +13,11 @@ from typing import Any
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import Conflict, MeshError, NotFound
-from services.common.grpc_client import Sharded
-from services.common.rpc_errors import from_rpc_error
-from services.common.templating import restore_views
+from kernel import jsonutil
+from kernel.errors import Conflict, MeshError, NotFound
+from kernel.grpc_client import Sharded
+from kernel.rpc_errors import from_rpc_error
+from language.templating import restore_views
 from worker.credentials import CommandSecrets, SecretsClient
 from worker.pipeline import ToolRunner, tool_config
 from worker.results import ResultOffload

@@ -15,7 +15,7 @@ from typing import Any
 
 import minijinja
 
-from services.common.templating import Renderer, TemplateError
+from language.templating import Renderer, TemplateError
 from worker.tools.base import ToolCall
 
 _ROOT = "keychain"

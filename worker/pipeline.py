@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from services.common.templating import Renderer, TemplateError, scoped_key
+from language.templating import Renderer, TemplateError, scoped_key
 from worker.credentials import SecretError
 from worker.keychain import resolve_keychain
 from worker.policy import Do, PolicyError, Rule, Verdict, attempt_output, decide, jump_index, parse_rules

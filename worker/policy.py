@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from services.common.templating import Renderer, TemplateError, has_template_syntax, scoped_key
+from language.templating import Renderer, TemplateError, has_template_syntax, scoped_key
 from worker.tools.base import ToolResult
 
 DEFAULT_ATTEMPTS = 3  # dsl.md §17.7: `max_attempts` when a retry rule names none

@@ -16,9 +16,9 @@ import socket
 
 from noetl.v1 import pools_pb2, pools_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import MeshError, NotFound
-from services.common.runtime_kinds import WORKER_POOL
+from kernel import jsonutil
+from kernel.errors import MeshError, NotFound
+from language.runtime_kinds import WORKER_POOL
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from noetl.v1 import results_pb2, results_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import MeshError
-from services.common.grpc_client import Sharded
-from services.common.result_refs import parse_ref
+from kernel import jsonutil
+from kernel.errors import MeshError
+from kernel.grpc_client import Sharded
+from language.result_refs import parse_ref
 from worker.tools.base import ToolCall
 
 log = logging.getLogger(__name__)

@@ -4,10 +4,11 @@ import os
 import socket
 from dataclasses import dataclass
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader
-from services.common.mesh_auth import MeshAuth
-from services.common.mesh_policy import WORKER
+from kernel import addresses
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader
+from kernel.mesh_auth import MeshAuth
+from kernel.mesh_policy import WORKER
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,15 @@ class Settings:
             bus=read_bus_settings(env),
             consumer=env.text("NATS_CONSUMER", "noetl_worker_pool"),
             pools=tuple(p.strip() for p in pools.split(",") if p.strip()),
-            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
-            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", addresses.EXECUTION),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", addresses.EVENTS),
             concurrency=concurrency,
             python_processes=env.integer("NOETL_WORKER_PYTHON_PROCESSES", min(concurrency, 4), minimum=1),
             default_timeout=env.number("NOETL_WORKER_DEFAULT_TIMEOUT_SECONDS", 3600.0, minimum=0.1),
             # A quarter of the 120 s claim lease (data-model.md §6.3).
             heartbeat_seconds=env.number("NOETL_WORKER_HEARTBEAT_SECONDS", 30.0, minimum=0.1),
-            server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
-            secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
+            server_url=env.text("NOETL_PUBLIC_SERVER_URL", addresses.PUBLIC_SERVER_URL),
+            secrets_addr=env.text("NOETL_SECRETS_ADDR", addresses.SECRETS),
             # A serialised result over this fails the command with a clear error (dsl.md §9.12).
             max_result_bytes=env.integer(
                 "NOETL_WORKER_MAX_RESULT_BYTES", 16 * 1024 * 1024, minimum=1024, maximum=48 * 1024 * 1024

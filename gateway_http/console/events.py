@@ -16,7 +16,8 @@ from noetl.v1 import common_pb2
 
 from gateway_http.encoding import dumps
 from gateway_http.formatting import timestamp
-from services.common import jsonutil
+from kernel import jsonutil
+from language.event_types import WRITTEN_TERMINAL, EventType
 
 # A value whose JSON is longer than this is sent as a preview of that many characters.
 MAX_VALUE_CHARS = 8192
@@ -25,25 +26,18 @@ MAX_STREAM_CHARS = 8192
 
 _COMMAND_EVENTS = frozenset(
     {
-        "command.claimed",
-        "command.started",
-        "command.heartbeat",
-        "command.completed",
-        "command.failed",
-        "step.exit",
-        "call.done",
-        "call.error",
+        EventType.COMMAND_CLAIMED,
+        EventType.COMMAND_STARTED,
+        EventType.COMMAND_HEARTBEAT,
+        EventType.COMMAND_COMPLETED,
+        EventType.COMMAND_FAILED,
+        EventType.STEP_EXIT,
+        EventType.CALL_DONE,
+        EventType.CALL_ERROR,
     }
 )
 _SMALL_CONTEXT = frozenset(
-    {
-        "playbook.initialized",
-        "loop.done",
-        "playbook.completed",
-        "playbook.failed",
-        "execution.cancelled",
-        "ctx.updated",
-    }
+    {EventType.PLAYBOOK_INITIALIZED, EventType.LOOP_DONE, EventType.CTX_UPDATED, *WRITTEN_TERMINAL}
 )
 
 

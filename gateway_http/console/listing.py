@@ -15,15 +15,15 @@ from typing import Any
 from noetl.v1 import execution_pb2
 
 from gateway_http.clients import ExecutionShard
-from gateway_http.formatting import TERMINAL_STATUSES
 from gateway_http.routes.executions import newest_first
 from gateway_http.views import execution_entry
-from services.common.grpc_client import Sharded
-from services.common.timeutil import utcnow
+from kernel.grpc_client import Sharded
+from kernel.timeutil import utcnow
+from language.statuses import RUNNING, TERMINAL_STATUSES
 
 # The most a shard's ListExecutions answers in one call.
 SCAN_LIMIT = 10_000
-STATUSES = frozenset({"RUNNING", *TERMINAL_STATUSES})
+STATUSES = frozenset({RUNNING, *TERMINAL_STATUSES})
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from gateway_http.console.listing import STATUSES, ListQuery, list_page
 from gateway_http.encoding import json_response
 from gateway_http.routes.stream import StreamRoutes
 from gateway_http.validation import Problems
-from services.common.errors import NotFound
-from services.common.grpc_client import Sharded
+from kernel.errors import NotFound
+from kernel.grpc_client import Sharded
 
 PREFIX = "/ui"
 STATIC = Path(__file__).resolve().parent / "static"

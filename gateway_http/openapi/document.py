@@ -20,7 +20,7 @@ from gateway_http.openapi import schemas_common, schemas_runs, schemas_services
 from gateway_http.openapi.build import JSON, Operation, Schema, ok
 from gateway_http.openapi.schemas_common import auth_responses, error_responses
 from gateway_http.routes import Endpoint
-from services.common.metrics import BUILD_VERSION
+from kernel.metrics import BUILD_VERSION
 
 DOCS_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from gateway_http.openapi.build import Operation
-from services.common.errors import NotFound, Unavailable
+from kernel.errors import NotFound, Unavailable
 
 Handler = Callable[[Request], Awaitable[Response]]
 StubT = TypeVar("StubT")

@@ -21,8 +21,8 @@ from gateway_http.encoding import dumps, json_response
 from gateway_http.openapi.build import BACKEND, BODY, Operation, json_body, ok, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Problems, read_json
-from services.common.errors import InvalidArgument, Unavailable
-from services.common.grpc_client import Sharded
+from kernel.errors import InvalidArgument, Unavailable
+from kernel.grpc_client import Sharded
 
 # §2.3: what `/api/pool/status` answers while no pool can be asked.
 UNAVAILABLE_POOL: dict[str, Any] = {

@@ -16,7 +16,7 @@ from gateway_http.openapi.build import BACKEND, BODY, Operation, json_body, obj,
 from gateway_http.routes import Endpoint, first_found
 from gateway_http.validation import Problems, read_json
 from gateway_http.views import command_body
-from services.common.grpc_client import Sharded
+from kernel.grpc_client import Sharded
 
 
 class CommandRoutes:

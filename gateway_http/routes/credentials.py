@@ -29,7 +29,7 @@ from gateway_http.openapi.build import (
 )
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Fields, Problems, read_json
-from services.common import jsonutil
+from kernel import jsonutil
 
 HTTP_CALLER = "http"
 _NOT_A_STRING = "Input should be a valid string"

@@ -31,9 +31,9 @@ from gateway_http.openapi.build import (
 from gateway_http.redaction import redact
 from gateway_http.routes import Endpoint, first_found, set_present
 from gateway_http.validation import Fields, Problems, parse_id, read_json
-from services.common import jsonutil
-from services.common.errors import NotFound, Unavailable
-from services.common.grpc_client import Sharded
+from kernel import jsonutil
+from kernel.errors import NotFound, Unavailable
+from kernel.grpc_client import Sharded
 
 # Events are stored before the answer, so nothing ever waits in a queue.
 QUEUE_DEPTH = 0

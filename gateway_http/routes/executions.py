@@ -27,9 +27,9 @@ from gateway_http.openapi.build import (
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import INT32_MAX, NOT_AN_OBJECT, Fields, Problems, parse_id, read_json
 from gateway_http.views import event_object, execution_entry, pagination, raw_event_row, status_body
-from services.common.errors import NotFound, Unprocessable
-from services.common.grpc_client import Sharded
-from services.common.timeutil import utcnow
+from kernel.errors import NotFound, Unprocessable
+from kernel.grpc_client import Sharded
+from kernel.timeutil import utcnow
 
 MAX_LIST_OFFSET = 5000
 MAX_BATCH_EXECUTIONS = 1000

@@ -27,7 +27,7 @@ from gateway_http.formatting import timestamp
 from gateway_http.openapi.build import BACKEND, BODY, Operation, array, json_body, obj, ok, query_param, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import INT32_MAX, Fields, Problems, read_json
-from services.common.grpc_client import Sharded
+from kernel.grpc_client import Sharded
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

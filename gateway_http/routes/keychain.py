@@ -27,7 +27,7 @@ from gateway_http.openapi.schemas_services import SCOPE_TYPES
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.routes.credentials import HTTP_CALLER, required_object
 from gateway_http.validation import Problems, read_json
-from services.common import jsonutil
+from kernel import jsonutil
 
 
 class KeychainRoutes:

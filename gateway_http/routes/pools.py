@@ -31,10 +31,10 @@ from gateway_http.openapi.build import (
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import INT32_MAX, Fields, Problems, read_json
 from gateway_http.views import in_order
-from services.common import jsonutil
-from services.common.errors import MeshError
-from services.common.grpc_client import Sharded
-from services.common.runtime_kinds import KINDS, WORKER_POOL
+from kernel import jsonutil
+from kernel.errors import MeshError
+from kernel.grpc_client import Sharded
+from language.runtime_kinds import KINDS, WORKER_POOL
 
 # http-api.md §7.4 lists a runtime's keys in this order; JSONB keeps its own (shorter keys first).
 RUNTIME_KEYS = ("type", "pid", "hostname")

@@ -19,9 +19,9 @@ from gateway_http.formatting import timestamp
 from gateway_http.openapi.build import BACKEND, BODY, EXECUTION_ID, Operation, json_body, ok, query_param, ref
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.validation import Fields, Problems, read_json
-from services.common import jsonutil
-from services.common.grpc_client import Sharded
-from services.common.result_refs import parse_ref
+from kernel import jsonutil
+from kernel.grpc_client import Sharded
+from language.result_refs import parse_ref
 
 
 class ResultRoutes:

@@ -24,9 +24,9 @@ from gateway_http.openapi.build import Operation, ok, query_param, ref
 from gateway_http.routes import Endpoint
 from gateway_http.settings import GatewaySettings
 from gateway_http.validation import INT64_MAX, INT64_MIN
-from services.common.errors import InvalidArgument
-from services.common.metrics import BUILD_VERSION
-from services.common.sharding import MAX_SHARD_COUNT, shard_for
+from kernel.errors import InvalidArgument
+from kernel.metrics import BUILD_VERSION
+from kernel.sharding import MAX_SHARD_COUNT, shard_for
 
 _DECIMAL = re.compile(r"-?[0-9]+")
 # A sign and the 19 digits of a 64-bit integer, plus leading zeros a client may send.

@@ -32,7 +32,7 @@ from gateway_http.openapi.schemas_services import VAR_TYPES
 from gateway_http.routes import Endpoint, set_present
 from gateway_http.routes.credentials import required_object
 from gateway_http.validation import Problems, read_json
-from services.common.grpc_client import Sharded
+from kernel.grpc_client import Sharded
 
 
 class VarsRoutes:

@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 import grpc
 from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc
 
+from kernel import db, runner
+from kernel.grpc_client import ClientAuth, Sharded
+from kernel.grpc_server import Registrar
+from kernel.health import WritePathWatch, database_probe
+from kernel.ids import Snowflake
 from services.catalog.api import CatalogApi
 from services.catalog.clients import EventHistory
 from services.catalog.service import Catalog
 from services.catalog.settings import Settings
 from services.catalog.store import CatalogStore
-from services.common import db, runner
-from services.common.grpc_client import ClientAuth, Sharded
-from services.common.grpc_server import Registrar
-from services.common.health import WritePathWatch, database_probe
-from services.common.ids import Snowflake
 
 
 @asynccontextmanager

@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import catalog_pb2, catalog_pb2_grpc
 
+from kernel import jsonutil
+from kernel.errors import MeshError
+from kernel.wire import timestamp
 from services.catalog.service import Catalog, Lookup
 from services.catalog.store import Entry, VersionRef
-from services.common import jsonutil
-from services.common.errors import MeshError
-from services.common.wire import timestamp
 
 
 def entry_message(entry: Entry) -> catalog_pb2.CatalogEntry:

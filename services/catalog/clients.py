@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from noetl.v1 import events_pb2, events_pb2_grpc
 
-from services.common.grpc_client import Sharded
+from kernel.grpc_client import Sharded
 
 
 class EventHistory:

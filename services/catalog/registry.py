@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
+from kernel.errors import InvalidArgument
+from kernel.jsonutil import MAX_NESTING_DEPTH
+from kernel.timeutil import rfc3339, utcnow
 from services.catalog.yaml_guard import check_yaml
-from services.common.errors import InvalidArgument
-from services.common.jsonutil import MAX_NESTING_DEPTH
-from services.common.timeutil import rfc3339, utcnow
 
 _KIND_ALIASES = {
     "playbook": "playbook",

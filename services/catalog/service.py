@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from kernel.errors import InvalidArgument, NotFound
+from kernel.ids import Snowflake
 from services.catalog.ports import HistoryPort
 from services.catalog.registry import normalize_kind, parse_document
 from services.catalog.store import CatalogStore, Entry, VersionRef
 from services.catalog.ui_schema import WorkloadForm, workload_form
-from services.common.errors import InvalidArgument, NotFound
-from services.common.ids import Snowflake
 
 # Versions are 16-bit numbers from 1 (http-api.md §3.1).
 MAX_VERSION = 32767

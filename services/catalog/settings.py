@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import EnvReader, ServiceBasics
+from kernel import addresses
+from kernel.config import EnvReader, ServiceBasics
 
-DEFAULT_EVENTS_ADDRS = ("127.0.0.1:50053",)
+DEFAULT_EVENTS_ADDRS = (addresses.EVENTS,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50051", "catalog"),
+            basics=ServiceBasics.read(env, addresses.CATALOG, "catalog"),
             events_addrs=env.addresses("NOETL_EVENTS_ADDRS", ",".join(DEFAULT_EVENTS_ADDRS)),
         )
         env.finish()

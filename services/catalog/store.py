@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from services.common.errors import Unprocessable
-from services.common.jsonutil import dumps_text
-from services.common.timeutil import as_utc
+from kernel.errors import Unprocessable
+from kernel.jsonutil import dumps_text
+from kernel.timeutil import as_utc
 
 MAX_VERSION = 32767  # SMALLINT column
 

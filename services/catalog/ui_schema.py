@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import yaml
 
-from services.common import jsonutil
+from kernel import jsonutil
 
 
 @dataclass(frozen=True, slots=True)

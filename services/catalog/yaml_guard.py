@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import yaml
 
-from services.common.errors import InvalidArgument
-from services.common.jsonutil import MAX_NESTING_DEPTH
+from kernel.errors import InvalidArgument
+from kernel.jsonutil import MAX_NESTING_DEPTH
 
 # Real playbooks have a few thousand nodes and a handful of anchors.
 MAX_NODES = 100_000

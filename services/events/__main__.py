@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 import grpc
 from noetl.v1 import events_pb2_grpc, outbox_pb2_grpc
 
-from services.common import bus, db, runner
-from services.common.grpc_client import ClientAuth, open_channel
-from services.common.grpc_server import Registrar
-from services.common.health import WritePathWatch, database_probe
-from services.common.ids import Snowflake
+from kernel import bus, db, runner
+from kernel.grpc_client import ClientAuth, open_channel
+from kernel.grpc_server import Registrar
+from kernel.health import WritePathWatch, database_probe
+from kernel.ids import Snowflake
 from services.events.api import EventApi
 from services.events.batcher import AppendBatcher
 from services.events.clients import OutboxClient

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc
 
-from services.common import jsonutil, rpc_errors, telemetry
-from services.common.errors import InvalidArgument, MeshError, NotFound, Unprocessable
+from kernel import jsonutil, rpc_errors, telemetry
+from kernel.errors import InvalidArgument, MeshError, NotFound, Unprocessable
 from services.events.batches import BatchLimits
 from services.events.messages import batch_message, draft_from_message, envelope_from_message, event_message
 from services.events.normalize import WorkerEventDraft, normalize

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import asyncpg
 
-from services.common.db import with_retry
-from services.common.errors import Internal, MeshError
+from kernel.db import with_retry
+from kernel.errors import Internal, MeshError
 from services.events.chain import AppendJob, AppendOutcome
 from services.events.store import EventStore
 

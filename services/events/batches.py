@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.errors import Unprocessable
+from kernel.errors import Unprocessable
 from services.events.normalize import WorkerEventDraft
 
 DEFAULT_MAX_EVENTS = 256

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from services.common.errors import FailedPrecondition, NotFound
-from services.common.timeutil import rfc3339
-from services.events.normalize import TERMINAL_TYPES
+from kernel.errors import FailedPrecondition, NotFound
+from kernel.timeutil import rfc3339
+from language.event_types import WRITTEN_TERMINAL
 
 WorkerIdentity = tuple[str, str, int]
 
@@ -186,7 +186,7 @@ def plan(
         existing = known.find(job.execution_id, draft)
         if existing is None and identity is not None:
             existing = in_batch.get(identity)
-        if existing is None and draft.event_type in TERMINAL_TYPES and terminal_id is not None:
+        if existing is None and draft.event_type in WRITTEN_TERMINAL and terminal_id is not None:
             existing = terminal_id  # a second terminal event is dropped (data-model.md §4.1 #5)
             outcome.terminal_suppressed += 1
         if existing is not None:
@@ -221,7 +221,7 @@ def plan(
                 idempotency_key=draft.idempotency_key,
             )
         )
-        if draft.event_type in TERMINAL_TYPES:
+        if draft.event_type in WRITTEN_TERMINAL:
             terminal_id = event_id
         if identity is not None:
             in_batch[identity] = event_id

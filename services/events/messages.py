@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from noetl.v1 import common_pb2, events_pb2
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
-from services.common.event_types import WORKER_IDEMPOTENT, canonical_event_type
-from services.common.timeutil import as_utc
-from services.common.wire import timestamp
+from kernel.errors import InvalidArgument
+from kernel.timeutil import as_utc
+from kernel.wire import json_field, timestamp
+from language.event_types import WORKER_IDEMPOTENT, canonical_event_type
 from services.events.batches import EventBatch
 from services.events.chain import Draft, Notify, StoredEvent
 from services.events.projection import Envelope
@@ -68,12 +67,12 @@ def draft_from_message(event: events_pb2.NewEvent) -> Draft:
     """Raises InvalidArgument for a draft without type/node or with malformed JSON."""
     if not event.event_type or not event.node_name:
         raise InvalidArgument("event_type and node_name are required")
-    meta = _json(event.meta_json, "meta_json")
+    meta = json_field(event.meta_json, "meta_json")
     if meta is not None and not isinstance(meta, dict):
         raise InvalidArgument("meta_json must be a JSON object")
     notify = None
     if event.HasField("notify") and event.notify.subject:
-        payload = _json(event.notify.payload_json, "notify.payload_json")
+        payload = json_field(event.notify.payload_json, "notify.payload_json")
         if not isinstance(payload, dict):
             raise InvalidArgument("notify.payload_json must be a JSON object")
         notify = Notify(subject=event.notify.subject, payload=payload)
@@ -121,16 +120,9 @@ def envelope_from_message(event: events_pb2.ProjectedEvent) -> Envelope:
     )
 
 
-def _json(raw: bytes, field: str) -> object:
-    try:
-        return jsonutil.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"{field} is not valid JSON: {exc}") from exc
-
-
 def _text(raw: bytes, field: str) -> str | None:
     """Validates and keeps JSON as text: the store writes it into jsonb untouched."""
     if not raw:
         return None
-    _json(raw, field)
+    json_field(raw, field)
     return raw.decode()

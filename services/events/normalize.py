@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import Unprocessable
-from services.common.event_types import WORKER_IDEMPOTENT, WRITTEN_TERMINAL, canonical_event_type
+from kernel.errors import Unprocessable
+from language.event_types import WORKER_IDEMPOTENT, canonical_event_type
 
-TERMINAL_TYPES = tuple(sorted(WRITTEN_TERMINAL))
 _RESULT_KEYS = frozenset({"status", "reference", "context", "command_id"})
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from nats.js import JetStreamContext
 
-from services.common.bus import message_id
+from kernel.bus import message_id
 from services.events.chain import OutboxEntry
 
 log = logging.getLogger(__name__)

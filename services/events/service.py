@@ -14,14 +14,15 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 
-from services.common.bus import event_subject
-from services.common.db import connection_errors, with_retry
-from services.common.errors import Internal, InvalidArgument, MeshError, NotFound
-from services.common.metrics import INGEST_BUCKETS
+from kernel.bus import event_subject
+from kernel.db import connection_errors, with_retry
+from kernel.errors import Internal, InvalidArgument, MeshError, NotFound
+from kernel.metrics import INGEST_BUCKETS
+from language.event_types import EVENT_TYPES, WRITTEN_TERMINAL
 from services.events.batcher import AppendBatcher
 from services.events.batches import COMPLETED, BatchOutcome, EventBatch, batch_digest
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
-from services.events.normalize import TERMINAL_TYPES, WorkerEventDraft
+from services.events.normalize import WorkerEventDraft
 from services.events.projection import Envelope
 from services.events.relay import Relay
 from services.events.store import EventStore
@@ -29,32 +30,12 @@ from services.events.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
-KNOWN_TYPES = (
-    "playbook.initialized",
-    "workflow.initialized",
-    "step.enter",
-    "step.skipped",
-    "command.issued",
-    "command.claimed",
-    "command.heartbeat",
-    "command.started",
-    "call.done",
-    "call.error",
-    "step.exit",
-    "command.completed",
-    "command.failed",
-    "ctx.updated",
-    "loop.done",
-    "playbook.completed",
-    "playbook.failed",
-    "execution.cancelled",
-)
 INGESTED = Counter("noetl_events_ingested_total", "Events ingested", ["event_type", "status"])
 INGEST_SECONDS = Histogram(
     "noetl_event_ingest_duration_seconds", "Event ingest latency", ["event_type"], buckets=INGEST_BUCKETS
 )
 TERMINAL_DEDUP = Counter("noetl_terminal_dedup_total", "Second terminal events dropped", ["outcome"])
-for _kind in (*KNOWN_TYPES, "other"):
+for _kind in (*EVENT_TYPES, "other"):
     INGESTED.labels(_kind, "ok")
     INGESTED.labels(_kind, "error")
     INGEST_SECONDS.labels(_kind)
@@ -271,7 +252,7 @@ class EventLog:
                 for event in batch:
                     yield event
                     cursor = event.event_id
-                    if event.event_type in TERMINAL_TYPES:
+                    if event.event_type in WRITTEN_TERMINAL:
                         return
                 if len(batch) == PAGE:
                     continue
@@ -320,7 +301,7 @@ class EventLog:
         self._relay.submit(outcome.outbox)
         elapsed = time.perf_counter() - started
         for event in outcome.stored:
-            kind = event.event_type if event.event_type in KNOWN_TYPES else "other"
+            kind = event.event_type if event.event_type in EVENT_TYPES else "other"
             INGESTED.labels(kind, "ok").inc()
             INGEST_SECONDS.labels(kind).observe(elapsed)
         if outcome.terminal_suppressed:

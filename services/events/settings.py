@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader, ServiceBasics
+from kernel import addresses
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader, ServiceBasics
 from services.events.batches import DEFAULT_MAX_EVENTS, DEFAULT_MAX_PAYLOAD_BYTES, BatchLimits
 
 
@@ -19,9 +20,9 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50053", "events"),
+            basics=ServiceBasics.read(env, addresses.EVENTS, "events"),
             bus=read_bus_settings(env),
-            outbox_addr=env.text("NOETL_OUTBOX_ADDR", "127.0.0.1:50054"),
+            outbox_addr=env.text("NOETL_OUTBOX_ADDR", addresses.OUTBOX),
             # http-api.md §1.1: enforced by this service, the only one that sees every batch.
             batch_limits=BatchLimits(
                 max_events=env.integer("NOETL_BATCH_MAX_EVENTS_PER_REQUEST", DEFAULT_MAX_EVENTS, minimum=1),

@@ -17,9 +17,10 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.common.db import Connection
-from services.common.errors import Conflict, MeshError
-from services.common.timeutil import as_utc, utcnow
+from kernel.db import Connection
+from kernel.errors import Conflict, MeshError
+from kernel.timeutil import as_utc, utcnow
+from language.event_types import WRITTEN_TERMINAL
 from services.events.batches import EventBatch
 from services.events.chain import (
     AppendJob,
@@ -31,7 +32,6 @@ from services.events.chain import (
     plan,
     stream_payload,
 )
-from services.events.normalize import TERMINAL_TYPES
 from services.events.projection import Envelope, link
 
 _SELECT = (
@@ -225,7 +225,7 @@ class EventStore:
                     # Later jobs of the same execution link to this one's last event.
                     last = outcome.stored[-1]
                     heads[job.execution_id] = Head(last.event_id, last.catalog_id, last.parent_execution_id)
-                    if any(e.event_type in TERMINAL_TYPES for e in outcome.stored):
+                    if any(e.event_type in WRITTEN_TERMINAL for e in outcome.stored):
                         terminals.setdefault(job.execution_id, last.event_id)
                     _remember(known, job, outcome)
             written = [
@@ -252,12 +252,12 @@ class EventStore:
                 job.execution_id
                 for job in jobs
                 if job.execution_id in heads
-                and (job.require_open or any(d.event_type in TERMINAL_TYPES for d in job.drafts))
+                and (job.require_open or any(d.event_type in WRITTEN_TERMINAL for d in job.drafts))
             }
         )
         if not wanted:
             return {}
-        return {row[0]: row[1] for row in await conn.fetch(_TERMINALS, wanted, list(TERMINAL_TYPES))}
+        return {row[0]: row[1] for row in await conn.fetch(_TERMINALS, wanted, list(WRITTEN_TERMINAL))}
 
     @staticmethod
     async def _known(conn: Connection, jobs: Sequence[AppendJob]) -> Known:

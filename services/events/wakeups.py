@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from services.common.bus import execution_events_filter
+from kernel.bus import execution_events_filter
 
 
 class Wakeups:

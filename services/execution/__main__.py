@@ -20,11 +20,11 @@ from noetl.v1 import (
     vars_pb2_grpc,
 )
 
-from services.common import bus, db, runner
-from services.common.grpc_client import ClientAuth, Sharded, open_channel
-from services.common.grpc_server import Registrar
-from services.common.health import WritePathWatch, database_probe
-from services.common.ids import Snowflake
+from kernel import bus, db, runner
+from kernel.grpc_client import ClientAuth, Sharded, open_channel
+from kernel.grpc_server import Registrar
+from kernel.health import WritePathWatch, database_probe
+from kernel.ids import Snowflake
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import Admin

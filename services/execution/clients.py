@@ -16,9 +16,9 @@ from noetl.v1 import (
     execution_pb2_grpc,
 )
 
-from services.common import jsonutil
-from services.common.grpc_client import Sharded
-from services.common.timeutil import as_utc
+from kernel import jsonutil
+from kernel.grpc_client import Sharded
+from kernel.timeutil import as_utc
 from services.execution.engine.records import EventRecord, NewEvent
 from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import Appended, LogEvent, Notification, PlaybookEntry

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.common.event_types import canonical_event_type
+from language.event_types import canonical_event_type
 from services.execution.engine.records import EventRecord, NewEvent
 
 

@@ -4,9 +4,10 @@ import re
 import socket
 from dataclasses import dataclass
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader, ServiceBasics
-from services.common.sharding import MAX_SHARD_COUNT
+from kernel import addresses
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader, ServiceBasics
+from kernel.sharding import MAX_SHARD_COUNT
 from services.execution.orchestration.reaper import ReaperSettings
 
 
@@ -30,7 +31,7 @@ class Settings:
     # has lost its claim.
     worker_heartbeat_stale_seconds: int = 30
     # Credentials named by `/api/postgres/execute` are read from the secrets service.
-    secrets_addr: str = "127.0.0.1:50055"
+    secrets_addr: str = addresses.SECRETS
     # The bound of one `/api/postgres/execute` request's statements.
     sql_timeout_seconds: float = 60.0
     # Where `/api/postgres/execute` without a credential runs: a least-privilege login, never the
@@ -51,14 +52,14 @@ class Settings:
                     env.problem(f"cannot take a shard index below {shard_count} from the hostname")
                 else:
                     shard_index = ordinal
-        basics = ServiceBasics.read(env, "127.0.0.1:50052", "execution")
+        basics = ServiceBasics.read(env, addresses.EXECUTION, "execution")
         settings = cls(
             basics=basics,
             cluster_pg_dsn=env.text("NOETL_CLUSTER_PG_DSN", basics.pg_dsn),
-            catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
-            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
+            catalog_addr=env.text("NOETL_CATALOG_ADDR", addresses.CATALOG),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", addresses.EVENTS),
             execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS"),
-            server_url=env.text("NOETL_PUBLIC_SERVER_URL", "http://localhost:8082"),
+            server_url=env.text("NOETL_PUBLIC_SERVER_URL", addresses.PUBLIC_SERVER_URL),
             lease_seconds=env.integer("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120, minimum=1),
             retry_after_seconds=env.integer("NOETL_COMMAND_CLAIM_RETRY_AFTER_SECONDS", 2, minimum=1),
             shard_index=shard_index,
@@ -77,7 +78,7 @@ class Settings:
             worker_heartbeat_stale_seconds=env.integer(
                 "NOETL_COMMAND_WORKER_HEARTBEAT_STALE_SECONDS", 30, minimum=5
             ),
-            secrets_addr=env.text("NOETL_SECRETS_ADDR", "127.0.0.1:50055"),
+            secrets_addr=env.text("NOETL_SECRETS_ADDR", addresses.SECRETS),
             sql_timeout_seconds=env.number("NOETL_POSTGRES_EXECUTE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
             sql_dsn=env.text("NOETL_POSTGRES_EXECUTE_DSN"),
         )

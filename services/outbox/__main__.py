@@ -12,9 +12,9 @@ import grpc
 from nats.aio.client import Client as NatsClient
 from noetl.v1 import outbox_pb2_grpc
 
-from services.common import bus, db, runner
-from services.common.grpc_server import Registrar
-from services.common.health import WritePathWatch, database_probe
+from kernel import bus, db, runner
+from kernel.grpc_server import Registrar
+from kernel.health import WritePathWatch, database_probe
 from services.outbox.api import OutboxApi
 from services.outbox.metrics import GaugeRefresher
 from services.outbox.publisher import Publisher, check_duplicate_windows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import outbox_pb2, outbox_pb2_grpc
 
-from services.common.wire import timestamp
+from kernel.wire import timestamp
 from services.outbox.service import DEFAULT_LIMIT, DEFAULT_MAX_DELAY, Outbox
 from services.outbox.store import DeadRow, Failure
 

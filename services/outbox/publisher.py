@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from services.common.bus import message_id
-from services.common.config import ConfigError
+from kernel.bus import message_id
+from kernel.config import ConfigError
 from services.outbox import metrics
 from services.outbox.service import Outbox
 from services.outbox.store import Failure, Row

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 from services.outbox import metrics
 from services.outbox.store import Counts, DeadRow, Failure, OutboxStore, Row
 

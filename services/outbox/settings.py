@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.bus import BusSettings, read_bus_settings
-from services.common.config import EnvReader, ServiceBasics
+from kernel import addresses
+from kernel.bus import BusSettings, read_bus_settings
+from kernel.config import EnvReader, ServiceBasics
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50054", "outbox", calls=False),
+            basics=ServiceBasics.read(env, addresses.OUTBOX, "outbox", calls=False),
             bus=read_bus_settings(env),
             max_attempts=env.integer("NOETL_OUTBOX_MAX_ATTEMPTS", 10, minimum=1),
             # Lease plus publish timeout must stay below the streams' duplicate window (120 s),

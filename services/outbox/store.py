@@ -11,8 +11,8 @@ from datetime import datetime
 
 import asyncpg
 
-from services.common.db import connection_errors
-from services.common.timeutil import as_utc
+from kernel.db import connection_errors
+from kernel.timeutil import as_utc
 
 ERROR_LIMIT = 2000
 

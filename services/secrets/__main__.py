@@ -17,11 +17,11 @@ from contextlib import asynccontextmanager
 import grpc
 from noetl.v1 import binding_pb2_grpc, catalog_pb2_grpc, events_pb2_grpc, secrets_pb2_grpc
 
-from services.common import db, runner
-from services.common.grpc_client import ClientAuth, Sharded, open_channel
-from services.common.grpc_server import Registrar
-from services.common.health import WritePathWatch, database_probe
-from services.common.ids import Snowflake
+from kernel import db, runner
+from kernel.grpc_client import ClientAuth, Sharded, open_channel
+from kernel.grpc_server import Registrar
+from kernel.health import WritePathWatch, database_probe
+from kernel.ids import Snowflake
 from services.secrets.api import SecretsApi
 from services.secrets.audit import Auditor
 from services.secrets.cipher import Cipher

@@ -8,8 +8,9 @@ from typing import Any
 import grpc
 from noetl.v1 import secrets_pb2, secrets_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
+from kernel.wire import json_field
 from services.secrets.audit import Reader
 from services.secrets.keychain import Keychain, KeychainInput, ReadStatus
 from services.secrets.messages import (
@@ -27,14 +28,6 @@ DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_BATCHES = 1000
 DEFAULT_AUDIT_LIMIT = 100
 MAX_AUDIT_LIMIT = 10000
-
-
-def _json(raw: bytes, what: str) -> Any:
-    """Raises InvalidArgument for malformed JSON."""
-    try:
-        return jsonutil.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"{what} is not valid JSON") from exc
 
 
 def _optional(message: Any, name: str) -> Any:
@@ -64,8 +57,8 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
             CredentialInput(
                 name=request.name,
                 type=request.type,
-                data=_json(request.data_json, "data"),
-                meta=_json(request.meta_json, "meta"),
+                data=json_field(request.data_json, "data"),
+                meta=json_field(request.meta_json, "meta"),
                 tags=list(request.tags.values) if request.HasField("tags") else None,
                 description=_optional(request, "description"),
             )
@@ -101,7 +94,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
             KeychainInput(
                 catalog_id=request.catalog_id,
                 name=request.keychain_name,
-                data=_json(request.data_json, "token_data"),
+                data=json_field(request.data_json, "token_data"),
                 credential_type=request.credential_type,
                 cache_type=request.cache_type or "token",
                 scope_type=request.scope_type or "global",
@@ -110,7 +103,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
                 ttl_seconds=_optional(request, "ttl_seconds"),
                 expires_at=_time(request, "expires_at"),
                 auto_renew=request.auto_renew,
-                renew_config=_json(request.renew_config_json, "renew_config"),
+                renew_config=json_field(request.renew_config_json, "renew_config"),
             )
         )
         response = secrets_pb2.SetKeychainResponse(

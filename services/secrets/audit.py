@@ -14,8 +14,8 @@ from typing import Protocol
 import asyncpg
 from prometheus_client import Counter
 
-from services.common.errors import Unavailable
-from services.common.ids import Snowflake
+from kernel.errors import Unavailable
+from kernel.ids import Snowflake
 from services.secrets.store import AuditRecord
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import Unavailable
+from kernel.errors import Unavailable
 from services.secrets import envelope
 from services.secrets.envelope import DecryptError, Envelope, EnvelopeError
 from services.secrets.kek import KekError, Keyring

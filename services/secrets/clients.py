@@ -8,9 +8,9 @@ from typing import Any
 
 from noetl.v1 import binding_pb2, binding_pb2_grpc, catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import NotFound
-from services.common.grpc_client import Sharded
+from kernel import jsonutil
+from kernel.errors import NotFound
+from kernel.grpc_client import Sharded
 from services.secrets.ports import ExecutionOrigin, SecretUse
 
 ROOT_EVENT = "playbook.initialized"

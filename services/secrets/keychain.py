@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.common.errors import Internal, InvalidArgument
-from services.common.timeutil import utcnow
+from kernel.errors import Internal, InvalidArgument
+from kernel.timeutil import utcnow
 from services.secrets.audit import Auditor, Operation, Outcome, Reader
 from services.secrets.cipher import Cipher, SealError
 from services.secrets.store import KeychainRow, NewKeychain, SecretsStore

@@ -7,8 +7,8 @@ from typing import Any
 
 from noetl.v1 import secrets_pb2
 
-from services.common import jsonutil
-from services.common.wire import timestamp
+from kernel import jsonutil
+from kernel.wire import timestamp
 from services.secrets.audit import Reader
 from services.secrets.rotation import TableReport
 from services.secrets.store import AuditRecord, CredentialRow, KeychainRow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.errors import Internal
+from kernel.errors import Internal
 from services.secrets.audit import Auditor, Operation, Outcome, Reader
 from services.secrets.cipher import Cipher, Opened, SealError
 from services.secrets.store import CredentialRow

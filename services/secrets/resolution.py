@@ -15,8 +15,8 @@ from typing import Any
 
 import minijinja
 
-from services.common.errors import FailedPrecondition, NotFound, Unprocessable
-from services.common.timeutil import utcnow
+from kernel.errors import FailedPrecondition, NotFound, Unprocessable
+from kernel.timeutil import utcnow
 from services.secrets.audit import Auditor, Operation, Outcome, Reader
 from services.secrets.cipher import Cipher
 from services.secrets.keychain import Keychain, KeychainInput, ReadStatus, cache_key

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from prometheus_client import Counter
 
-from services.common.errors import Unavailable
+from kernel.errors import Unavailable
 from services.secrets import envelope
 from services.secrets.envelope import EnvelopeError
 from services.secrets.kek import KekError, Keyring, RewrapError

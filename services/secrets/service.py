@@ -6,9 +6,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied
-from services.common.ids import Snowflake
-from services.common.timeutil import utcnow
+from kernel.errors import InvalidArgument, NotFound, PermissionDenied
+from kernel.ids import Snowflake
+from kernel.timeutil import utcnow
 from services.secrets.audit import Auditor, Operation, Outcome, Reader
 from services.secrets.cipher import Cipher
 from services.secrets.ports import WorkBindingPort

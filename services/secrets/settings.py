@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.config import EnvReader, ServiceBasics
+from kernel import addresses
+from kernel.config import EnvReader, ServiceBasics
 from services.secrets.envelope import KEY_BYTES
 from services.secrets.kek import LOCAL, VAULT_TRANSIT
 from services.secrets.vault import VaultSettings
@@ -57,12 +58,12 @@ class Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader(environ)
         settings = cls(
-            basics=ServiceBasics.read(env, "127.0.0.1:50055", "secrets"),
+            basics=ServiceBasics.read(env, addresses.SECRETS, "secrets"),
             kek=read_kek(env),
             audit_required=env.flag("NOETL_SECRET_AUDIT_REQUIRED", False),
-            catalog_addr=env.text("NOETL_CATALOG_ADDR", "127.0.0.1:50051"),
-            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", "127.0.0.1:50053"),
-            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", "127.0.0.1:50052"),
+            catalog_addr=env.text("NOETL_CATALOG_ADDR", addresses.CATALOG),
+            events_addrs=env.addresses("NOETL_EVENTS_ADDRS", addresses.EVENTS),
+            execution_addrs=env.addresses("NOETL_EXECUTION_ADDRS", addresses.EXECUTION),
             keychain_cleanup_seconds=env.number("NOETL_KEYCHAIN_CLEANUP_SECONDS", 300.0, minimum=0.0),
         )
         env.finish()

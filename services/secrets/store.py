@@ -11,9 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from services.common.db import connection_errors
-from services.common.jsonutil import dumps_text
-from services.common.timeutil import as_utc
+from kernel.db import connection_errors
+from kernel.jsonutil import dumps_text
+from kernel.timeutil import as_utc
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from gateway_http.body_limits import MIB
+from kernel.jsonutil import MAX_NESTING_DEPTH
 from services.catalog.registry import MAX_PATH_LENGTH
 from services.catalog.yaml_guard import MAX_NODES
-from services.common.jsonutil import MAX_NESTING_DEPTH
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, database, execute, register
 from tests.helpers.playbooks import noop_chain

@@ -29,7 +29,7 @@ from gateway_http.openapi.__main__ import default_document
 from gateway_http.openapi.build import Schema
 from gateway_http.openapi.document import DOCS_FILE, document, render
 from gateway_http.settings import GatewaySettings
-from services.common.mesh_auth import token_digest
+from kernel.mesh_auth import token_digest
 from tests.helpers.nowhere import NOWHERE_ENV
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")

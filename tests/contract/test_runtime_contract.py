@@ -19,7 +19,7 @@ from starlette.routing import Route
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
-from services.common.config import ConfigError
+from kernel.config import ConfigError
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import expect
 from tests.helpers.nowhere import NOWHERE_ENV

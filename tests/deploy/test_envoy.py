@@ -21,7 +21,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 (registers the Any type)
 from google.protobuf import json_format
 
-from services.common.grpc_client import SHARD_HEADER
+from kernel.grpc_client import SHARD_HEADER
 from tests.helpers.shared import REPO
 
 ENVOY = REPO / "deploy" / "envoy"

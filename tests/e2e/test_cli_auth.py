@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.mesh_auth import token_digest
+from kernel.mesh_auth import token_digest
 from tests.helpers.cli import noetl
 from tests.helpers.infra import PgServer
 from tests.helpers.invariants import finish

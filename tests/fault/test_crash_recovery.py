@@ -6,7 +6,7 @@ chain-plus-parallel-loop playbook, injects one fault once they are under way, an
 waits: every run must reach COMPLETED with the right total and a log that keeps the §18
 invariants (one root, one terminal, no dangling link, no fork, exact loop counts) within
 `RECOVERY_SECONDS`. Crash windows inside a pass are hit deterministically by failpoints
-(`services/common/failpoints.py`) rather than by timing.
+(`kernel/failpoints.py`) rather than by timing.
 
 Short leases and reaper intervals keep the suite bounded (`ENV`); with the defaults the same
 recovery takes up to one claim lease (120 s) for a command whose worker was killed.

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.sharding import shard_for
+from kernel.sharding import shard_for
 from tests.helpers.infra import PgServer
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import (

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import asyncpg
 from noetl.v1 import admin_pb2_grpc, secrets_pb2_grpc
 
+from kernel import db
+from kernel.grpc_client import ClientAuth, open_channel
+from kernel.grpc_server import GrpcHost
+from kernel.mesh_guard import ServerAuth
 from noetl_mesh.query_role import make_query_role
-from services.common import db
-from services.common.grpc_client import ClientAuth, open_channel
-from services.common.grpc_server import GrpcHost
-from services.common.mesh_guard import ServerAuth
 from services.execution.admin.api import AdminApi
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import REQUIRED_TABLES, Admin

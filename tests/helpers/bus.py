@@ -21,10 +21,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from services.common.bus import BusSettings, execution_events_filter
-from services.common.sharding import shard_for
+from kernel.bus import BusSettings, execution_events_filter
+from kernel.sharding import shard_for
 
-# The mesh's event stream (the default of services/common/bus.py) and, per execution shard, its
+# The mesh's event stream (the default of kernel/bus.py) and, per execution shard, its
 # feed's durable consumer (services/execution/__main__.py names it `noetl_execution_<shard>`).
 STREAM = "NOETL_EVENTS"
 

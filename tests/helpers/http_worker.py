@@ -1,7 +1,7 @@
 """A worker that speaks HTTP only (dsl.md §16), as workers outside this repository do.
 
 It takes command notifications from JetStream like the reference worker (subject
-`noetl.commands.<pool>.>`, services/common/bus.py) and does everything else through the gateway:
+`noetl.commands.<pool>.>`, kernel/bus.py) and does everything else through the gateway:
 registers its pool, heartbeats it (carrying its registration, so a lost entry is re-created),
 fetches and claims commands, posts the lifecycle events a worker sends and deregisters at the end.
 

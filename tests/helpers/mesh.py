@@ -22,12 +22,13 @@ from typing import Any
 import asyncpg
 import httpx
 
+from kernel.mesh_auth import TOKEN
+from kernel.sharding import shard_for
+from language.statuses import TERMINAL_STATUSES
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
 from noetl_mesh.stack import Stack, shard_databases
 from noetl_mesh.state import StackInfo
-from services.common.mesh_auth import TOKEN
-from services.common.sharding import shard_for
 from tests.helpers import infra
 from tests.helpers.infra import PgServer
 from tests.helpers.shared import REPO
@@ -35,7 +36,6 @@ from tests.helpers.waiting import wait_for
 
 NOETL_CLI = REPO / ".venv" / "cli" / "bin" / "noetl"
 
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 # Terminal events a finished run ends with (dsl.md §10.1), with the reader aliases of http-api.md §1.7.
 TERMINAL_EVENTS = frozenset(
     {

@@ -15,11 +15,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from noetl.v1 import outbox_pb2_grpc
 
-from services.common import db as common_db
-from services.common.bus import BusSettings, ensure_streams
-from services.common.grpc_server import GrpcHost
-from services.common.mesh_guard import ServerAuth
-from services.common.migrate import migrate
+from kernel import db as common_db
+from kernel.bus import BusSettings, ensure_streams
+from kernel.grpc_server import GrpcHost
+from kernel.mesh_guard import ServerAuth
+from kernel.migrate import migrate
 from services.outbox.api import OutboxApi
 from services.outbox.service import Outbox
 from services.outbox.store import OutboxStore

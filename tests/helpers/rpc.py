@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from services.common.rpc_errors import DETAIL_KEY, KIND_KEY, RETRY_AFTER_KEY
+from kernel.rpc_errors import DETAIL_KEY, KIND_KEY, RETRY_AFTER_KEY
 
 
 @dataclass(frozen=True, slots=True)

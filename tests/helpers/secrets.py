@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import grpc
 from noetl.v1 import secrets_pb2_grpc
 
-from services.common.grpc_server import GrpcHost
-from services.common.mesh_auth import MeshAuth
-from services.common.mesh_guard import ServerAuth
-from services.common.migrate import migrate
+from kernel.grpc_server import GrpcHost
+from kernel.mesh_auth import MeshAuth
+from kernel.mesh_guard import ServerAuth
+from kernel.migrate import migrate
 from services.secrets.__main__ import assemble
 from services.secrets.settings import Settings
 from tests.helpers.nowhere import NOWHERE

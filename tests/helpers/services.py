@@ -19,14 +19,14 @@ import grpc
 from nats.js import JetStreamContext
 from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc, execution_pb2_grpc, outbox_pb2_grpc
 
+from kernel.bus import BusSettings
+from kernel.config import ServiceBasics
+from kernel.grpc_server import GrpcHost, Registrar
+from kernel.mesh_auth import MeshAuth
+from kernel.mesh_guard import ServerAuth
+from kernel.migrate import migrate
 from services.catalog.__main__ import assemble as assemble_catalog
 from services.catalog.settings import Settings as CatalogSettings
-from services.common.bus import BusSettings
-from services.common.config import ServiceBasics
-from services.common.grpc_server import GrpcHost, Registrar
-from services.common.mesh_auth import MeshAuth
-from services.common.mesh_guard import ServerAuth
-from services.common.migrate import migrate
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from services.execution.__main__ import assemble as assemble_execution

@@ -22,9 +22,9 @@ import orjson
 import pytest
 from noetl.v1 import admin_pb2, admin_pb2_grpc, secrets_pb2
 
+from kernel import db
+from kernel.migrate import migrate
 from noetl_mesh.query_role import role_name
-from services.common import db
-from services.common.migrate import migrate
 from services.execution.admin.clients import SecretsCredentials
 from services.execution.admin.service import REQUIRED_TABLES, Admin
 from tests.helpers import infra

@@ -19,10 +19,10 @@ import grpc
 import pytest
 from noetl.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, execution_pb2
 
+from kernel.grpc_server import GrpcHost
+from kernel.mesh_guard import ServerAuth
 from services.catalog.__main__ import assemble as assemble_catalog
 from services.catalog.settings import Settings as CatalogSettings
-from services.common.grpc_server import GrpcHost
-from services.common.mesh_guard import ServerAuth
 from tests.helpers.playbooks import noop_playbook
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh, basics

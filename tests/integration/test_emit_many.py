@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
-from services.common.ids import MAX_MACHINE_ID, Snowflake
+from kernel.ids import MAX_MACHINE_ID, Snowflake
 from tests.helpers.playbooks import Started, noop_chain, register_noop, start_noop
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh

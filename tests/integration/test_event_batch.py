@@ -13,9 +13,9 @@ import orjson
 import pytest
 from noetl.v1 import catalog_pb2, events_pb2, events_pb2_grpc, execution_pb2
 
-from services.common.grpc_server import GrpcHost
-from services.common.ids import MAX_MACHINE_ID, Snowflake
-from services.common.mesh_guard import ServerAuth
+from kernel.grpc_server import GrpcHost
+from kernel.ids import MAX_MACHINE_ID, Snowflake
+from kernel.mesh_guard import ServerAuth
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.playbooks import Started, noop_chain, register_noop, start_noop

@@ -20,7 +20,7 @@ from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.encoding import dumps
 from gateway_http.settings import GatewaySettings
-from services.common.ids import MAX_MACHINE_ID, Snowflake
+from kernel.ids import MAX_MACHINE_ID, Snowflake
 from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 from tests.helpers.playbooks import Started, register_noop, start_noop
 from tests.helpers.services import Mesh

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from noetl.v1 import events_pb2
 
-from services.common.bus import event_subject, execution_events_filter
+from kernel.bus import event_subject, execution_events_filter
 from tests.helpers.bus import read_stream
 from tests.helpers.playbooks import Started, register_noop, start_noop
 from tests.helpers.rpc import failure_of

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from noetl.v1 import events_pb2
 
-from services.common.ids import MAX_MACHINE_ID, Snowflake
+from kernel.ids import MAX_MACHINE_ID, Snowflake
 from tests.helpers.playbooks import Started, register_noop, start_noop
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh

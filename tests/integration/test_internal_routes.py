@@ -19,9 +19,9 @@ from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.internal_gate import BAD_SCHEME, MISSING_HEADER, NOT_CONFIGURED, WRONG_TOKEN
 from gateway_http.settings import GatewaySettings
-from services.common.bus import event_subject
-from services.common.grpc_server import GrpcHost
-from services.common.mesh_guard import ServerAuth
+from kernel.bus import event_subject
+from kernel.grpc_server import GrpcHost
+from kernel.mesh_guard import ServerAuth
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
 from tests.helpers.infra import NatsServer

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from services.common import db as common_db
-from services.common.errors import Internal
+from kernel import db as common_db
+from kernel.errors import Internal
 from services.execution.commands.lifecycle import LifecycleUpdate, LifecycleWriter, fold_lifecycle
 from services.execution.commands.status import CommandStatus, can_move
 from services.execution.commands.store import CommandStore, LifecycleWrite

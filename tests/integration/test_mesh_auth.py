@@ -33,9 +33,9 @@ from noetl.v1 import (
     vars_pb2,
 )
 
+from kernel.mesh_auth import TOKEN, MeshAuth, token_digest
+from kernel.mesh_policy import CALLERS, POLICY
 from noetl_mesh.credentials import TOKENS_FILE, MeshCredentials, mesh_credentials, token_file
-from services.common.mesh_auth import TOKEN, MeshAuth, token_digest
-from services.common.mesh_policy import CALLERS, POLICY
 from tests.helpers.bus import unique_bus
 from tests.helpers.infra import NatsServer
 from tests.helpers.secrets import new_key, running_secrets, wallet_settings

@@ -23,13 +23,13 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from noetl.v1 import outbox_pb2, outbox_pb2_grpc
 
-from services.common import db
-from services.common.errors import PermissionDenied, Unavailable
-from services.common.grpc_client import ClientAuth
-from services.common.grpc_server import GrpcHost
-from services.common.mesh_auth import MTLS, MeshAuth
-from services.common.mesh_guard import ServerAuth
-from services.common.migrate import migrate
+from kernel import db
+from kernel.errors import PermissionDenied, Unavailable
+from kernel.grpc_client import ClientAuth
+from kernel.grpc_server import GrpcHost
+from kernel.mesh_auth import MTLS, MeshAuth
+from kernel.mesh_guard import ServerAuth
+from kernel.migrate import migrate
 from services.outbox.api import OutboxApi
 from services.outbox.service import Outbox
 from services.outbox.store import OutboxStore

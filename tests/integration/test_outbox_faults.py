@@ -18,9 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from kernel import bus
+from kernel.bus import BusSettings, event_subject, execution_events_filter
 from noetl_mesh.embedded import EmbeddedNats
-from services.common import bus
-from services.common.bus import BusSettings, event_subject, execution_events_filter
 from services.outbox.publisher import Publisher
 from tests.helpers.infra import NatsServer
 from tests.helpers.outbox import OutboxHarness, insert_backlog, outbox_harness, status_counts, stream_ids

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from nats.aio.msg import Msg
 
-from services.common.bus import event_subject, execution_events_filter
+from kernel.bus import event_subject, execution_events_filter
 from services.events.chain import OutboxEntry
 from services.events.relay import Relay
 from services.outbox.publisher import Publisher

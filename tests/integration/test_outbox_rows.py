@@ -10,8 +10,8 @@ from nats.js.api import StreamConfig
 from noetl.v1 import outbox_pb2
 from prometheus_client import REGISTRY
 
-from services.common.bus import event_subject
-from services.common.config import ConfigError
+from kernel.bus import event_subject
+from kernel.config import ConfigError
 from services.outbox.metrics import GaugeRefresher
 from services.outbox.publisher import Publisher, check_duplicate_windows
 from services.outbox.store import Failure

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from noetl.v1 import pools_pb2, pools_pb2_grpc
 
-from services.common.ids import id_time
-from services.common.timeutil import utcnow
+from kernel.ids import id_time
+from kernel.timeutil import utcnow
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import Mesh
 

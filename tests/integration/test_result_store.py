@@ -13,9 +13,9 @@ import orjson
 import pytest
 from noetl.v1 import results_pb2, results_pb2_grpc
 
-from services.common import db as dbpool
-from services.common.grpc_client import ClientAuth, Sharded
-from services.common.ids import Snowflake
+from kernel import db as dbpool
+from kernel.grpc_client import ClientAuth, Sharded
+from kernel.ids import Snowflake
 from services.execution.results.service import Results
 from services.execution.results.store import ResultStore
 from tests.helpers.nowhere import NOWHERE

@@ -16,14 +16,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import db
-from services.common.errors import Unavailable
-from services.common.grpc_client import ClientAuth, open_channel
-from services.common.grpc_server import GrpcHost
-from services.common.ids import Snowflake
-from services.common.mesh_guard import ServerAuth
-from services.common.migrate import migrate
-from services.common.rpc_errors import rebuild
+from kernel import db
+from kernel.errors import Unavailable
+from kernel.grpc_client import ClientAuth, open_channel
+from kernel.grpc_server import GrpcHost
+from kernel.ids import Snowflake
+from kernel.mesh_guard import ServerAuth
+from kernel.migrate import migrate
+from kernel.rpc_errors import rebuild
 from services.events.batcher import AppendBatcher
 from services.events.chain import AppendJob, Draft
 from services.events.store import EventStore

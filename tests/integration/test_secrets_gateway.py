@@ -16,7 +16,7 @@ import pytest
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
-from services.common.migrate import migrate
+from kernel.migrate import migrate
 from tests.contract.golden import mask
 from tests.helpers.nowhere import NOWHERE_ENV
 from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings

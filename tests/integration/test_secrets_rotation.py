@@ -15,7 +15,7 @@ import grpc
 import pytest
 from noetl.v1 import secrets_pb2
 
-from services.common.migrate import migrate
+from kernel.migrate import migrate
 from services.secrets.settings import Settings
 from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings
 

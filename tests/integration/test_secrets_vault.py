@@ -19,7 +19,7 @@ import grpc
 import pytest
 from noetl.v1 import secrets_pb2
 
-from services.common.migrate import migrate
+from kernel.migrate import migrate
 from services.secrets.envelope import WrappedKey
 from services.secrets.kek import KekError
 from services.secrets.vault import VaultSettings, VaultTransitKek

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_grpc
 
-from services.common.grpc_client import SHARD_HEADER, ClientAuth, Sharded
-from services.common.sharding import shard_for
+from kernel.grpc_client import SHARD_HEADER, ClientAuth, Sharded
+from kernel.sharding import shard_for
 
 
 async def test_every_call_of_a_shard_channel_carries_its_shard() -> None:

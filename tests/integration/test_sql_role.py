@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kernel import db
+from kernel.errors import FailedPrecondition
+from kernel.migrate import migrate
 from noetl_mesh.query_role import make_query_role
-from services.common import db
-from services.common.errors import FailedPrecondition
-from services.common.migrate import migrate
 from services.execution.admin.service import Admin, SqlRequest
 from tests.helpers.infra import PgServer
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from noetl.v1 import pools_pb2_grpc
 
-from services.common.grpc_client import ClientAuth, open_channel
+from kernel.grpc_client import ClientAuth, open_channel
 from tests.helpers.services import Mesh
 from tests.helpers.waiting import wait_for
 from worker.registration import PoolMembership, worker_registration

@@ -14,7 +14,7 @@ import pytest
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
-from services.common.sharding import shard_for
+from kernel.sharding import shard_for
 from tests.contract.support import expect
 from tests.helpers.infra import database_of
 from tests.helpers.invariants import finish

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.sharding import shard_for
+from kernel.sharding import shard_for
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, database, execute, register, step_result, wait_terminal
 from tests.helpers.waiting import wait_for

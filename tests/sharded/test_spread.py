@@ -9,7 +9,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from services.common.sharding import shard_for
+from kernel.sharding import shard_for
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, database, execute, register
 from tests.sharded.conftest import INTERNAL_TOKEN, SHARDS

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.migrate import CONTEXTS
+from kernel.migrate import CONTEXTS
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from kernel.errors import InvalidArgument
+from kernel.jsonutil import MAX_NESTING_DEPTH
 from services.catalog.registry import MAX_PATH_LENGTH, check_path, parse_document
 from services.catalog.yaml_guard import MAX_ALIASES, MAX_NODES
-from services.common.errors import InvalidArgument
-from services.common.jsonutil import MAX_NESTING_DEPTH
 
 HEAD = "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: x, path: limits/x}\n"
 

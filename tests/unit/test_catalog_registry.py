@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
+from kernel.errors import InvalidArgument
 from services.catalog.registry import decode_content, normalize_kind, parse_document
-from services.common.errors import InvalidArgument
 
 YAML = "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata:\n  name: demo\n  path: tests/demo\nworkflow: []\n"
 

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from noetl.v1 import common_pb2
 
 from gateway_http.console.events import MAX_STREAM_CHARS, MAX_VALUE_CHARS, clip, console_event
-from services.common import jsonutil
+from kernel import jsonutil
 
 COMMAND_ID = 612400000000000901  # beyond 2**53: must reach the browser as text
 

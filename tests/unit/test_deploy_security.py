@@ -1,12 +1,12 @@
 """The chart's NetworkPolicies let each service be reached by exactly the callers the mesh policy
-lists for its RPCs (services/common/mesh_policy.py), so the two walls never disagree."""
+lists for its RPCs (kernel/mesh_policy.py), so the two walls never disagree."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from services.common.mesh_policy import LAUNCHER, POLICY
+from kernel.mesh_policy import LAUNCHER, POLICY
 from tests.unit.test_deploy_routes import SERVED_BY
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import InvalidArgument, Unprocessable
+from kernel.errors import InvalidArgument, Unprocessable
 from services.execution.engine.dsl import parse_playbook
 from tests.unit.engine_harness import load_fixture, playbook_doc, python_step
 

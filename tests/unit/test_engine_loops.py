@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import Unprocessable
+from kernel.errors import Unprocessable
 from services.execution.engine.evaluate import needs_follow_up
 from tests.unit.engine_harness import Run, load_fixture, playbook_doc, python_step
 

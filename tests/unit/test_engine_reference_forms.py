@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import InvalidArgument
-from services.common.templating import RESULT_VIEWS, FieldMap, NamedList, Renderer, restore_views
+from kernel.errors import InvalidArgument
+from language.templating import RESULT_VIEWS, FieldMap, NamedList, Renderer, restore_views
 from services.execution.engine.dsl import parse_playbook
 from tests.unit.engine_harness import Run, playbook_doc, python_step
 

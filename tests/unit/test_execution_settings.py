@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.config import ConfigError
+from kernel.config import ConfigError
 from services.execution.settings import Settings, hostname_ordinal
 
 BASE = {

@@ -9,7 +9,7 @@ import pytest
 from starlette.exceptions import HTTPException
 
 from gateway_http.errors import RequestInvalid, error_response
-from services.common import errors
+from kernel import errors
 
 
 def body(exc: Exception) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
-from services.common.jsonutil import MAX_NESTING_DEPTH
+from kernel.jsonutil import MAX_NESTING_DEPTH
 from tests.helpers.nowhere import NOWHERE_ENV
 
 LIMIT = 64 * 1024

@@ -11,7 +11,7 @@ from starlette.types import Message
 
 from gateway_http.errors import RequestInvalid
 from gateway_http.validation import INT64_MAX, Problems, parse_id, read_json
-from services.common.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 
 
 def post(body: bytes, content_type: str | None = "application/json") -> Request:

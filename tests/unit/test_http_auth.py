@@ -18,8 +18,8 @@ from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.http_auth import ADMIN, READ, WRITE, required_level
 from gateway_http.settings import GatewaySettings
-from services.common.config import ConfigError
-from services.common.mesh_auth import token_digest
+from kernel.config import ConfigError
+from kernel.mesh_auth import token_digest
 from tests.helpers.oidc import AUDIENCE, ISSUER, Issuer, served_jwks
 
 NOWHERE = "127.0.0.1:9"

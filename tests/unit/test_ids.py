@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.ids import EPOCH_MS, Snowflake, default_machine_id, fnv1a_64, id_lower_bound, id_time
+from kernel.ids import EPOCH_MS, Snowflake, default_machine_id, fnv1a_64, id_lower_bound, id_time
 
 
 def test_layout_packs_time_machine_and_sequence() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common import jsonutil
+from kernel import jsonutil
 
 
 def test_an_integer_beyond_64_bits_is_encoded_exactly() -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway_http.settings import GatewaySettings
+from kernel import addresses
 from noetl_mesh.cli import EXIT_DOWN, build_parser, main
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.mesh import mesh_environment, mesh_processes
@@ -46,11 +48,11 @@ def test_mesh_processes_start_in_dependency_order_on_the_default_ports() -> None
         "worker",
     ]
     assert specs[0].argv == ("py", "-m", "services.catalog")
-    assert specs[0].readiness == GrpcHealth("127.0.0.1:50051")
-    assert specs[0].env == {"NOETL_GRPC_LISTEN": "127.0.0.1:50051", "NOETL_METRICS_PORT": "9101"}
-    assert specs[4].readiness == GrpcHealth("127.0.0.1:50055")
+    assert specs[0].readiness == GrpcHealth(addresses.CATALOG)
+    assert specs[0].env == {"NOETL_GRPC_LISTEN": addresses.CATALOG, "NOETL_METRICS_PORT": "9101"}
+    assert specs[4].readiness == GrpcHealth(addresses.SECRETS)
     assert [s.name for s in specs if s.holds_kek] == ["secrets"]
-    assert specs[5].readiness == HttpHealth("http://127.0.0.1:8082/health")
+    assert specs[5].readiness == HttpHealth(f"http://{addresses.HOST}:{addresses.GATEWAY_PORT}/health")
     # The worker is ready when its consumers exist, which it logs with this exact marker.
     assert specs[6].readiness == LogLine(READY_MARKER)
     metrics = {s.env["NOETL_METRICS_PORT"] for s in specs}
@@ -67,11 +69,22 @@ def test_resolving_ports_fills_only_the_unset_process_ports() -> None:
 
 def test_mesh_environment_names_every_address() -> None:
     env = mesh_environment(Ports(), pg_dsn="postgresql://x", nats_url="nats://y", run_dir=Path("/r"))
-    assert env["NOETL_EXECUTION_ADDRS"] == "127.0.0.1:50052"
-    assert env["NOETL_EVENTS_ADDRS"] == "127.0.0.1:50053"
-    assert env["NOETL_OUTBOX_ADDRS"] == "127.0.0.1:50054"
+    assert env["NOETL_EXECUTION_ADDRS"] == addresses.EXECUTION
+    assert env["NOETL_EVENTS_ADDRS"] == addresses.EVENTS
+    assert env["NOETL_OUTBOX_ADDRS"] == addresses.OUTBOX
     assert env["NOETL_SHARD_COUNT"] == env["NOETL_EVENT_SHARD_COUNT"] == "1"
-    assert env["NOETL_SECRETS_ADDR"] == "127.0.0.1:50055"
+    assert env["NOETL_SECRETS_ADDR"] == addresses.SECRETS
     assert "NOETL_ENCRYPTION_KEY" not in env  # only the secrets process gets the key
-    assert env["NOETL_PORT"] == "8082"
-    assert env["NOETL_PUBLIC_SERVER_URL"] == "http://127.0.0.1:8082"
+    assert env["NOETL_PORT"] == str(addresses.GATEWAY_PORT)
+    assert env["NOETL_PUBLIC_SERVER_URL"] == f"http://{addresses.HOST}:{addresses.GATEWAY_PORT}"
+
+
+def test_the_gateway_without_address_variables_reaches_the_launchers_default_mesh() -> None:
+    env = mesh_environment(Ports(), pg_dsn="postgresql://x", nats_url="nats://y", run_dir=Path("/r"))
+    gateway = GatewaySettings.load({"NOETL_MESH_AUTH": "off"})
+    assert gateway.catalog_addr == env["NOETL_CATALOG_ADDR"]
+    assert ",".join(gateway.execution_addrs) == env["NOETL_EXECUTION_ADDRS"]
+    assert ",".join(gateway.events_addrs) == env["NOETL_EVENTS_ADDRS"]
+    assert ",".join(gateway.outbox_addrs) == env["NOETL_OUTBOX_ADDRS"]
+    assert gateway.secrets_addr == env["NOETL_SECRETS_ADDR"]
+    assert str(gateway.port) == env["NOETL_PORT"]

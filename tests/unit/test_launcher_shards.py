@@ -6,11 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from kernel import addresses
+from kernel.addresses import local
 from noetl_mesh.cli import build_parser
 from noetl_mesh.config import Ports
 from noetl_mesh.mesh import mesh_environment, mesh_processes
 from noetl_mesh.stack import shard_databases
 from noetl_mesh.state import StackInfo
+
+
+def shard_addresses(port: int) -> str:
+    """Three shards' addresses of one service: shard k on shard 0's port plus k x 100."""
+    return ",".join(local(port + k * 100) for k in range(3))
 
 
 def test_three_shards_start_an_execution_events_and_outbox_process_each() -> None:
@@ -32,9 +39,9 @@ def test_three_shards_start_an_execution_events_and_outbox_process_each() -> Non
     ]
     by_name = {s.name: s for s in specs}
     # Shard k listens on shard 0's ports plus k x 100 and relays to its own outbox.
-    assert by_name["execution-2"].address == "127.0.0.1:50252"
+    assert by_name["execution-2"].address == local(addresses.EXECUTION_PORT + 200)
     assert by_name["events-1"].env["NOETL_SHARD_INDEX"] == "1"
-    assert by_name["events-1"].env["NOETL_OUTBOX_ADDR"] == "127.0.0.1:50154"
+    assert by_name["events-1"].env["NOETL_OUTBOX_ADDR"] == local(addresses.OUTBOX_PORT + 100)
     metrics = {s.env["NOETL_METRICS_PORT"] for s in specs}
     assert len(metrics) == len(specs)
 
@@ -43,9 +50,9 @@ def test_every_process_learns_every_shard_in_shard_order() -> None:
     env = mesh_environment(
         Ports().with_shards(3), pg_dsn="postgresql://x/noetl", nats_url="n", run_dir=Path("/r")
     )
-    assert env["NOETL_EXECUTION_ADDRS"] == "127.0.0.1:50052,127.0.0.1:50152,127.0.0.1:50252"
-    assert env["NOETL_EVENTS_ADDRS"] == "127.0.0.1:50053,127.0.0.1:50153,127.0.0.1:50253"
-    assert env["NOETL_OUTBOX_ADDRS"] == "127.0.0.1:50054,127.0.0.1:50154,127.0.0.1:50254"
+    assert env["NOETL_EXECUTION_ADDRS"] == shard_addresses(addresses.EXECUTION_PORT)
+    assert env["NOETL_EVENTS_ADDRS"] == shard_addresses(addresses.EVENTS_PORT)
+    assert env["NOETL_OUTBOX_ADDRS"] == shard_addresses(addresses.OUTBOX_PORT)
     assert env["NOETL_SHARD_COUNT"] == env["NOETL_EVENT_SHARD_COUNT"] == "3"
     assert env["NOETL_CLUSTER_PG_DSN"] == "postgresql://x/noetl"
 

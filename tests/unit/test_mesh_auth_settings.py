@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ConfigError, EnvReader
-from services.common.mesh_auth import OFF, TOKEN, MeshAuth
+from kernel.config import ConfigError, EnvReader
+from kernel.mesh_auth import OFF, TOKEN, MeshAuth
 from services.execution.settings import Settings as ExecutionSettings
 
 BASE = {"NOETL_PG_DSN": "postgresql://x@127.0.0.1/noetl", "NOETL_NATS_URL": "nats://127.0.0.1:4222"}

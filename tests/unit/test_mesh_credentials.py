@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from kernel.mesh_auth import TokenTable, parse_tokens
+from kernel.mesh_policy import CALLERS, LAUNCHER
 from noetl_mesh.cli import main
 from noetl_mesh.credentials import TOKENS_FILE, mesh_credentials
-from services.common.mesh_auth import TokenTable, parse_tokens
-from services.common.mesh_policy import CALLERS, LAUNCHER
 
 
 def test_each_caller_gets_its_own_token_and_servers_only_digests(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway_http.settings import GatewaySettings
-from services.common.config import ConfigError
+from kernel.config import ConfigError
 from services.execution.settings import Settings as ExecutionSettings
 from worker.settings import Settings as WorkerSettings
 

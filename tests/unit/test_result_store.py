@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import InvalidArgument
-from services.common.result_refs import ResultRef, parse_ref, result_reference
-from services.common.templating import Renderer
+from kernel.errors import InvalidArgument
+from language.result_refs import ResultRef, parse_ref, result_reference
+from language.templating import Renderer
 from services.execution.engine.records import EventRecord
 from services.execution.engine.results import (
     hydrated,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from services.common.timeutil import rfc3339
+from kernel.timeutil import rfc3339
 
 
 def test_years_before_1000_keep_four_digits() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ConfigError
+from kernel.config import ConfigError
 from services.secrets.__main__ import build_keyring
 from services.secrets.kek import LocalKek
 from services.secrets.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.common.mesh_policy import CALLERS, POLICY
+from kernel.mesh_policy import CALLERS, POLICY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 

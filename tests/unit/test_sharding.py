@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import xxhash
 
-from services.common.grpc_client import ClientAuth, Sharded
-from services.common.ids import Snowflake
-from services.common.sharding import owns, shard_for
+from kernel.grpc_client import ClientAuth, Sharded
+from kernel.ids import Snowflake
+from kernel.sharding import owns, shard_for
 
 
 @pytest.mark.parametrize(

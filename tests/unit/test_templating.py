@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.common.templating import Renderer, TemplateError
+from language.templating import Renderer, TemplateError
 
 R = Renderer()
 CTX: dict[str, Any] = {
@@ -190,7 +190,7 @@ def test_deferred_rendering_keeps_unresolved_paths() -> None:
 
 def test_a_query_result_is_handed_on_as_its_rows() -> None:
     """Fixtures convention C6: `{{ step }}` of a SQL result set is its row list; its fields still answer."""
-    from services.common.templating import Renderer
+    from language.templating import Renderer
     from services.execution.engine.results import template_view
 
     rows = [{"name": "Alice", "age": 30}, {"name": "Charlie", "age": 35}]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.common.templating import Renderer
+from language.templating import Renderer
 from worker.policy import (
     Backoff,
     Do,

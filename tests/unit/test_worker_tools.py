@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.common.sql import json_safe, split_statements
+from language.sql import json_safe, split_statements
 from tests.helpers.mock_api import MockApi, running_mock_api
 from worker.credentials import REDACTED, CommandSecrets, SecretError
 from worker.executor import _bounded

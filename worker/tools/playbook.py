@@ -24,10 +24,12 @@ from typing import Any
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import MeshError, NotFound
-from services.common.grpc_client import Sharded
-from services.common.result_refs import result_reference
+from kernel import jsonutil
+from kernel.errors import MeshError, NotFound
+from kernel.grpc_client import Sharded
+from language.event_types import TERMINAL_STATUS, canonical_event_type
+from language.result_refs import result_reference
+from language.statuses import CANCELLED, COMPLETED, FAILED
 from worker.results import ResultOffload
 from worker.tools.base import ToolCall, ToolResult
 
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_SECONDS = 300.0
 START_TIMEOUT_SECONDS = 60.0
-_COMPLETED = frozenset({"playbook.completed", "playbook_completed", "workflow.completed"})
-_FAILED = frozenset({"playbook.failed", "playbook_failed", "workflow.failed"})
-_CANCELLED = frozenset({"execution.cancelled", "playbook.cancelled", "playbook_cancelled"})
-_TERMINAL = _COMPLETED | _FAILED | _CANCELLED
 _RESUBSCRIBE_DELAY_SECONDS = 0.2
 
 
@@ -55,6 +53,7 @@ class _Child:
 
     execution_id: int
     label: str
+    # The status the child's terminal event names (COMPLETED, FAILED or CANCELLED).
     terminal: str | None = None
     error: str | None = None
     cursor: int | None = None
@@ -184,9 +183,9 @@ def _observe(child: _Child, event: Any) -> None:
         child.has_result = True
         if child.results is not None:
             child.results[event.node_name] = data
-    elif kind in _TERMINAL:
-        child.terminal = kind
-        if kind not in _COMPLETED:
+    elif (status := TERMINAL_STATUS.get(canonical_event_type(kind))) is not None:
+        child.terminal = status
+        if status != COMPLETED:
             child.error = event.error if event.HasField("error") and event.error else None
             if child.error is None:
                 context = jsonutil.loads(event.context_json)
@@ -196,9 +195,9 @@ def _observe(child: _Child, event: Any) -> None:
 
 def _outcome(child: _Child, return_step: str | None) -> ToolResult:
     prefix = f"child playbook {child.label} ({child.execution_id})"
-    if child.terminal in _CANCELLED:
+    if child.terminal == CANCELLED:
         return ToolResult(ok=False, data=None, error=f"{prefix}: cancelled")
-    if child.terminal in _FAILED:
+    if child.terminal == FAILED:
         return ToolResult(ok=False, data=None, error=f"{prefix}: {child.failure or child.error or 'failed'}")
     results = child.results or {}
     if return_step is not None and return_step in results:

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from services.common.sql import PgTarget, connect, credential_target, split_statements, strip_comments
+from language.sql import PgTarget, connect, credential_target, split_statements, strip_comments
 from worker.credentials import SecretError, credential_alias
 from worker.tools.base import ToolCall, ToolResult
 from worker.tools.sql_common import returns_rows, rows_result

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from noetl.v1 import events_pb2_grpc, execution_pb2_grpc
 
-from services.common.grpc_client import Sharded
+from kernel.grpc_client import Sharded
 from worker.results import ResultOffload
 from worker.tools.base import Tool
 from worker.tools.duckdb_sql import DuckDbTool

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.common.sql import json_safe, strip_comments
+from language.sql import json_safe, strip_comments
 
 # A final statement starting with one of these returns rows; any other returns `affected_rows`.
 _ROW_KEYWORDS = ("select", "with", "values", "table", "show", "explain", "describe", "pragma", "from")

@@ -7,7 +7,7 @@ import json
 import grpc
 from noetl.v1 import admin_pb2, admin_pb2_grpc
 
-from services.common.errors import InvalidArgument
+from kernel.wire import json_field
 from services.execution.admin.service import Admin, SqlRequest
 
 
@@ -49,10 +49,7 @@ class AdminApi(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ExecuteSqlResponse:
         # The standard library's JSON both ways: rows may hold integers beyond 64 bits (numeric),
         # which orjson can neither write nor read back exactly.
-        try:
-            parameters = json.loads(request.parameters_json) if request.parameters_json else None
-        except ValueError as exc:
-            raise InvalidArgument(f"parameters_json is not valid JSON: {exc}") from exc
+        parameters = json_field(request.parameters_json, "parameters_json", json.loads)
         sql = SqlRequest(
             query=_optional(request, "query"),
             query_base64=_optional(request, "query_base64"),

@@ -6,7 +6,7 @@ from typing import Any
 
 from noetl.v1 import secrets_pb2, secrets_pb2_grpc
 
-from services.common import jsonutil
+from kernel import jsonutil
 
 # The secrets service's audit trail names this surface as the reader (data-model.md §9.7).
 CALLER = "postgres-execute"

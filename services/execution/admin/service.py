@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from services.common.db import Pool, connection_errors
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.sql import PgTarget, connect, credential_target, split_statements
+from kernel.db import Pool, connection_errors
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound
+from language.sql import PgTarget, connect, credential_target, split_statements
 from services.execution.admin import store as admin_store
 
 # http-api.md §11.2, in its order.

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from services.common.db import Connection
-from services.common.sql import json_safe
+from kernel.db import Connection
+from language.sql import json_safe
 
 CLOSE_TIMEOUT_SECONDS = 5.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import common_pb2, execution_pb2, execution_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
 from services.execution.commands.claims import Claims
 from services.execution.commands.store import CommandRow
 

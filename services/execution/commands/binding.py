@@ -19,8 +19,8 @@ from typing import Any
 import grpc
 from noetl.v1 import binding_pb2, binding_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
+from kernel import jsonutil
+from kernel.errors import InvalidArgument
 from services.execution.commands.store import CommandStore
 
 NO_LIVE_CLAIM = "no_live_claim"

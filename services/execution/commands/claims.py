@@ -9,8 +9,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from services.common.errors import Conflict, FailedPrecondition, NotFound
-from services.common.timeutil import utcnow
+from kernel.errors import Conflict, FailedPrecondition, NotFound
+from kernel.timeutil import utcnow
 from services.execution.commands.status import CLAIMED, HELD, RUNNING, can_move
 from services.execution.commands.store import CommandRow, CommandStore
 from services.execution.engine.records import EventType, NewEvent

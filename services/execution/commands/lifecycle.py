@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.common.errors import Internal, MeshError, Unavailable
+from kernel.errors import Internal, MeshError, Unavailable
 from services.execution.commands.status import COMPLETED, FAILED, RUNNING, TERMINAL, CommandStatus, can_move
 from services.execution.commands.store import CommandStore, LifecycleWrite
 from services.execution.engine.records import EventType

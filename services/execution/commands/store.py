@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.common.db import Connection, with_retry
-from services.common.timeutil import as_utc
+from kernel.db import Connection, with_retry
+from kernel.timeutil import as_utc
 from services.execution.commands.status import (
     CLAIMED,
     HELD,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.templating import Renderer
+from language.templating import Renderer
 from services.execution.engine.model import Pipeline, Step, Tool
 
 DEFAULT_MAX_ATTEMPTS = 3

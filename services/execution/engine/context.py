@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.common.templating import RESULT_VIEWS
+from language.templating import RESULT_VIEWS
 from services.execution.engine.model import Pipeline, Playbook
 from services.execution.engine.results import SequenceView, result_accessors_of, template_view
 from services.execution.engine.state import ExecutionState, StepStatus

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.common.errors import Unprocessable
-from services.common.templating import Renderer, TemplateError, scoped_key
+from kernel.errors import Unprocessable
+from language.templating import Renderer, TemplateError, scoped_key
 from services.execution.engine.commands import (
     CommandIdentity,
     Iteration,

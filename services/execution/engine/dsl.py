@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from services.common.errors import InvalidArgument, Unprocessable
+from kernel.errors import InvalidArgument, Unprocessable
 from services.execution.engine.graph import build_graph
 from services.execution.engine.model import (
     KNOWN_TOOL_KINDS,

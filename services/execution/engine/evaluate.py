@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.common.errors import Unprocessable
+from kernel.errors import Unprocessable
 from services.execution.engine.dispatch import Dispatcher, EvaluateError
 from services.execution.engine.model import END_STEP, START_STEP, Arc, NextMode, OnNoMatch, Playbook
 from services.execution.engine.records import Decision, EventRecord, EventType, NewEvent

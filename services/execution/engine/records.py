@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.common.event_types import (
+from language.event_types import (
     TERMINAL_COMPLETED,
     TERMINAL_FAILED,
     EventType,

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from services.common.templating import FieldMap, NamedList, loop_fields, scoped_key
+from language.templating import FieldMap, NamedList, loop_fields, scoped_key
 from services.execution.engine.records import EventRecord
 
 _ERROR_STATUSES = frozenset({"error", "failed"})

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from language.event_types import TERMINAL
 from services.execution.engine.loops import LoopProgress
 from services.execution.engine.records import (
     TERMINAL_COMPLETED,
@@ -447,9 +448,5 @@ _HANDLERS: dict[str, Callable[[ExecutionState, EventRecord], None]] = {
     EventType.STEP_SKIPPED: ExecutionState._on_skipped,
     EventType.CTX_UPDATED: ExecutionState._on_ctx_updated,
     EventType.LOOP_DONE: ExecutionState._on_loop_done,
-    EventType.PLAYBOOK_COMPLETED: ExecutionState._on_terminal,
-    EventType.PLAYBOOK_FAILED: ExecutionState._on_terminal,
-    EventType.WORKFLOW_COMPLETED: ExecutionState._on_terminal,
-    EventType.WORKFLOW_FAILED: ExecutionState._on_terminal,
-    EventType.EXECUTION_CANCELLED: ExecutionState._on_terminal,
+    **dict.fromkeys(TERMINAL, ExecutionState._on_terminal),
 }

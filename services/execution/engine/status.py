@@ -9,21 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from language.event_types import ENDED_STATUS, WRITTEN_TERMINAL
+from language.statuses import CANCELLED, COMPLETED, FAILED, RUNNING
 from services.execution.engine.records import EventRecord, EventType, canonical_event_type
 
-RUNNING = "RUNNING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-
-_TERMINAL_STATUS = {
-    EventType.PLAYBOOK_COMPLETED: COMPLETED,
-    EventType.WORKFLOW_COMPLETED: COMPLETED,
-    EventType.PLAYBOOK_FAILED: FAILED,
-    EventType.WORKFLOW_FAILED: FAILED,
-    EventType.COMMAND_FAILED: FAILED,
-    EventType.EXECUTION_CANCELLED: CANCELLED,
-}
 _COMPLETION_ARM = frozenset({EventType.COMMAND_COMPLETED, EventType.CALL_DONE, EventType.STEP_EXIT})
 _STEP_SCOPED = frozenset(
     {
@@ -47,20 +36,16 @@ class StatusFlags:
     completed_steps: tuple[str, ...]
 
 
-# A run's final event (§15.1 rule 0): once written, the status it names never changes.
-_FINAL = frozenset({EventType.PLAYBOOK_COMPLETED, EventType.PLAYBOOK_FAILED, EventType.EXECUTION_CANCELLED})
-
-
 def terminal_event(events: Iterable[EventRecord]) -> EventRecord | None:
     """The run's final event when it has one (the first: nothing after it counts), else the
     newest event of the terminal set (`command.failed` included), if any."""
     ordered = _ordered(events)
-    final = next((e for e in ordered if canonical_event_type(e.event_type) in _FINAL), None)
+    final = next((e for e in ordered if canonical_event_type(e.event_type) in WRITTEN_TERMINAL), None)
     if final is not None:
         return final
     newest: EventRecord | None = None
     for event in ordered:
-        if canonical_event_type(event.event_type) in _TERMINAL_STATUS and (
+        if canonical_event_type(event.event_type) in ENDED_STATUS and (
             newest is None or event.event_id > newest.event_id
         ):
             newest = event
@@ -72,7 +57,7 @@ def execution_status(events: Iterable[EventRecord]) -> str:
     ordered = _ordered(events)
     terminal = terminal_event(ordered)
     if terminal is not None:
-        return _TERMINAL_STATUS[canonical_event_type(terminal.event_type)]
+        return ENDED_STATUS[canonical_event_type(terminal.event_type)]
     if ordered:
         newest = ordered[-1]
         if (
@@ -90,7 +75,7 @@ def status_flags(events: Iterable[EventRecord], *, has_open_commands: bool) -> S
     completed = failed = inferred = False
     terminal = terminal_event(ordered)
     if terminal is not None:
-        status = _TERMINAL_STATUS[canonical_event_type(terminal.event_type)]
+        status = ENDED_STATUS[canonical_event_type(terminal.event_type)]
         completed = status in (COMPLETED, CANCELLED)
         failed = status == FAILED
     elif ordered and not has_open_commands:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import execution_pb2, execution_pb2_grpc
 
-from services.common import jsonutil
-from services.common.wire import timestamp
+from kernel import jsonutil
+from kernel.wire import timestamp
 from services.execution.messages import json_object
 from services.execution.orchestration.batch import start_each
 from services.execution.orchestration.cleanup import Cleanup

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common import jsonutil
-from services.common.errors import MeshError
+from kernel import jsonutil
+from kernel.errors import MeshError
 from services.execution.orchestration.orchestrator import Orchestrator, StartInput
 
 # Items start this many at a time: a full batch of 1000 then takes a fraction of the caller's

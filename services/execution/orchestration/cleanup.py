@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.common.errors import NotFound, Unprocessable
-from services.common.sharding import owns
+from kernel.errors import NotFound, Unprocessable
+from kernel.sharding import owns
+from language.statuses import CANCELLED
 from services.execution.engine.records import EventType, NewEvent
-from services.execution.engine.status import CANCELLED
 from services.execution.orchestration.orchestrator import Orchestrator
 from services.execution.orchestration.store import ExecutionStore
 

@@ -5,32 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import NotFound
-from services.common.sharding import owns
+from kernel.errors import NotFound
+from kernel.sharding import owns
+from language.event_types import ENDED_STATUS, TERMINAL
+from language.statuses import CANCELLED, FAILED, RUNNING
 from services.execution.engine.records import EventRecord, EventType, NewEvent, canonical_event_type
-from services.execution.engine.status import CANCELLED, COMPLETED, FAILED, RUNNING
 from services.execution.orchestration.orchestrator import Orchestrator, StartInput
 from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import EventsPort, FamilyPort
-
-# The newest event of these means "already over" for cancel and the cancellation check (§4.8).
-_ENDED = {
-    EventType.PLAYBOOK_COMPLETED: COMPLETED,
-    EventType.WORKFLOW_COMPLETED: COMPLETED,
-    EventType.PLAYBOOK_FAILED: FAILED,
-    EventType.WORKFLOW_FAILED: FAILED,
-    EventType.COMMAND_FAILED: FAILED,
-    EventType.EXECUTION_CANCELLED: CANCELLED,
-}
-_TERMINAL = frozenset(
-    {
-        EventType.PLAYBOOK_COMPLETED,
-        EventType.WORKFLOW_COMPLETED,
-        EventType.PLAYBOOK_FAILED,
-        EventType.WORKFLOW_FAILED,
-        EventType.EXECUTION_CANCELLED,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +124,7 @@ class Control:
         log = await self._log(execution_id)
         newest = canonical_event_type(log[-1].event_type)
         cancelled = any(canonical_event_type(r.event_type) == EventType.EXECUTION_CANCELLED for r in log)
-        status = _ENDED.get(newest) or (CANCELLED if cancelled else RUNNING)
+        status = ENDED_STATUS.get(newest) or (CANCELLED if cancelled else RUNNING)
         return CancellationView(
             status=status,
             event_type=log[-1].event_type,
@@ -155,7 +137,7 @@ class Control:
         log = await self._events.since(execution_id, None)
         if not log:
             return FinalizeOutcome("not_found", f"Execution {execution_id} not found in engine state store")
-        if any(canonical_event_type(r.event_type) in _TERMINAL for r in log):
+        if any(canonical_event_type(r.event_type) in TERMINAL for r in log):
             return FinalizeOutcome("already_completed", f"Execution {execution_id} is already completed")
         root = log[0]
         event = NewEvent(
@@ -212,6 +194,6 @@ def _ended(log: list[EventRecord]) -> str | None:
     """
     for record in reversed(log):
         kind = canonical_event_type(record.event_type)
-        if kind in _TERMINAL:
-            return _ENDED[kind]
-    return _ENDED.get(canonical_event_type(log[-1].event_type))
+        if kind in TERMINAL:
+            return ENDED_STATUS[kind]
+    return ENDED_STATUS.get(canonical_event_type(log[-1].event_type))

@@ -25,8 +25,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
-from services.common import jsonutil
-from services.common.timeutil import as_utc, utcnow
+from kernel import jsonutil
+from kernel.timeutil import as_utc, utcnow
 from services.execution.engine.records import EventRecord
 from services.execution.orchestration.orchestrator import TRIGGERS, Orchestrator
 from services.execution.orchestration.projector import Projector

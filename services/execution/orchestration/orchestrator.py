@@ -22,11 +22,11 @@ from urllib.parse import quote
 
 from prometheus_client import Counter, Histogram
 
-from services.common import failpoints
-from services.common.bus import command_subject, pool_for
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unprocessable
-from services.common.ids import Snowflake
-from services.common.result_refs import parse_ref, result_reference
+from kernel import failpoints
+from kernel.bus import command_subject, pool_for
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Unprocessable
+from kernel.ids import Snowflake
+from language.result_refs import parse_ref, result_reference
 from services.execution.commands.store import CommandStore, NewCommandRow
 from services.execution.engine import evaluate
 from services.execution.engine.dsl import parse_playbook

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from prometheus_client import Counter
 
-from services.common.event_types import EventType
+from language.event_types import TERMINAL_STATUS, WRITTEN_TERMINAL, EventType
 from services.execution.commands.lifecycle import LifecycleEvent, LifecycleWriter, updates_for
 from services.execution.commands.store import CommandStore, NewCommandRow
 from services.execution.orchestration.store import ExecutionStore
@@ -37,11 +37,6 @@ HEALED = Counter("noetl_projection_healed_total", "Projection rows repaired from
 for _kind in ("execution", "command", "status"):
     HEALED.labels(_kind)
 
-FINAL_STATUS = {
-    EventType.PLAYBOOK_COMPLETED: "COMPLETED",
-    EventType.PLAYBOOK_FAILED: "FAILED",
-    EventType.EXECUTION_CANCELLED: "CANCELLED",
-}
 LIFECYCLE = frozenset(
     {
         EventType.COMMAND_STARTED,
@@ -101,7 +96,7 @@ class Projector:
         if issued:
             await self._ensure_commands(execution_id, issued)
         await self._lifecycle.apply(execution_id, updates_for(_lifecycle(fresh)))
-        final = next((e for e in fresh if e.kind in FINAL_STATUS), None)
+        final = next((e for e in fresh if e.kind in WRITTEN_TERMINAL), None)
         if final is not None:
             await self._finish(final)
         self.written(e.event_id for e in fresh)
@@ -154,7 +149,7 @@ class Projector:
     async def _finish(self, terminal: LogEvent) -> None:
         if await self._store.finish(
             terminal.execution_id,
-            FINAL_STATUS[terminal.kind],
+            TERMINAL_STATUS[terminal.kind],
             terminal.error,
             terminal.event_id,
             terminal.event_type,

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.common.errors import NotFound
+from kernel.errors import NotFound
+from language.statuses import RUNNING
 from services.execution.commands.store import CommandStore
 from services.execution.engine.records import EventRecord
 from services.execution.engine.status import execution_status, status_flags, terminal_event
@@ -77,7 +78,7 @@ class Queries:
             path = "unknown"
         terminal = terminal_event(records)
         status = execution_status(records)
-        end = terminal.created_at if terminal is not None and status != "RUNNING" else None
+        end = terminal.created_at if terminal is not None and status != RUNNING else None
         error = terminal.error if terminal is not None else records[-1].error
         return Summary(
             execution_id=execution_id,

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from services.common import jsonutil
-from services.common.errors import FailedPrecondition, MeshError
+from kernel import jsonutil
+from kernel.errors import FailedPrecondition, MeshError
 from services.execution.commands.lifecycle import LifecycleUpdate, fold_lifecycle
 from services.execution.commands.status import FAILED
 from services.execution.commands.store import CommandRow, CommandStore, Overdue

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.common.timeutil import as_utc
+from kernel.timeutil import as_utc
 
 
 @dataclass(frozen=True, slots=True)

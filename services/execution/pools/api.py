@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import pools_pb2, pools_pb2_grpc
 
-from services.common.wire import timestamp
+from kernel.wire import timestamp
 from services.execution.messages import json_object
 from services.execution.pools.service import Pools, Registration
 from services.execution.pools.store import RuntimeRow

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from services.common.errors import InvalidArgument, NotFound
-from services.common.ids import Snowflake
-from services.common.runtime_kinds import KINDS, WORKER_POOL
+from kernel.errors import InvalidArgument, NotFound
+from kernel.ids import Snowflake
+from language.runtime_kinds import KINDS, WORKER_POOL
 from services.execution.pools.store import PoolStore, RuntimeRow
 
 READY = "ready"

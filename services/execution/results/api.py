@@ -5,10 +5,8 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import results_pb2, results_pb2_grpc
 
-from services.common import jsonutil
-from services.common.errors import InvalidArgument
-from services.common.result_refs import parse_ref
-from services.common.wire import timestamp
+from kernel.wire import json_field, timestamp
+from language.result_refs import parse_ref
 from services.execution.messages import json_object
 from services.execution.results.service import PutInput, Results
 
@@ -20,10 +18,7 @@ class ResultApi(results_pb2_grpc.ResultServiceServicer):
     async def Put(
         self, request: results_pb2.ResultServicePutRequest, context: grpc.aio.ServicerContext
     ) -> results_pb2.ResultServicePutResponse:
-        try:
-            data = jsonutil.loads(request.data_json)
-        except ValueError as exc:
-            raise InvalidArgument(f"data_json is not valid JSON: {exc}") from exc
+        data = json_field(request.data_json, "data_json")
         stored = await self._results.put(
             PutInput(
                 execution_id=request.execution_id,

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from services.common.errors import InvalidArgument, NotFound
-from services.common.ids import Snowflake
-from services.common.result_refs import ResultRef
+from kernel.errors import InvalidArgument, NotFound
+from kernel.ids import Snowflake
+from language.result_refs import ResultRef
 from services.execution.results.store import NewResultRow, ResultStore
 
 log = logging.getLogger(__name__)

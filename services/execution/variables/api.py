@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import vars_pb2, vars_pb2_grpc
 
-from services.common.wire import timestamp
+from kernel.wire import timestamp
 from services.execution.variables.service import Variables
 from services.execution.variables.store import VariableRow
 

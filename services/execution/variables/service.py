@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.common.errors import InvalidArgument, NotFound
+from kernel.errors import InvalidArgument, NotFound
 from services.execution.variables.store import VariableRow, VariableStore
 
 VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")

@@ -9,9 +9,9 @@ from datetime import datetime
 
 import asyncpg
 
-from services.common.db import connection_errors
-from services.common.errors import Internal
-from services.common.timeutil import as_utc
+from kernel.db import connection_errors
+from kernel.errors import Internal
+from kernel.timeutil import as_utc
 
 
 @dataclass(frozen=True, slots=True)

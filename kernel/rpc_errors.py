@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from services.common import errors
-from services.common.handlers import responses, rewrap
+from kernel import errors
+from kernel.handlers import responses, rewrap
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from services.common.handlers import responses, rewrap
+from kernel.handlers import responses, rewrap
 
 BUILD_VERSION = "0.1.0"
 INGEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

@@ -11,8 +11,8 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from services.common.config import EnvReader
-from services.common.sharding import shard_for
+from kernel.config import EnvReader
+from kernel.sharding import shard_for
 
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from services.common.handlers import Behavior, rewrap
+from kernel.handlers import Behavior, rewrap
 
 
 def setup_tracing(service_name: str) -> None:

@@ -8,11 +8,11 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from services.common import telemetry
-from services.common.mesh_auth import AUTHORIZATION, MTLS, TOKEN, MeshAuth, WatchedFile
-from services.common.mesh_tls import RotatingChannel, channel_credentials, client_files
-from services.common.rpc_errors import ClientErrorInterceptor
-from services.common.sharding import shard_for
+from kernel import telemetry
+from kernel.mesh_auth import AUTHORIZATION, MTLS, TOKEN, MeshAuth, WatchedFile
+from kernel.mesh_tls import RotatingChannel, channel_credentials, client_files
+from kernel.rpc_errors import ClientErrorInterceptor
+from kernel.sharding import shard_for
 
 StubT = TypeVar("StubT")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from services.common.mesh_auth import MeshAuth, WatchedFile
+from kernel.mesh_auth import MeshAuth, WatchedFile
 
 
 class _ServerFiles:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.common.config import EnvReader
+    from kernel.config import EnvReader
 
 log = logging.getLogger(__name__)
 

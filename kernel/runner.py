@@ -11,10 +11,10 @@ from typing import Protocol, TypeVar
 
 import uvloop
 
-from services.common import failpoints, metrics, telemetry
-from services.common.config import ConfigError, ServiceBasics
-from services.common.grpc_server import GrpcHost, Registrar
-from services.common.mesh_guard import ServerAuth
+from kernel import failpoints, metrics, telemetry
+from kernel.config import ConfigError, ServiceBasics
+from kernel.grpc_server import GrpcHost, Registrar
+from kernel.mesh_guard import ServerAuth
 
 SettingsT = TypeVar("SettingsT", bound="HasBasics")
 

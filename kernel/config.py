@@ -10,8 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.ids import default_machine_id
-from services.common.mesh_auth import MeshAuth
+from kernel.ids import default_machine_id
+from kernel.mesh_auth import MeshAuth
 
 
 class ConfigError(Exception):

@@ -1,7 +1,7 @@
 """The one error taxonomy of the mesh.
 
 Domain and store code raise these; one gRPC server interceptor maps them to status codes
-(`services.common.grpc_server`) and the gateway maps gRPC status back to HTTP
+(`kernel.grpc_server`) and the gateway maps gRPC status back to HTTP
 (`gateway_http.errors`). Nothing else translates errors.
 """
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 
 _FORM = "noetl://execution/<execution_id>/result/<name>/<result_id>"
 # The name may itself contain `/`: the result id is the last segment.

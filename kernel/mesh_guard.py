@@ -1,7 +1,7 @@
 """The server side of mesh authentication: who is calling, and may they (one interceptor).
 
 A call without valid credentials gets UNAUTHENTICATED; a known caller the policy does not list
-for the RPC gets PERMISSION_DENIED (services/common/mesh_policy.py). Health and reflection stay
+for the RPC gets PERMISSION_DENIED (kernel/mesh_policy.py). Health and reflection stay
 open. The caller's identity is available to servicers through `current_caller()`.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
-from services.common.handlers import Behavior, responses
-from services.common.mesh_auth import MTLS, OFF, TOKEN, MeshAuth, TokenTable, bearer
-from services.common.mesh_policy import POLICY, Rule, is_open
-from services.common.mesh_tls import server_credentials
+from kernel.handlers import Behavior, responses
+from kernel.mesh_auth import MTLS, OFF, TOKEN, MeshAuth, TokenTable, bearer
+from kernel.mesh_policy import POLICY, Rule, is_open
+from kernel.mesh_tls import server_credentials
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Each context owns its DDL (`services/<context>/schema.sql`). `noetl-mesh up`, the test
 fixtures and the Helm pre-install job run this once; services themselves never run DDL.
-Usage: `python -m services.common.migrate [--create] [DSN ...]` (default `NOETL_PG_DSN`): every
+Usage: `python -m kernel.migrate [--create] [DSN ...]` (default `NOETL_PG_DSN`): every
 database named gets every context's schema (a shard's database leaves the cluster tables empty,
 and the reverse), so one migration serves any layout. `--create` first creates a database that
 does not exist yet, as the launcher does for its per-shard databases.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import asyncpg
 
-from services.common.db import apply_schema
+from kernel.db import apply_schema
 
 CONTEXTS = ("catalog", "events", "outbox", "execution", "secrets")
-SERVICES_DIR = Path(__file__).resolve().parent.parent
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
 
 def schema_files() -> list[Path]:
@@ -67,7 +67,7 @@ def main() -> int:
     dsns = [arg for arg in args if arg != "--create"] or [os.environ.get("NOETL_PG_DSN", "")]
     if not all(dsns):
         print(
-            "usage: python -m services.common.migrate [--create] DSN... (or set NOETL_PG_DSN)",
+            "usage: python -m kernel.migrate [--create] DSN... (or set NOETL_PG_DSN)",
             file=sys.stderr,
         )
         return 2

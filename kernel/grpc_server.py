@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common import metrics, telemetry
-from services.common.grpc_client import MAX_MESSAGE_BYTES
-from services.common.health import WritePathWatch
-from services.common.mesh_guard import AuthInterceptor, ServerAuth
-from services.common.rpc_errors import ErrorInterceptor
+from kernel import metrics, telemetry
+from kernel.grpc_client import MAX_MESSAGE_BYTES
+from kernel.health import WritePathWatch
+from kernel.mesh_guard import AuthInterceptor, ServerAuth
+from kernel.rpc_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ MAX_CONCURRENT_RPCS = 4096
 class GrpcHost:
     """Lifecycle: `start()`, `wait()`, idempotent `stop()`; SIGTERM stops intake, then drains.
 
-    `auth` says who may call (services/common/mesh_guard.py); it is required so that no server
+    `auth` says who may call (kernel/mesh_guard.py); it is required so that no server
     is built open by omission: an open one is asked for with `ServerAuth.off()`.
     """
 

@@ -1,9 +1,14 @@
 """The event vocabulary of NoETL (dsl.md §10.1): canonical names and the aliases readers accept.
 
-Shared by the event log (which normalises what workers send) and the engine (which folds it).
+The one definition of each event-type set: the event log normalises what workers send with it,
+the engine folds it, and the worker, the gateway and the launcher read runs' ends by it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+from language.statuses import CANCELLED, COMPLETED, FAILED
 
 
 class EventType:
@@ -31,6 +36,10 @@ class EventType:
     EXECUTION_CANCELLED = "execution.cancelled"
 
 
+# Every canonical event type, in the order of the class above.
+EVENT_TYPES = tuple(value for name, value in vars(EventType).items() if name.isupper())
+
+
 # Readers accept the reference's other spellings (dsl.md §10.1); they are never written.
 _ALIASES: dict[str, str] = {
     "playbook_started": EventType.PLAYBOOK_INITIALIZED,
@@ -56,9 +65,19 @@ def canonical_event_type(event_type: str) -> str:
     return _ALIASES.get(event_type, event_type)
 
 
-TERMINAL_COMPLETED = frozenset({EventType.PLAYBOOK_COMPLETED, EventType.WORKFLOW_COMPLETED})
-TERMINAL_FAILED = frozenset({EventType.PLAYBOOK_FAILED, EventType.WORKFLOW_FAILED})
-TERMINAL = TERMINAL_COMPLETED | TERMINAL_FAILED | {EventType.EXECUTION_CANCELLED}
+# The status each terminal event ends an execution with (dsl.md §15.1).
+TERMINAL_STATUS: Mapping[str, str] = {
+    EventType.PLAYBOOK_COMPLETED: COMPLETED,
+    EventType.WORKFLOW_COMPLETED: COMPLETED,
+    EventType.PLAYBOOK_FAILED: FAILED,
+    EventType.WORKFLOW_FAILED: FAILED,
+    EventType.EXECUTION_CANCELLED: CANCELLED,
+}
+TERMINAL = frozenset(TERMINAL_STATUS)
+TERMINAL_COMPLETED = frozenset(kind for kind, status in TERMINAL_STATUS.items() if status == COMPLETED)
+TERMINAL_FAILED = frozenset(kind for kind, status in TERMINAL_STATUS.items() if status == FAILED)
+# What the status reports read as "over" (§15.1): a terminal event, or a newest `command.failed`.
+ENDED_STATUS: Mapping[str, str] = {**TERMINAL_STATUS, EventType.COMMAND_FAILED: FAILED}
 # The single terminal event an execution ends with (data-model.md §4.1 #5).
 WRITTEN_TERMINAL = frozenset(
     {EventType.PLAYBOOK_COMPLETED, EventType.PLAYBOOK_FAILED, EventType.EXECUTION_CANCELLED}

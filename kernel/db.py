@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from services.common.errors import Unavailable
+from kernel.errors import Unavailable
 
 SCHEMA_LOCK_KEY = 0x6E6F65746C  # "noetl"
 

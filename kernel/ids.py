@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from services.common.sharding import owns
+from kernel.sharding import owns
 
 EPOCH_MS = 1704067200000
 MACHINE_BITS = 10
