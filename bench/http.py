@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx
 
@@ -63,8 +63,8 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a TCP connection's
-        self.transport = transport
+        # A TCP connection's transport; uvloop's does not subclass asyncio.Transport, so no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
