@@ -6,7 +6,7 @@ import grpc
 from noetl.v1 import execution_pb2, execution_pb2_grpc
 
 from services.common import jsonutil
-from services.common.wire import timestamp
+from services.common.wire import optional, timestamp
 from services.execution.clients import record_from_message
 from services.execution.commands.lifecycle import LifecycleEvent, LifecycleWriter
 from services.execution.messages import json_object
@@ -21,14 +21,14 @@ from services.execution.ports import Appended
 
 def _start_input(request: execution_pb2.StartRequest) -> StartInput:
     return StartInput(
-        path=request.path if request.HasField("path") else None,
-        catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
-        version=request.version if request.HasField("version") else None,
-        resource_kind=request.resource_kind if request.HasField("resource_kind") else None,
+        path=optional(request, "path"),
+        catalog_id=optional(request, "catalog_id"),
+        version=optional(request, "version"),
+        resource_kind=optional(request, "resource_kind"),
         workload=json_object(request.workload_json, "workload_json") or {},
-        parent_execution_id=request.parent_execution_id if request.HasField("parent_execution_id") else None,
+        parent_execution_id=optional(request, "parent_execution_id"),
         trace=json_object(request.trace_json, "trace_json"),
-        execution_pool=request.execution_pool if request.HasField("execution_pool") else None,
+        execution_pool=optional(request, "execution_pool"),
     )
 
 
@@ -131,9 +131,9 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
             LifecycleEvent(
                 event_id=e.event_id,
                 event_type=e.event_type,
-                command_id=e.command_id if e.HasField("command_id") else None,
-                worker_id=e.worker_id if e.HasField("worker_id") else None,
-                error=e.error if e.HasField("error") else None,
+                command_id=optional(e, "command_id"),
+                worker_id=optional(e, "worker_id"),
+                error=optional(e, "error"),
             )
             for e in request.events
         ]
@@ -194,6 +194,6 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         execution_id, issued = await self._control.rerun(
             request.execution_id,
             json_object(request.workload_json, "workload_json") or {},
-            request.resource_kind if request.HasField("resource_kind") else None,
+            optional(request, "resource_kind"),
         )
         return execution_pb2.RerunResponse(execution_id=execution_id, commands_generated=issued)
