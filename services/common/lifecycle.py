@@ -66,7 +66,7 @@ class Background(Lifecycle):
 
     `run()` returns once `stopping` is set (`stop()` sets it without waiting: what a signal
     handler calls); `shutdown()` sets it and waits for `run()` to return. An exception out of
-    `run()` is raised again by `shutdown()` (and `wait()`), never lost with the task.
+    `run()` is logged when it happens and raised again by `shutdown()` (and `wait()`).
     """
 
     def __init__(self, name: str) -> None:
@@ -81,9 +81,15 @@ class Background(Lifecycle):
     async def start(self) -> None:
         if self._task is None and not self.stopping.is_set():
             self._task = asyncio.create_task(self.run(), name=self.name)
+            self._task.add_done_callback(self._report_crash)
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        """Said when it happens, not only at shutdown: the process serves on without this work."""
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("%s stopped on an error", self.name, exc_info=error)
 
     async def wait(self) -> None:
         """Until `run()` has returned (at once when it never started)."""

@@ -104,8 +104,15 @@ class Crashes(Background):
         raise ValueError("broken")
 
 
-async def test_an_error_out_of_run_is_raised_by_shutdown_not_lost() -> None:
+async def test_an_error_out_of_run_is_logged_at_once_and_raised_by_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     crashes = Crashes("test-crash")
     await crashes.start()
+
+    async def logged() -> bool:
+        return "test-crash stopped on an error" in caplog.text
+
+    await wait_for(logged, what="the crash logged before any shutdown", within=2.0)
     with pytest.raises(ValueError, match="broken"):
         await crashes.shutdown()
