@@ -97,8 +97,7 @@ class Consumer(Background):
             except Exception:
                 self._slots.release()
                 log.exception("fetch from %s failed", durable)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
+                await self.pause(1.0)
                 continue
             task = asyncio.create_task(self._handle(messages[0]))
             self._running.add(task)

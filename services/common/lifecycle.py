@@ -15,7 +15,6 @@ import abc
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, Self
@@ -110,9 +109,8 @@ class Background(Lifecycle):
 class Periodic(Background):
     """Calls `action` every `interval` seconds until shut down: one run at a time, never two.
 
-    The interval counts from the end of one run to the start of the next, plus up to `jitter`
-    seconds at random (replicas started together then spread out). With `first_now` the first
-    run is at start, otherwise one interval after it. A run that raises is logged and counted
+    The interval counts from the end of one run to the start of the next. With `first_now` the
+    first run is at start, otherwise one interval after it. A run that raises is logged and counted
     (`noetl_periodic_errors_total`); the next run comes as usual. `shutdown()` lets a run in
     progress finish and skips the wait for the next.
     """
@@ -124,17 +122,15 @@ class Periodic(Background):
         interval: float,
         *,
         first_now: bool = False,
-        jitter: float = 0.0,
     ) -> None:
         super().__init__(name)
         self._action = action
         self._interval = interval
         self._first_now = first_now
-        self._jitter = jitter
         PERIODIC_ERRORS.labels(name)
 
     async def run(self) -> None:
-        if not self._first_now and await self.pause(self._next_wait()):
+        if not self._first_now and await self.pause(self._interval):
             return
         while not self.stopping.is_set():
             try:
@@ -142,8 +138,5 @@ class Periodic(Background):
             except Exception:
                 PERIODIC_ERRORS.labels(self.name).inc()
                 log.exception("%s run failed; trying again in %.0fs", self.name, self._interval)
-            if await self.pause(self._next_wait()):
+            if await self.pause(self._interval):
                 return
-
-    def _next_wait(self) -> float:
-        return self._interval + (random.uniform(0.0, self._jitter) if self._jitter > 0 else 0.0)

@@ -80,16 +80,6 @@ async def test_runs_never_overlap_and_shutdown_lets_a_run_finish() -> None:
     assert calls.finished == calls.runs
 
 
-async def test_jitter_spreads_the_wait_within_its_bound() -> None:
-    calls = Calls()
-    async with Periodic("test-jitter", calls, 0.01, jitter=0.02, first_now=True):
-        started = time.monotonic()
-        await wait_for(lambda: at_least(calls, 5), what="five runs", within=5.0)
-        elapsed = time.monotonic() - started
-    # Four waits of 10..30 ms each.
-    assert 0.04 <= elapsed < 2.0
-
-
 async def test_shutdown_is_idempotent_and_fine_before_start() -> None:
     calls = Calls()
     periodic = Periodic("test-twice", calls, 60.0)
