@@ -10,6 +10,7 @@ import logging
 import signal
 import ssl
 import sys
+from contextlib import AsyncExitStack
 from types import FrameType
 
 import uvicorn
@@ -37,8 +38,9 @@ async def serve(settings: GatewaySettings) -> None:
     """Channels are opened inside the loop that uses them and closed after the server drained."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _already_handled)
-    clients = GatewayClients.connect(settings)
-    try:
+    async with AsyncExitStack() as stack:
+        clients = GatewayClients.connect(settings)
+        stack.push_async_callback(clients.close)
         config = uvicorn.Config(
             create_app(clients, settings),
             host=settings.host,
@@ -52,10 +54,8 @@ async def serve(settings: GatewaySettings) -> None:
             ssl_ca_certs=settings.tls_client_ca or None,
             ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
         )
-        # A failed bind exits the process from inside uvicorn (SystemExit), after this `finally`.
+        # A failed bind raises SystemExit from inside uvicorn; the stack closes the channels on its way.
         await uvicorn.Server(config).serve()
-    finally:
-        await clients.close()
 
 
 def main() -> int:

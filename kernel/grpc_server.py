@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kernel import metrics, telemetry
 from kernel.grpc_client import MAX_MESSAGE_BYTES
 from kernel.health import WritePathWatch
+from kernel.lifecycle import Periodic
 from kernel.mesh_guard import AuthInterceptor, ServerAuth
 from kernel.rpc_errors import ErrorInterceptor
 
@@ -103,7 +104,7 @@ class GrpcHost:
         for register in registrars:
             register(self._server)
         self._watches = [r for r in registrars if isinstance(r, WritePathWatch)]
-        self._watching: list[asyncio.Task[None]] = []
+        self._watching: list[Periodic] = []
         self.port = 0
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -119,9 +120,9 @@ class GrpcHost:
             raise RuntimeError(f"{self.name}: cannot bind gRPC on {self._listen}")
         await self._server.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        self._watching = [
-            asyncio.create_task(w.run(self._health), name="write-path-watch") for w in self._watches
-        ]
+        self._watching = [w.watching(self._health) for w in self._watches]
+        for watch in self._watching:
+            await watch.start()
         log.info("%s serving gRPC on port %s (mesh auth: %s)", self.name, self.port, self._auth.settings.mode)
         return self.port
 
@@ -134,10 +135,13 @@ class GrpcHost:
         if self._stopping:
             return
         self._stopping = True
-        for task in self._watching:
-            task.cancel()
+        for watch in self._watching:
+            watch.stop()
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self._grace)
+        # A probe still under way ends within its timeout, most likely during the drain above.
+        for watch in self._watching:
+            await watch.wait()
         self._stopped.set()
 
     async def wait(self) -> None:

@@ -22,6 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from prometheus_client import Gauge
 
+from kernel.lifecycle import Periodic
+
 log = logging.getLogger(__name__)
 
 WRITE_PATH_UP = Gauge("noetl_write_path_up", "1 while the write path's probe succeeds")
@@ -35,13 +37,14 @@ class WritePathWatch:
     failures: int = 3
 
     def __call__(self, server: grpc.aio.Server) -> None:
-        """A registrar that registers nothing: the host runs the watch (`run`)."""
+        """A registrar that registers nothing: the host runs the watch (`watching`)."""
 
-    async def run(self, servicer: health.aio.HealthServicer) -> None:
+    def watching(self, servicer: health.aio.HealthServicer) -> Periodic:
+        """The watch as a periodic task reporting on `servicer`; the host starts and stops it."""
         failed = 0
-        WRITE_PATH_UP.set(1)
-        while True:
-            await asyncio.sleep(self.interval)
+
+        async def probe_once() -> None:
+            nonlocal failed
             try:
                 await asyncio.wait_for(self.probe(), timeout=self.timeout)
             except Exception as exc:
@@ -50,12 +53,15 @@ class WritePathWatch:
                     log.error("write path failed %d probes in a row (%s): NOT_SERVING", failed, exc)
                     WRITE_PATH_UP.set(0)
                     await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-                continue
+                return
             if failed >= self.failures:
                 log.info("write path back: SERVING")
                 WRITE_PATH_UP.set(1)
                 await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             failed = 0
+
+        WRITE_PATH_UP.set(1)
+        return Periodic("write-path-watch", probe_once, self.interval)
 
 
 def database_probe(pool: asyncpg.Pool) -> Callable[[], Awaitable[None]]:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol, TypeVar
 
 import uvloop
@@ -46,7 +46,13 @@ def run(
         logging.getLogger(name).error("%s", exc)
         return 2
     telemetry.setup_tracing(name)
-    code: int = uvloop.run(_serve(name, settings, assemble))
+    try:
+        code: int = uvloop.run(_serve(name, settings, assemble))
+    except Exception as exc:
+        # Whatever start had opened is closed by now (`_serve`'s exit stack): one line says why.
+        log = logging.getLogger(name)
+        log.error("stopped: %s: %s", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        return 1
     return code
 
 
@@ -56,9 +62,13 @@ async def _serve(
     assemble: Callable[[SettingsT], AbstractAsyncContextManager[list[Registrar]]],
 ) -> int:
     metrics.serve_metrics(settings.basics.metrics_port)
-    async with assemble(settings) as registrars:
+    # A failure anywhere in start (a database, NATS or a port out of reach) closes, in reverse
+    # order, what was already open, and the process exits with the error.
+    async with AsyncExitStack() as stack:
+        registrars = await stack.enter_async_context(assemble(settings))
         host = GrpcHost(name, settings.basics.listen, registrars, auth=ServerAuth(settings.basics.mesh))
         await host.start()
+        stack.push_async_callback(host.stop)
         host.install_signal_handlers()
         await host.wait()
     return 0

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from contextlib import AsyncExitStack
 
 import uvloop
 from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, pools_pb2_grpc, results_pb2_grpc, secrets_pb2_grpc
@@ -26,29 +27,36 @@ from worker.tools.registry import Mesh, build_tools
 
 
 async def serve(settings: Settings) -> int:
-    nc = await bus.connect(settings.bus, settings.worker_id)
-    js = nc.jetstream()
-    await bus.ensure_streams(js, settings.bus)
-    mesh = ClientAuth(settings.mesh)
-    commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub, mesh)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
-    executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
-    results = Sharded(settings.execution_addrs, results_pb2_grpc.ResultServiceStub, mesh)
-    # The pool registry is cluster-wide, served by shard 0.
-    registry_channel = open_channel(settings.execution_addrs[0], mesh)
-    membership = PoolMembership(
-        pools_pb2_grpc.PoolServiceStub(registry_channel),
-        worker_registration(settings.worker_id, settings.pools, settings.concurrency),
-        settings.pool_heartbeat_seconds,
-    )
-    secrets_channel = open_channel(settings.secrets_addr, mesh) if settings.secrets_addr else None
-    secrets = SecretsClient(
-        secrets_pb2_grpc.SecretsServiceStub(secrets_channel) if secrets_channel is not None else None,
-        settings.worker_id,
-    )
-    http = HttpTool()
-    offload = ResultOffload(results, settings.inline_result_bytes)
-    async with PythonRunner(processes=settings.python_processes) as runner:
+    """Each resource is closed by the stack as soon as it is open: a failed start closes, in
+    reverse order, what was already open; a stop drains the consumer first, then leaves the pool."""
+    async with AsyncExitStack() as stack:
+        nc = await bus.connect(settings.bus, settings.worker_id)
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await bus.ensure_streams(js, settings.bus)
+        mesh = ClientAuth(settings.mesh)
+        commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub, mesh)
+        stack.push_async_callback(commands.close)
+        events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
+        stack.push_async_callback(events.close)
+        executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
+        stack.push_async_callback(executions.close)
+        results = Sharded(settings.execution_addrs, results_pb2_grpc.ResultServiceStub, mesh)
+        stack.push_async_callback(results.close)
+        # The pool registry is cluster-wide, served by shard 0.
+        registry_channel = open_channel(settings.execution_addrs[0], mesh)
+        stack.push_async_callback(registry_channel.close)
+        secrets_channel = open_channel(settings.secrets_addr, mesh) if settings.secrets_addr else None
+        if secrets_channel is not None:
+            stack.push_async_callback(secrets_channel.close)
+        secrets = SecretsClient(
+            secrets_pb2_grpc.SecretsServiceStub(secrets_channel) if secrets_channel is not None else None,
+            settings.worker_id,
+        )
+        http = HttpTool()
+        stack.push_async_callback(http.close)
+        offload = ResultOffload(results, settings.inline_result_bytes)
+        runner = await stack.enter_async_context(PythonRunner(processes=settings.python_processes))
         executor = Executor(
             worker_id=settings.worker_id,
             commands=commands,
@@ -73,24 +81,18 @@ async def serve(settings: Settings) -> int:
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, consumer.shutdown)
+            loop.add_signal_handler(sig, consumer.stop)
         logging.getLogger("worker").info("worker %s starting", settings.worker_id)
-        beating = asyncio.create_task(membership.run(), name="pool-heartbeat")
-        try:
-            await consumer.run()
-        finally:
-            membership.shutdown()
-            await beating
-            await membership.leave()
-    await http.close()
-    await commands.close()
-    await events.close()
-    await executions.close()
-    await results.close()
-    await registry_channel.close()
-    if secrets_channel is not None:
-        await secrets_channel.close()
-    await nc.drain()
+        # Left after the consumer has drained: a late heartbeat would mark the pool ready again.
+        await stack.enter_async_context(
+            PoolMembership(
+                pools_pb2_grpc.PoolServiceStub(registry_channel),
+                worker_registration(settings.worker_id, settings.pools, settings.concurrency),
+                settings.pool_heartbeat_seconds,
+            )
+        )
+        await stack.enter_async_context(consumer)
+        await consumer.wait()
     return 0
 
 

@@ -12,6 +12,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from kernel.lifecycle import Background
 from worker.executor import Executor, Notification, Outcome
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 READY_MARKER = "worker ready: consuming pools"
 
 
-class Consumer:
-    """Lifecycle: `run()` until `shutdown()`, which stops the intake at once; commands in flight
+class Consumer(Background):
+    """Runs from `start()`; `stop()` (or `shutdown()`) stops the intake at once; commands in flight
     then get `grace` seconds to finish. Those still running after it are handed back: cancelled
     without closing events, their notifications returned to the stream, and their claim lease left
     to run out so that the server can give the command to another worker (dsl.md §17.7).
@@ -39,6 +40,7 @@ class Consumer:
         ack_wait: float,
         grace: float = 30.0,
     ) -> None:
+        super().__init__("intake")
         self._js = js
         self._executor = executor
         self._stream = stream
@@ -48,7 +50,6 @@ class Consumer:
         self._concurrency = concurrency
         self._ack_wait = ack_wait
         self._grace = grace
-        self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -69,9 +70,6 @@ class Consumer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-
-    def shutdown(self) -> None:
-        self._stop.set()
 
     async def _subscribe(self, pool: str) -> tuple[str, JetStreamContext.PullSubscription]:
         durable = self._consumer if pool == "shared" else f"{self._consumer}_{pool}"
@@ -99,8 +97,7 @@ class Consumer:
             except Exception:
                 self._slots.release()
                 log.exception("fetch from %s failed", durable)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+                await self.pause(1.0)
                 continue
             task = asyncio.create_task(self._handle(messages[0]))
             self._running.add(task)
@@ -110,10 +107,10 @@ class Consumer:
 
     async def _slot(self) -> bool:
         """Wait for a free slot; False (and no slot held) once the consumer is stopping."""
-        if self._stop.is_set():
+        if self.stopping.is_set():
             return False
         acquire = asyncio.ensure_future(self._slots.acquire())
-        stopping = asyncio.ensure_future(self._stop.wait())
+        stopping = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait((acquire, stopping), return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if not acquire.done():
@@ -121,7 +118,7 @@ class Consumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await acquire
         if acquire.done() and not acquire.cancelled():
-            if not self._stop.is_set():
+            if not self.stopping.is_set():
                 return True
             self._slots.release()
         return False

@@ -8,8 +8,6 @@ is logged and tried again at the next beat, never a reason to stop taking work.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -18,6 +16,7 @@ from noetl.v1 import pools_pb2, pools_pb2_grpc
 
 from kernel import jsonutil
 from kernel.errors import MeshError, NotFound
+from kernel.lifecycle import Periodic
 from language.runtime_kinds import WORKER_POOL
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,8 @@ def worker_registration(
     )
 
 
-class PoolMembership:
-    """Lifecycle: `run()` until `shutdown()`, then `leave()`."""
+class PoolMembership(Periodic):
+    """Registers at start, then heartbeats every interval; `shutdown()` stops the beat and leaves."""
 
     def __init__(
         self,
@@ -48,33 +47,32 @@ class PoolMembership:
         registration: pools_pb2.PoolRegistration,
         interval: float,
     ) -> None:
+        super().__init__("pool-heartbeat", self._beat, interval, first_now=True)
         self._registry = registry
         self._registration = registration
-        self._interval = interval
-        self._stop = asyncio.Event()
+        self._registered = False
+        self._left = False
 
-    async def run(self) -> None:
-        """Registers, then heartbeats every interval; an `unknown` answer registers again."""
-        registered = False
-        while not self._stop.is_set():
-            try:
-                if registered:
-                    registered = await self._heartbeat()
-                if not registered:
-                    await self._register()
-                    registered = True
-            except MeshError as exc:
-                log.warning("pool registry call for %s failed, will retry: %s", self._registration.name, exc)
-            except Exception:
-                log.exception("pool registry call for %s failed, will retry", self._registration.name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+    async def shutdown(self) -> None:
+        started = self._task is not None
+        await super().shutdown()
+        if started and not self._left:
+            self._left = True
+            await self.leave()
 
-    def shutdown(self) -> None:
-        self._stop.set()
+    async def _beat(self) -> None:
+        """An `unknown` answer to the heartbeat registers again."""
+        try:
+            if self._registered:
+                self._registered = await self._heartbeat()
+            if not self._registered:
+                await self._register()
+                self._registered = True
+        except MeshError as exc:
+            log.warning("pool registry call for %s failed, will retry: %s", self._registration.name, exc)
 
     async def leave(self) -> None:
-        """Marks the pool offline, after `run()` has stopped (a late heartbeat would set it ready)."""
+        """Marks the pool offline, after the beat has stopped (a late heartbeat would set it ready)."""
         try:
             await self._registry.Deregister(
                 pools_pb2.PoolServiceDeregisterRequest(name=self._registration.name, kind=WORKER_POOL),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
 from noetl.v1 import catalog_pb2_grpc, events_pb2_grpc
@@ -23,11 +23,14 @@ from services.catalog.store import CatalogStore
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
-    pool = await db.create_pool(settings.basics.pg_dsn)
-    events = Sharded(
-        settings.events_addrs, events_pb2_grpc.EventServiceStub, ClientAuth(settings.basics.mesh)
-    )
-    try:
+    """A failed start closes, in reverse order, what was already open."""
+    async with AsyncExitStack() as stack:
+        pool = await db.create_pool(settings.basics.pg_dsn)
+        stack.push_async_callback(pool.close)
+        events = Sharded(
+            settings.events_addrs, events_pb2_grpc.EventServiceStub, ClientAuth(settings.basics.mesh)
+        )
+        stack.push_async_callback(events.close)
         catalog = Catalog(CatalogStore(pool), Snowflake(settings.basics.machine_id), EventHistory(events))
         api = CatalogApi(catalog)
 
@@ -36,9 +39,6 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
 
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
         yield [register, WritePathWatch(database_probe(pool))]
-    finally:
-        await events.close()
-        await pool.close()
 
 
 def main() -> int:

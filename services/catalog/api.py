@@ -7,7 +7,7 @@ from noetl.v1 import catalog_pb2, catalog_pb2_grpc
 
 from kernel import jsonutil
 from kernel.errors import MeshError
-from kernel.wire import timestamp
+from kernel.wire import optional, timestamp
 from services.catalog.service import Catalog, Lookup
 from services.catalog.store import Entry, VersionRef
 
@@ -66,8 +66,8 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.ListRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ListResponse:
         entries = await self._catalog.list(
-            kind=request.resource_type if request.HasField("resource_type") else None,
-            path=request.path if request.HasField("path") else None,
+            kind=optional(request, "resource_type"),
+            path=optional(request, "path"),
             agent_only=request.agent_only,
             capabilities=list(request.capabilities),
             include_archived=request.include_archived,
@@ -78,16 +78,16 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.GetResourceRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetResourceResponse:
         lookup = Lookup(
-            catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
-            path=request.path if request.HasField("path") else None,
-            version=request.version if request.HasField("version") else None,
+            catalog_id=optional(request, "catalog_id"),
+            path=optional(request, "path"),
+            version=optional(request, "version"),
         )
         return catalog_pb2.GetResourceResponse(entry=entry_message(await self._catalog.resolve(lookup)))
 
     async def UiSchema(
         self, request: catalog_pb2.UiSchemaRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.UiSchemaResponse:
-        version = request.version if request.HasField("version") else None
+        version = optional(request, "version")
         entry, form = await self._catalog.ui_schema(request.path, version)
         return catalog_pb2.UiSchemaResponse(
             catalog_id=entry.catalog_id,
@@ -101,7 +101,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def Delete(
         self, request: catalog_pb2.CatalogServiceDeleteRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.CatalogServiceDeleteResponse:
-        version = request.version if request.HasField("version") else None
+        version = optional(request, "version")
         return catalog_pb2.CatalogServiceDeleteResponse(
             versions=_refs(await self._catalog.delete(request.path, version))
         )
@@ -109,7 +109,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     async def Restore(
         self, request: catalog_pb2.CatalogServiceRestoreRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.CatalogServiceRestoreResponse:
-        version = request.version if request.HasField("version") else None
+        version = optional(request, "version")
         return catalog_pb2.CatalogServiceRestoreResponse(
             versions=_refs(await self._catalog.restore(request.path, version))
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
 from noetl.v1 import events_pb2_grpc, outbox_pb2_grpc
@@ -26,41 +26,38 @@ from services.events.wakeups import Wakeups
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
-    # The log's partitions start empty each quarter; see `create_pool`.
-    pool = await db.create_pool(settings.basics.pg_dsn, max_size=20, custom_plans=True)
-    nc = await bus.connect(settings.bus, "noetl-events")
-    js = nc.jetstream()
-    await bus.ensure_streams(js, settings.bus)
-    outbox_channel = open_channel(settings.outbox_addr, ClientAuth(settings.basics.mesh))
-    relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
-    await relay.start()
-    store = EventStore(pool)
-    # One generator per process: two with the same machine id would mint the same ids.
-    mint = Snowflake(settings.basics.machine_id).next_id
-    batcher = AppendBatcher(store, mint)
-    await batcher.start()
-    log = EventLog(
-        store=store,
-        batcher=batcher,
-        relay=relay,
-        wakeups=Wakeups(nc),
-        settings=EventLogSettings(event_shard_count=settings.bus.event_shard_count),
-        mint=mint,
-    )
-    api = EventApi(log, settings.batch_limits)
+    """A failed start closes, in reverse order, what was already open."""
+    async with AsyncExitStack() as stack:
+        # The log's partitions start empty each quarter; see `create_pool`.
+        pool = await db.create_pool(settings.basics.pg_dsn, max_size=20, custom_plans=True)
+        stack.push_async_callback(pool.close)
+        nc = await bus.connect(settings.bus, "noetl-events")
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await bus.ensure_streams(js, settings.bus)
+        outbox_channel = open_channel(settings.outbox_addr, ClientAuth(settings.basics.mesh))
+        stack.push_async_callback(outbox_channel.close)
+        relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
+        await stack.enter_async_context(relay)
+        store = EventStore(pool)
+        # One generator per process: two with the same machine id would mint the same ids.
+        mint = Snowflake(settings.basics.machine_id).next_id
+        batcher = await stack.enter_async_context(AppendBatcher(store, mint))
+        log = EventLog(
+            store=store,
+            batcher=batcher,
+            relay=relay,
+            wakeups=Wakeups(nc),
+            settings=EventLogSettings(event_shard_count=settings.bus.event_shard_count),
+            mint=mint,
+        )
+        api = EventApi(log, settings.batch_limits)
 
-    def register(server: grpc.aio.Server) -> None:
-        events_pb2_grpc.add_EventServiceServicer_to_server(api, server)
+        def register(server: grpc.aio.Server) -> None:
+            events_pb2_grpc.add_EventServiceServicer_to_server(api, server)
 
-    try:
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
         yield [register, WritePathWatch(database_probe(pool))]
-    finally:
-        await batcher.shutdown()
-        await relay.shutdown()
-        await outbox_channel.close()
-        await nc.drain()
-        await pool.close()
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ from noetl.v1 import events_pb2, events_pb2_grpc
 
 from kernel import jsonutil, rpc_errors, telemetry
 from kernel.errors import InvalidArgument, MeshError, NotFound, Unprocessable
+from kernel.wire import optional
 from services.events.batches import BatchLimits
 from services.events.messages import batch_message, draft_from_message, envelope_from_message, event_message
 from services.events.normalize import WorkerEventDraft, normalize
@@ -26,7 +27,7 @@ def _worker_draft(event: events_pb2.WorkerEvent) -> WorkerEventDraft:
         step=event.step,
         payload=payload,
         meta=meta,
-        worker_id=event.worker_id if event.HasField("worker_id") else None,
+        worker_id=optional(event, "worker_id"),
         actionable=event.actionable,
         informative=event.informative,
     )
@@ -64,9 +65,7 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             request.execution_id,
             [draft_from_message(event) for event in request.events],
             catalog_id=request.catalog_id or None,
-            parent_execution_id=request.parent_execution_id
-            if request.HasField("parent_execution_id")
-            else None,
+            parent_execution_id=optional(request, "parent_execution_id"),
             require_open=request.require_open,
         )
         return events_pb2.AppendResponse(
@@ -138,8 +137,8 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
         outcome = await self._log.emit_batch(
             request.execution_id,
             [_batch_item(index, event) for index, event in enumerate(request.events)],
-            catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
-            idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            catalog_id=optional(request, "catalog_id"),
+            idempotency_key=optional(request, "idempotency_key"),
         )
         return events_pb2.EmitBatchResponse(
             request_id=outcome.request_id,
@@ -164,8 +163,8 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
     ) -> events_pb2.ListEventsResponse:
         events, total = await self._log.page(
             request.execution_id,
-            after_event_id=request.after_event_id if request.HasField("after_event_id") else None,
-            event_type=request.event_type if request.HasField("event_type") else None,
+            after_event_id=optional(request, "after_event_id"),
+            event_type=optional(request, "event_type"),
             newest_first=request.newest_first,
             page=request.page,
             page_size=request.page_size or 100,
@@ -177,7 +176,7 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[events_pb2.SubscribeResponse]:
         if not await self._log.exists(request.execution_id):
             raise NotFound(f"Execution {request.execution_id} not found")
-        after = request.after_event_id if request.HasField("after_event_id") else None
+        after = optional(request, "after_event_id")
         async for event in self._log.follow(request.execution_id, after):
             yield events_pb2.SubscribeResponse(event=event_message(event))
 

@@ -17,6 +17,7 @@ import asyncpg
 
 from kernel.db import with_retry
 from kernel.errors import Internal, MeshError
+from kernel.lifecycle import Lifecycle
 from services.events.chain import AppendJob, AppendOutcome
 from services.events.store import EventStore
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 _Pending = tuple[AppendJob, "asyncio.Future[AppendOutcome]"]
 
 
-class AppendBatcher:
+class AppendBatcher(Lifecycle):
     """Lifecycle: `start()`, `append()` from any task, idempotent `shutdown()` (drains the queue)."""
 
     def __init__(

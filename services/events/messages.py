@@ -5,8 +5,7 @@ from __future__ import annotations
 from noetl.v1 import common_pb2, events_pb2
 
 from kernel.errors import InvalidArgument
-from kernel.timeutil import as_utc
-from kernel.wire import json_field, timestamp
+from kernel.wire import json_field, optional, optional_time, timestamp
 from language.event_types import WORKER_IDEMPOTENT, canonical_event_type
 from services.events.batches import EventBatch
 from services.events.chain import Draft, Notify, StoredEvent
@@ -85,12 +84,12 @@ def draft_from_message(event: events_pb2.NewEvent) -> Draft:
         result=_text(event.result_json, "result_json"),
         meta=meta,
         node_type=event.node_type or None,
-        error=event.error if event.HasField("error") else None,
-        command_id=event.command_id if event.HasField("command_id") else None,
-        parent_event_id=event.parent_event_id if event.HasField("parent_event_id") else None,
-        idempotency_key=event.idempotency_key if event.HasField("idempotency_key") else None,
-        worker_id=event.worker_id if event.HasField("worker_id") else None,
-        explicit_id=event.event_id if event.HasField("event_id") else None,
+        error=optional(event, "error"),
+        command_id=optional(event, "command_id"),
+        parent_event_id=optional(event, "parent_event_id"),
+        idempotency_key=optional(event, "idempotency_key"),
+        worker_id=optional(event, "worker_id"),
+        explicit_id=optional(event, "event_id"),
         worker_dedupe=kind in WORKER_IDEMPOTENT,
         notify=notify,
     )
@@ -102,20 +101,20 @@ def envelope_from_message(event: events_pb2.ProjectedEvent) -> Envelope:
         event_id=event.event_id,
         execution_id=event.execution_id,
         catalog_id=event.catalog_id,
-        parent_event_id=event.parent_event_id if event.HasField("parent_event_id") else None,
-        prev_event_id=event.prev_event_id if event.HasField("prev_event_id") else None,
-        event_type=event.event_type if event.HasField("event_type") else None,
-        node_id=event.node_id if event.HasField("node_id") else None,
-        node_name=event.node_name if event.HasField("node_name") else None,
-        node_type=event.node_type if event.HasField("node_type") else None,
-        status=event.status if event.HasField("status") else None,
-        duration=event.duration if event.HasField("duration") else None,
-        created_at=as_utc(event.created_at.ToDatetime()) if event.HasField("created_at") else None,
+        parent_event_id=optional(event, "parent_event_id"),
+        prev_event_id=optional(event, "prev_event_id"),
+        event_type=optional(event, "event_type"),
+        node_id=optional(event, "node_id"),
+        node_name=optional(event, "node_name"),
+        node_type=optional(event, "node_type"),
+        status=optional(event, "status"),
+        duration=optional(event, "duration"),
+        created_at=optional_time(event, "created_at"),
         context=_text(event.context_json, "context_json"),
         result=_text(event.result_json, "result_json"),
         meta=_text(event.meta_json, "meta_json"),
-        error=event.error if event.HasField("error") else None,
-        stack_trace=event.stack_trace if event.HasField("stack_trace") else None,
+        error=optional(event, "error"),
+        stack_trace=optional(event, "stack_trace"),
         trace_component=_text(event.trace_component_json, "trace_component_json"),
     )
 

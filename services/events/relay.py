@@ -9,13 +9,13 @@ lease expires, and JetStream's duplicate window drops the second copy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Protocol
 
 from nats.js import JetStreamContext
 
 from kernel.bus import message_id
+from kernel.lifecycle import Lifecycle, Periodic
 from services.events.chain import OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -27,18 +27,17 @@ class OutboxMarker(Protocol):
     async def mark_failed(self, outbox_id: int, error: str, attempts: int) -> None: ...
 
 
-class Relay:
+class Relay(Lifecycle):
     def __init__(self, js: JetStreamContext, marker: OutboxMarker, *, mark_interval: float = 0.05) -> None:
         self._js = js
         self._marker = marker
-        self._mark_interval = mark_interval
         self._published: list[int] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher = Periodic("relay-mark-published", self._flush, mark_interval)
         self._closed = False
 
     async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_loop(), name="relay-mark-published")
+        await self._flusher.start()
 
     def submit(self, entries: list[OutboxEntry]) -> None:
         """Publishes in the background; never blocks or fails the caller's request."""
@@ -71,11 +70,6 @@ class Relay:
             timeout=2.0,
         )
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._mark_interval)
-            await self._flush()
-
     async def _flush(self) -> None:
         if not self._published:
             return
@@ -94,8 +88,5 @@ class Relay:
         self._closed = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await self._flusher.shutdown()
         await self._flush()

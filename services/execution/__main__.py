@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
 from noetl.v1 import (
@@ -57,14 +56,33 @@ from services.execution.variables.store import VariableStore
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
+    """Each resource is closed by the stack as soon as it is open: a failed start closes, in
+    reverse order, what was already open."""
+    async with AsyncExitStack() as stack:
+        yield await _assemble(settings, stack)
+
+
+async def _assemble(settings: Settings, stack: AsyncExitStack) -> list[Registrar]:
     pool = await db.create_pool(settings.basics.pg_dsn, max_size=20)
+    stack.push_async_callback(pool.close)
     mesh = ClientAuth(settings.basics.mesh)
     # Worker pools are one registry for the cluster; with one database it is the shard's own pool.
-    shared_cluster = settings.cluster_pg_dsn == settings.basics.pg_dsn
-    cluster_pool = pool if shared_cluster else await db.create_pool(settings.cluster_pg_dsn, max_size=5)
+    cluster_pool = pool
+    if settings.cluster_pg_dsn != settings.basics.pg_dsn:
+        cluster_pool = await db.create_pool(settings.cluster_pg_dsn, max_size=5)
+        stack.push_async_callback(cluster_pool.close)
     registry = PoolStore(cluster_pool)
     catalog_channel = open_channel(settings.catalog_addr, mesh)
+    stack.push_async_callback(catalog_channel.close)
+    secrets_channel = open_channel(settings.secrets_addr, mesh)
+    stack.push_async_callback(secrets_channel.close)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
+    stack.push_async_callback(events.close)
+    # Other shards' execution services, for cascades whose family spans shards.
+    peers = None
+    if settings.shard_count > 1:
+        peers = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
+        stack.push_async_callback(peers.close)
     store = ExecutionStore(pool)
     commands = CommandStore(pool)
     events_port = EventsClient(events)
@@ -102,20 +120,22 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     )
     queries = Queries(store, commands, events_port, catalog_port, orchestrator)
     nc = await bus.connect(settings.bus, "noetl-execution")
+    stack.push_async_callback(nc.drain)
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    feed = EventFeed(
-        js,
-        projector,
-        orchestrator,
-        FeedSettings(
-            stream=settings.bus.event_stream,
-            durable=f"noetl_execution_{settings.shard_index}",
-            subject=bus.shard_events_filter(settings.shard_index, settings.shard_count),
-        ),
-        prepare=lambda: bus.ensure_streams(js, settings.bus),
+    await stack.enter_async_context(
+        EventFeed(
+            js,
+            projector,
+            orchestrator,
+            FeedSettings(
+                stream=settings.bus.event_stream,
+                durable=f"noetl_execution_{settings.shard_index}",
+                subject=bus.shard_events_filter(settings.shard_index, settings.shard_count),
+            ),
+            prepare=lambda: bus.ensure_streams(js, settings.bus),
+        )
     )
-    feeding = asyncio.create_task(feed.run(), name="event-feed")
     reaper = Reaper(
         store=store,
         commands=commands,
@@ -125,15 +145,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         publisher=BusPublisher(js),
         settings=settings.reaper,
     )
-    reaping = asyncio.create_task(reaper.run(), name="command-reaper")
-    sweeper = ExpirySweeper(results)
-    sweeping = asyncio.create_task(sweeper.run(), name="result-sweeper")
-    # Other shards' execution services, for cascades whose family spans shards.
-    peers = (
-        Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
-        if settings.shard_count > 1
-        else None
-    )
+    await stack.enter_async_context(reaper)
+    await stack.enter_async_context(ExpirySweeper(results))
     control = Control(
         orchestrator,
         events_port,
@@ -146,7 +159,6 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     execution_api = ExecutionApi(orchestrator, queries, control, cleanup=cleanup)
     command_api = CommandApi(claims)
     pool_api = PoolApi(Pools(registry, ids))
-    secrets_channel = open_channel(settings.secrets_addr, mesh)
     credentials = SecretsCredentials(secrets_pb2_grpc.SecretsServiceStub(secrets_channel))
     admin = Admin(pool, settings.sql_dsn or None, credentials, settings.sql_timeout_seconds)
 
@@ -161,25 +173,8 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
             WorkBindingApi(WorkBinding(commands)), server
         )
 
-    try:
-        # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
-        yield [register, WritePathWatch(database_probe(pool))]
-    finally:
-        feed.shutdown()
-        reaper.shutdown()
-        sweeper.shutdown()
-        await feeding
-        await reaping
-        await sweeping
-        await nc.drain()
-        await events.close()
-        if peers is not None:
-            await peers.close()
-        await catalog_channel.close()
-        await secrets_channel.close()
-        if not shared_cluster:
-            await cluster_pool.close()
-        await pool.close()
+    # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
+    return [register, WritePathWatch(database_probe(pool))]
 
 
 def main() -> int:

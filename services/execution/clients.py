@@ -19,6 +19,7 @@ from noetl.v1 import (
 from kernel import jsonutil
 from kernel.grpc_client import Sharded
 from kernel.timeutil import as_utc
+from kernel.wire import optional, optional_time
 from services.execution.engine.records import EventRecord, NewEvent
 from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import Appended, LogEvent, Notification, PlaybookEntry
@@ -32,18 +33,18 @@ def log_event_from_message(event: common_pb2.Event) -> LogEvent:
         event_id=event.event_id,
         execution_id=event.execution_id,
         catalog_id=event.catalog_id,
-        parent_execution_id=event.parent_execution_id if event.HasField("parent_execution_id") else None,
-        prev_event_id=event.prev_event_id if event.HasField("prev_event_id") else None,
+        parent_execution_id=optional(event, "parent_execution_id"),
+        prev_event_id=optional(event, "prev_event_id"),
         event_type=event.event_type,
         node_name=event.node_name or None,
         node_type=event.node_type or None,
         status=event.status or None,
         context=jsonutil.loads(event.context_json),
         meta=jsonutil.loads(event.meta_json),
-        error=event.error if event.HasField("error") else None,
-        worker_id=event.worker_id if event.HasField("worker_id") else None,
-        command_id=event.command_id if event.HasField("command_id") else None,
-        created_at=as_utc(event.created_at.ToDatetime()) if event.HasField("created_at") else None,
+        error=optional(event, "error"),
+        worker_id=optional(event, "worker_id"),
+        command_id=optional(event, "command_id"),
+        created_at=optional_time(event, "created_at"),
     )
 
 
@@ -56,10 +57,10 @@ def record_from_message(event: common_pb2.Event) -> EventRecord:
         context=jsonutil.loads(event.context_json),
         result=jsonutil.loads(event.result_json),
         meta=jsonutil.loads(event.meta_json),
-        error=event.error if event.HasField("error") else None,
-        command_id=event.command_id if event.HasField("command_id") else None,
+        error=optional(event, "error"),
+        command_id=optional(event, "command_id"),
         created_at=as_utc(event.created_at.ToDatetime()),
-        parent_event_id=event.parent_event_id if event.HasField("parent_event_id") else None,
+        parent_event_id=optional(event, "parent_event_id"),
     )
 
 

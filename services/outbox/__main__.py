@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import asyncpg
 import grpc
-from nats.aio.client import Client as NatsClient
 from noetl.v1 import outbox_pb2_grpc
 
 from kernel import bus, db, runner
@@ -25,52 +22,39 @@ from services.outbox.store import OutboxStore
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
+    """A failed start closes, in reverse order, what was already open."""
     async with AsyncExitStack() as stack:
         pool = await db.create_pool(settings.basics.pg_dsn)
         stack.push_async_callback(pool.close)
         nc = await bus.connect(settings.bus, "noetl-outbox")
         stack.push_async_callback(nc.drain)
-        async with _running(settings, pool, nc) as registrars:
-            yield registrars
+        js = nc.jetstream()
+        await bus.ensure_streams(js, settings.bus)
+        await check_duplicate_windows(
+            js,
+            (settings.bus.command_stream, settings.bus.event_stream),
+            lease_seconds=settings.lease_seconds,
+            publish_timeout=settings.publish_timeout,
+        )
+        store = OutboxStore(pool, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
+        outbox = Outbox(store)
+        publisher = Publisher(
+            outbox,
+            nc,
+            batch_size=settings.batch_size,
+            idle_sleep=settings.idle_sleep,
+            error_sleep=settings.error_sleep,
+            publish_timeout=settings.publish_timeout,
+        )
+        await stack.enter_async_context(publisher)
+        await stack.enter_async_context(GaugeRefresher(store))
+        api = OutboxApi(outbox)
 
+        def register(server: grpc.aio.Server) -> None:
+            outbox_pb2_grpc.add_OutboxServiceServicer_to_server(api, server)
 
-@asynccontextmanager
-async def _running(settings: Settings, pool: asyncpg.Pool, nc: NatsClient) -> AsyncIterator[list[Registrar]]:
-    js = nc.jetstream()
-    await bus.ensure_streams(js, settings.bus)
-    await check_duplicate_windows(
-        js,
-        (settings.bus.command_stream, settings.bus.event_stream),
-        lease_seconds=settings.lease_seconds,
-        publish_timeout=settings.publish_timeout,
-    )
-    store = OutboxStore(pool, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
-    outbox = Outbox(store)
-    publisher = Publisher(
-        outbox,
-        nc,
-        batch_size=settings.batch_size,
-        idle_sleep=settings.idle_sleep,
-        error_sleep=settings.error_sleep,
-        publish_timeout=settings.publish_timeout,
-    )
-    gauges = GaugeRefresher(store)
-    tasks = [
-        asyncio.create_task(publisher.run(), name="outbox-publisher"),
-        asyncio.create_task(gauges.run(), name="outbox-gauges"),
-    ]
-    api = OutboxApi(outbox)
-
-    def register(server: grpc.aio.Server) -> None:
-        outbox_pb2_grpc.add_OutboxServiceServicer_to_server(api, server)
-
-    try:
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
         yield [register, WritePathWatch(database_probe(pool))]
-    finally:
-        publisher.shutdown()
-        gauges.shutdown()
-        await asyncio.gather(*tasks)
 
 
 def main() -> int:

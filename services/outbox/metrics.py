@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
 from prometheus_client import Counter, Gauge, Histogram
 
+from kernel.lifecycle import Periodic
 from services.outbox.store import OutboxStore
-
-log = logging.getLogger(__name__)
 
 CLAIMED = Counter("noetl_outbox_claimed_total", "Outbox rows claimed (publisher and claim route)")
 PUBLISHED = Counter("noetl_outbox_published_total", "Outbox rows marked published (publisher and relay)")
@@ -36,29 +31,15 @@ ATTEMPTS = Histogram(
 )
 
 
-class GaugeRefresher:
-    """Lifecycle: `run()` until `shutdown()`; sets the row gauges from the table every `interval` s."""
+class GaugeRefresher(Periodic):
+    """Sets the row gauges from the table every `interval` s; a failed read keeps their last values."""
 
     def __init__(self, store: OutboxStore, *, interval: float = 5.0) -> None:
+        super().__init__("outbox-gauges", self.refresh, interval, first_now=True)
         self._store = store
-        self._interval = interval
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.refresh()
-            except Exception:
-                # The gauges keep their last values; the next tick tries again.
-                log.warning("could not read outbox counts", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
 
     async def refresh(self) -> None:
         counts = await self._store.counts()
         PENDING.set(counts.pending)
         IN_FLIGHT.set(counts.in_flight)
         DEAD_ROWS.set(counts.dead)
-
-    def shutdown(self) -> None:
-        self._stop.set()

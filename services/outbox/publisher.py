@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from nats.js import JetStreamContext
 
 from kernel.bus import message_id
 from kernel.config import ConfigError
+from kernel.lifecycle import Background
 from services.outbox import metrics
 from services.outbox.service import Outbox
 from services.outbox.store import Failure, Row
@@ -83,8 +83,8 @@ class Sent:
     failures: list[Failure]
 
 
-class Publisher:
-    """Lifecycle: `run()` until `shutdown()` (batches already claimed are published and marked first).
+class Publisher(Background):
+    """Runs from `start()` until `shutdown()` (batches already claimed are published and marked first).
 
     While a backlog lasts, several batches are on the wire at once (up to 4, at most 3000 rows):
     the next batch is claimed while earlier ones wait for their acknowledgements, and a batch is
@@ -105,6 +105,7 @@ class Publisher:
         error_sleep: float = 5.0,
         publish_timeout: float = 5.0,
     ) -> None:
+        super().__init__("outbox-publisher")
         self._outbox = outbox
         self._nc = nc
         self._js = nc.jetstream()
@@ -113,7 +114,6 @@ class Publisher:
         self._idle = idle_sleep
         self._error_sleep = error_sleep
         self._timeout = publish_timeout
-        self._stop = asyncio.Event()
         self._failed_rounds = 0
 
     async def run(self) -> None:
@@ -140,13 +140,13 @@ class Publisher:
                         if ahead is not None:
                             continue  # settle only once the next batch is on the wire too
                     elif not on_wire:
-                        await (self._failed() if rows is None else self._sleep(self._idle))
+                        await (self._failed() if rows is None else self.pause(self._idle))
                         continue
                 if not on_wire:
-                    if self._stop.is_set():
+                    if self.stopping.is_set():
                         return
                     if not self._nc.is_connected:
-                        await self._sleep(_RECONNECT_POLL_SECONDS)
+                        await self.pause(_RECONNECT_POLL_SECONDS)
                     continue
                 sent = await self._settle(on_wire.popleft())
                 if recording is not None:
@@ -166,7 +166,7 @@ class Publisher:
 
     def _may_claim(self, batches_on_wire: int) -> bool:
         """Another claim now? Not when stopping or disconnected, nor past the first batch after a failure."""
-        if self._stop.is_set() or not self._nc.is_connected:
+        if self.stopping.is_set() or not self._nc.is_connected:
             return False
         return batches_on_wire < (1 if self._failed_rounds else self._depth)
 
@@ -238,17 +238,10 @@ class Publisher:
         """A round published nothing: back off, unless the bus is away (then the loop waits for it)."""
         self._failed_rounds += 1
         if self._nc.is_connected:
-            await self._sleep(self._backoff())
+            await self.pause(self._backoff())
 
     def _backoff(self) -> float:
         return float(min(_MAX_ERROR_SLEEP_SECONDS, self._error_sleep * 2 ** min(self._failed_rounds - 1, 6)))
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-
-    def shutdown(self) -> None:
-        self._stop.set()
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,13 +6,11 @@ settings problem, naming what to set, and exits with code 2.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
 from noetl.v1 import binding_pb2_grpc, catalog_pb2_grpc, events_pb2_grpc, secrets_pb2_grpc
@@ -22,6 +20,7 @@ from kernel.grpc_client import ClientAuth, Sharded, open_channel
 from kernel.grpc_server import Registrar
 from kernel.health import WritePathWatch, database_probe
 from kernel.ids import Snowflake
+from kernel.lifecycle import Periodic
 from services.secrets.api import SecretsApi
 from services.secrets.audit import Auditor
 from services.secrets.cipher import Cipher
@@ -62,36 +61,38 @@ def build_keyring(kek: KekSettings) -> Keyring:
     return Keyring(VaultTransitKek(kek.vault), others)
 
 
-async def _warn_insecure_forever() -> None:
-    while True:
-        await asyncio.sleep(INSECURE_WARNING_SECONDS)
-        log.warning(INSECURE_WARNING)
+async def _warn_insecure() -> None:
+    log.warning(INSECURE_WARNING)
 
 
-async def _purge_expired_forever(keychain: Keychain, every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
-        try:
-            purged = await keychain.purge_expired()
-        except Exception:
-            log.exception("keychain cleanup failed; retrying in %.0fs", every)
-            continue
+def _purging(keychain: Keychain, every: float) -> Periodic:
+    async def purge() -> None:
+        purged = await keychain.purge_expired()
         if purged:
             log.info("keychain cleanup: %d expired entries deleted", purged)
+
+    return Periodic("keychain-cleanup", purge, every)
 
 
 @asynccontextmanager
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
+    """A failed start closes, in reverse order, what was already open."""
     keyring = build_keyring(settings.kek)
-    if settings.kek.insecure_random_key:
-        log.warning(INSECURE_WARNING)
-    pool = await db.create_pool(settings.basics.pg_dsn)
-    mesh = ClientAuth(settings.basics.mesh)
-    catalog_channel = open_channel(settings.catalog_addr, mesh)
-    events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
-    binding = Sharded(settings.execution_addrs, binding_pb2_grpc.WorkBindingServiceStub, mesh)
-    tasks: list[asyncio.Task[None]] = []
-    try:
+    async with AsyncExitStack() as stack:
+        if settings.kek.insecure_random_key:
+            log.warning(INSECURE_WARNING)
+            await stack.enter_async_context(
+                Periodic("secrets-insecure-warning", _warn_insecure, INSECURE_WARNING_SECONDS)
+            )
+        pool = await db.create_pool(settings.basics.pg_dsn)
+        stack.push_async_callback(pool.close)
+        mesh = ClientAuth(settings.basics.mesh)
+        catalog_channel = open_channel(settings.catalog_addr, mesh)
+        stack.push_async_callback(catalog_channel.close)
+        events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
+        stack.push_async_callback(events.close)
+        binding = Sharded(settings.execution_addrs, binding_pb2_grpc.WorkBindingServiceStub, mesh)
+        stack.push_async_callback(binding.close)
         store = SecretsStore(pool)
         ids = Snowflake(settings.basics.machine_id)
         cipher = Cipher(keyring)
@@ -111,31 +112,14 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
             Rotator(store, keyring),
             store,
         )
-        if settings.kek.insecure_random_key:
-            tasks.append(asyncio.create_task(_warn_insecure_forever(), name="secrets-insecure-warning"))
         if settings.keychain_cleanup_seconds > 0:
-            tasks.append(
-                asyncio.create_task(
-                    _purge_expired_forever(keychain, settings.keychain_cleanup_seconds),
-                    name="keychain-cleanup",
-                )
-            )
+            await stack.enter_async_context(_purging(keychain, settings.keychain_cleanup_seconds))
 
         def register(server: grpc.aio.Server) -> None:
             secrets_pb2_grpc.add_SecretsServiceServicer_to_server(api, server)
 
         # The write path is watched: a database gone or stuck reads NOT_SERVING on gRPC health.
         yield [register, WritePathWatch(database_probe(pool))]
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await binding.close()
-        await events.close()
-        await catalog_channel.close()
-        await pool.close()
 
 
 def main() -> int:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 import grpc
 from noetl.v1 import secrets_pb2, secrets_pb2_grpc
 
 from kernel import jsonutil
 from kernel.errors import InvalidArgument
-from kernel.wire import json_field
+from kernel.wire import json_field, optional, optional_time
 from services.secrets.audit import Reader
 from services.secrets.keychain import Keychain, KeychainInput, ReadStatus
 from services.secrets.messages import (
@@ -28,17 +25,6 @@ DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_BATCHES = 1000
 DEFAULT_AUDIT_LIMIT = 100
 MAX_AUDIT_LIMIT = 10000
-
-
-def _optional(message: Any, name: str) -> Any:
-    return getattr(message, name) if message.HasField(name) else None
-
-
-def _time(message: Any, name: str) -> datetime | None:
-    if not message.HasField(name):
-        return None
-    value: datetime = getattr(message, name).ToDatetime(tzinfo=UTC)
-    return value
 
 
 class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
@@ -60,7 +46,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
                 data=json_field(request.data_json, "data"),
                 meta=json_field(request.meta_json, "meta"),
                 tags=list(request.tags.values) if request.HasField("tags") else None,
-                description=_optional(request, "description"),
+                description=optional(request, "description"),
             )
         )
         return secrets_pb2.PutCredentialResponse(credential=credential_message(row))
@@ -68,7 +54,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
     async def ListCredentials(
         self, request: secrets_pb2.ListCredentialsRequest, context: grpc.aio.ServicerContext
     ) -> secrets_pb2.ListCredentialsResponse:
-        rows = await self._credentials.list(type_=_optional(request, "type"), q=_optional(request, "q"))
+        rows = await self._credentials.list(type_=optional(request, "type"), q=optional(request, "q"))
         return secrets_pb2.ListCredentialsResponse(credentials=[credential_message(row) for row in rows])
 
     async def GetCredential(
@@ -98,10 +84,10 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
                 credential_type=request.credential_type,
                 cache_type=request.cache_type or "token",
                 scope_type=request.scope_type or "global",
-                execution_id=_optional(request, "execution_id"),
-                parent_execution_id=_optional(request, "parent_execution_id"),
-                ttl_seconds=_optional(request, "ttl_seconds"),
-                expires_at=_time(request, "expires_at"),
+                execution_id=optional(request, "execution_id"),
+                parent_execution_id=optional(request, "parent_execution_id"),
+                ttl_seconds=optional(request, "ttl_seconds"),
+                expires_at=optional_time(request, "expires_at"),
                 auto_renew=request.auto_renew,
                 renew_config=json_field(request.renew_config_json, "renew_config"),
             )
@@ -118,7 +104,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
         read = await self._keychain.get(
             request.catalog_id,
             request.keychain_name,
-            _optional(request, "execution_id"),
+            optional(request, "execution_id"),
             request.scope_type or "global",
             reader(request.accessor),
         )
@@ -134,7 +120,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
         deleted, key = await self._keychain.delete(
             request.catalog_id,
             request.keychain_name,
-            _optional(request, "execution_id"),
+            optional(request, "execution_id"),
             request.scope_type or "global",
         )
         return secrets_pb2.DeleteKeychainResponse(deleted=deleted, cache_key=key)
@@ -153,7 +139,7 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
         worker = Reader(
             worker_id=request.worker_id or None,
             caller="worker",
-            parent_execution_id=_optional(request, "parent_execution_id"),
+            parent_execution_id=optional(request, "parent_execution_id"),
         )
         found = await self._credentials.resolve(request.alias, request.execution_id, worker)
         return secrets_pb2.ResolveResponse(
@@ -171,8 +157,8 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
             RotateInput(
                 batch_size=request.batch_size or DEFAULT_BATCH_SIZE,
                 max_batches=request.max_batches or DEFAULT_MAX_BATCHES,
-                credential_after=_optional(request, "credential_after"),
-                keychain_after=_optional(request, "keychain_after"),
+                credential_after=optional(request, "credential_after"),
+                keychain_after=optional(request, "keychain_after"),
             )
         )
         return secrets_pb2.RotateResponse(
@@ -193,10 +179,10 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
             raise InvalidArgument(f"limit must be in 1..{MAX_AUDIT_LIMIT}")
         rows = await self._store.list_audit(
             AuditQuery(
-                credential=_optional(request, "credential"),
-                execution_id=_optional(request, "execution_id"),
-                since=_time(request, "from_time"),
-                until=_time(request, "to_time"),
+                credential=optional(request, "credential"),
+                execution_id=optional(request, "execution_id"),
+                since=optional_time(request, "from_time"),
+                until=optional_time(request, "to_time"),
                 limit=limit,
             )
         )

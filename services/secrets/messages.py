@@ -8,7 +8,7 @@ from typing import Any
 from noetl.v1 import secrets_pb2
 
 from kernel import jsonutil
-from kernel.wire import timestamp
+from kernel.wire import optional, timestamp
 from services.secrets.audit import Reader
 from services.secrets.rotation import TableReport
 from services.secrets.store import AuditRecord, CredentialRow, KeychainRow
@@ -21,15 +21,12 @@ def _present(message: Any, **values: Any) -> None:
 
 
 def reader(accessor: secrets_pb2.Accessor) -> Reader:
-    def optional(name: str) -> int | None:
-        return int(getattr(accessor, name)) if accessor.HasField(name) else None
-
     return Reader(
         worker_id=accessor.worker_id or None,
         caller=accessor.caller or "grpc",
-        execution_id=optional("execution_id"),
-        parent_execution_id=optional("parent_execution_id"),
-        catalog_id=optional("catalog_id"),
+        execution_id=optional(accessor, "execution_id"),
+        parent_execution_id=optional(accessor, "parent_execution_id"),
+        catalog_id=optional(accessor, "catalog_id"),
     )
 
 

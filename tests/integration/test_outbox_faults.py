@@ -175,7 +175,7 @@ async def test_nats_stopped_and_restarted_mid_run_loses_no_row(outbox: OutboxHar
             publisher = Publisher(
                 outbox.outbox, nc, batch_size=500, idle_sleep=0.05, error_sleep=0.2, publish_timeout=1.0
             )
-            task = asyncio.create_task(publisher.run())
+            await publisher.start()
             try:
 
                 async def some_published() -> bool:
@@ -200,8 +200,7 @@ async def test_nats_stopped_and_restarted_mid_run_loses_no_row(outbox: OutboxHar
 
                 await wait_for(drained, what="the backlog drained after NATS came back", within=90.0)
             finally:
-                publisher.shutdown()
-                await task
+                await publisher.shutdown()
             ids = await stream_ids(
                 js, settings.event_stream, execution_events_filter(execution_id), at_least=total
             )

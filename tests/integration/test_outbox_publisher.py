@@ -64,13 +64,12 @@ class CoreCounter:
 
 async def run_until(publishers: list[Publisher], what: str, condition: Callable[[], Awaitable[bool]]) -> None:
     """Runs the publishers until `condition` holds, then shuts them down (each finishes its batch)."""
-    tasks = [asyncio.create_task(p.run()) for p in publishers]
+    for publisher in publishers:
+        await publisher.start()
     try:
         await wait_for(condition, what=what)
     finally:
-        for publisher in publishers:
-            publisher.shutdown()
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*(publisher.shutdown() for publisher in publishers))
 
 
 async def test_two_racing_publishers_publish_the_rows_of_a_crashed_relay_exactly_once(

@@ -210,7 +210,7 @@ async def test_dead_letters_are_listed_by_cursor_and_requeued(outbox: OutboxHarn
 
     # Requeued rows are ordinary pending rows: the next publisher round publishes them.
     publisher = Publisher(outbox.outbox, outbox.nc, idle_sleep=0.05)
-    task = asyncio.create_task(publisher.run())
+    await publisher.start()
     try:
 
         async def all_published() -> bool:
@@ -218,8 +218,7 @@ async def test_dead_letters_are_listed_by_cursor_and_requeued(outbox: OutboxHarn
 
         await wait_for(all_published, what="the requeued rows PUBLISHED")
     finally:
-        publisher.shutdown()
-        await task
+        await publisher.shutdown()
 
 
 async def test_metrics_count_every_transition(outbox: OutboxHarness) -> None:

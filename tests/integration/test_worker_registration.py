@@ -4,7 +4,6 @@ registry, and leaves as `offline`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import uuid
@@ -33,13 +32,10 @@ async def membership(address: str, name: str) -> AsyncIterator[PoolMembership]:
     member = PoolMembership(
         pools_pb2_grpc.PoolServiceStub(channel), worker_registration(name, ("shared", "system"), 3), 0.05
     )
-    running = asyncio.create_task(member.run())
     try:
-        yield member
+        async with member:
+            yield member
     finally:
-        member.shutdown()
-        await asyncio.wait_for(running, timeout=5)
-        await member.leave()
         await channel.close()
 
 

@@ -86,11 +86,10 @@ async def test_running_commands_finish_within_the_grace_and_no_new_work_is_taken
     first, second, third = FakeMessage(1), FakeMessage(2), FakeMessage(3)
     executor = SlowExecutor({1: 0.3, 2: 0.3, 3: 0.01})
     intake = consumer([first, second, third], executor, concurrency=2, grace=5.0)
-    running = asyncio.create_task(intake.run())
+    await intake.start()
     await wait_until(lambda: len(executor.started) == 2, what="two commands running")
-    intake.shutdown()
     async with asyncio.timeout(3):
-        await running
+        await intake.shutdown()
     assert executor.finished == [1, 2]
     assert (first.outcome, second.outcome) == ("ack", "ack")
     # 3 was never taken: both slots were busy when the stop came, and no fetch followed it.
@@ -102,12 +101,11 @@ async def test_commands_still_running_after_the_grace_are_handed_back() -> None:
     slow, quick = FakeMessage(1), FakeMessage(2)
     executor = SlowExecutor({1: 30.0, 2: 0.01})
     intake = consumer([slow, quick], executor, concurrency=4, grace=0.2)
-    running = asyncio.create_task(intake.run())
+    await intake.start()
     await wait_until(
         lambda: executor.finished == [2] and len(executor.started) == 2, what="one done, one running"
     )
-    intake.shutdown()
     async with asyncio.timeout(3):
-        await running
+        await intake.shutdown()
     assert executor.finished == [2]
     assert (slow.outcome, quick.outcome) == ("nak", "ack")

@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from kernel.lifecycle import Lifecycle
 
 _CHILD_SCRIPT = Path(__file__).with_name("python_child.py")
 _HEADER_BYTES = 4
@@ -184,7 +185,7 @@ class _Slot:
             await self._child.result().close()
 
 
-class PythonRunner:
+class PythonRunner(Lifecycle):
     """A pool of `processes` child interpreters; callers beyond the pool size wait for a free one.
 
     Use as `async with PythonRunner() as runner:` or call `start()` and `shutdown()`.
@@ -317,15 +318,6 @@ class PythonRunner:
         await asyncio.gather(*(slot.close() for slot in slots))
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.shutdown()
 
 
 def _failure(error: str, stdout: str, stderr: str, started: float) -> PythonOutcome:

@@ -7,12 +7,8 @@ import json
 import grpc
 from noetl.v1 import admin_pb2, admin_pb2_grpc
 
-from kernel.wire import json_field
+from kernel.wire import json_field, optional
 from services.execution.admin.service import Admin, SqlRequest
-
-
-def _optional(request: admin_pb2.ExecuteSqlRequest, name: str) -> str | None:
-    return getattr(request, name) if request.HasField(name) else None
 
 
 class AdminApi(admin_pb2_grpc.AdminServiceServicer):
@@ -51,14 +47,14 @@ class AdminApi(admin_pb2_grpc.AdminServiceServicer):
         # which orjson can neither write nor read back exactly.
         parameters = json_field(request.parameters_json, "parameters_json", json.loads)
         sql = SqlRequest(
-            query=_optional(request, "query"),
-            query_base64=_optional(request, "query_base64"),
-            procedure=_optional(request, "procedure"),
+            query=optional(request, "query"),
+            query_base64=optional(request, "query_base64"),
+            procedure=optional(request, "procedure"),
             parameters=parameters,
-            schema=_optional(request, "schema"),
-            database=_optional(request, "database"),
-            credential=_optional(request, "credential"),
-            connection_string=_optional(request, "connection_string"),
+            schema=optional(request, "schema"),
+            database=optional(request, "database"),
+            credential=optional(request, "credential"),
+            connection_string=optional(request, "connection_string"),
         )
         outcome = await self._admin.execute(sql, time_left=context.time_remaining())
         response = admin_pb2.ExecuteSqlResponse(

@@ -7,6 +7,7 @@ from noetl.v1 import common_pb2, execution_pb2, execution_pb2_grpc
 
 from kernel import jsonutil
 from kernel.errors import InvalidArgument
+from kernel.wire import optional
 from services.execution.commands.claims import Claims
 from services.execution.commands.store import CommandRow
 
@@ -36,7 +37,7 @@ class CommandApi(execution_pb2_grpc.CommandServiceServicer):
     async def GetCommand(
         self, request: execution_pb2.GetCommandRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.GetCommandResponse:
-        execution_id = request.execution_id if request.HasField("execution_id") else None
+        execution_id = optional(request, "execution_id")
         row = await self._claims.find(request.event_id, execution_id)
         return execution_pb2.GetCommandResponse(command=command_message(row))
 
@@ -45,7 +46,7 @@ class CommandApi(execution_pb2_grpc.CommandServiceServicer):
     ) -> execution_pb2.ClaimResponse:
         if not request.worker_id.strip():
             raise InvalidArgument("worker_id is required")
-        execution_id = request.execution_id if request.HasField("execution_id") else None
+        execution_id = optional(request, "execution_id")
         claimed = await self._claims.claim(
             request.event_id,
             execution_id,

@@ -6,7 +6,7 @@ import grpc
 from noetl.v1 import execution_pb2, execution_pb2_grpc
 
 from kernel import jsonutil
-from kernel.wire import timestamp
+from kernel.wire import optional, timestamp
 from services.execution.messages import json_object
 from services.execution.orchestration.batch import start_each
 from services.execution.orchestration.cleanup import Cleanup
@@ -17,14 +17,14 @@ from services.execution.orchestration.queries import Queries, Summary
 
 def _start_input(request: execution_pb2.StartRequest) -> StartInput:
     return StartInput(
-        path=request.path if request.HasField("path") else None,
-        catalog_id=request.catalog_id if request.HasField("catalog_id") else None,
-        version=request.version if request.HasField("version") else None,
-        resource_kind=request.resource_kind if request.HasField("resource_kind") else None,
+        path=optional(request, "path"),
+        catalog_id=optional(request, "catalog_id"),
+        version=optional(request, "version"),
+        resource_kind=optional(request, "resource_kind"),
         workload=json_object(request.workload_json, "workload_json") or {},
-        parent_execution_id=request.parent_execution_id if request.HasField("parent_execution_id") else None,
+        parent_execution_id=optional(request, "parent_execution_id"),
         trace=json_object(request.trace_json, "trace_json"),
-        execution_pool=request.execution_pool if request.HasField("execution_pool") else None,
+        execution_pool=optional(request, "execution_pool"),
     )
 
 
@@ -164,6 +164,6 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
         execution_id, issued = await self._control.rerun(
             request.execution_id,
             json_object(request.workload_json, "workload_json") or {},
-            request.resource_kind if request.HasField("resource_kind") else None,
+            optional(request, "resource_kind"),
         )
         return execution_pb2.RerunResponse(execution_id=execution_id, commands_generated=issued)

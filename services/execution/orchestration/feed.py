@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
 from kernel import jsonutil
+from kernel.lifecycle import Background
 from kernel.timeutil import as_utc, utcnow
 from services.execution.engine.records import EventRecord
 from services.execution.orchestration.orchestrator import TRIGGERS, Orchestrator
@@ -59,8 +60,8 @@ class Delivery:
     complete: bool = True
 
 
-class EventFeed:
-    """Lifecycle: `run()` until `shutdown()`. Re-creates its consumer when NATS lost it."""
+class EventFeed(Background):
+    """Runs from `start()` until `shutdown()`. Re-creates its consumer when NATS lost it."""
 
     def __init__(
         self,
@@ -71,28 +72,25 @@ class EventFeed:
         *,
         prepare: Callable[[], Awaitable[None]],
     ) -> None:
+        super().__init__("event-feed")
         self._js = js
         self._projector = projector
         self._orchestrator = orchestrator
         self._settings = settings
         self._prepare = prepare
-        self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 await self._prepare()
                 subscription = await self._subscribe()
             except Exception as exc:
                 log.warning("event feed cannot subscribe yet (%s); retrying", exc)
-                await self._pause(1.0)
+                await self.pause(1.0)
                 continue
             await self._pull(subscription)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
-
-    def shutdown(self) -> None:
-        self._stop.set()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await self._js.pull_subscribe(
@@ -111,14 +109,14 @@ class EventFeed:
 
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
         """Until stopped, or until the consumer fails (then the caller subscribes again)."""
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 messages = await subscription.fetch(self._settings.batch, timeout=1.0)
             except NatsTimeout:
                 continue
             except Exception as exc:
                 log.warning("event feed fetch failed (%s); re-subscribing", exc)
-                await self._pause(0.5)
+                await self.pause(0.5)
                 return
             await self.apply(messages)
 
@@ -185,10 +183,6 @@ class EventFeed:
         for delivery in deliveries:
             with contextlib.suppress(Exception):
                 await delivery.message.nak(delay=min(0.25 * attempts, 5.0))
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
 
 def _chain(deliveries: Sequence[Delivery]) -> Appended | None:

@@ -10,9 +10,7 @@ run holds a transaction-scoped advisory lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +18,7 @@ from prometheus_client import Counter
 
 from kernel import jsonutil
 from kernel.errors import FailedPrecondition, MeshError
+from kernel.lifecycle import Lifecycle, Periodic
 from services.execution.commands.lifecycle import LifecycleUpdate, fold_lifecycle
 from services.execution.commands.status import FAILED
 from services.execution.commands.store import CommandRow, CommandStore, Overdue
@@ -55,8 +54,8 @@ class ReaperSettings:
     reconcile_seconds: float = 8.0
 
 
-class Reaper:
-    """Lifecycle: `run()` until `shutdown()`."""
+class Reaper(Lifecycle):
+    """Two periodic tasks, the reaper and the reconciler, started with the component."""
 
     def __init__(
         self,
@@ -76,30 +75,16 @@ class Reaper:
         self._projector = projector
         self._publisher = publisher
         self._settings = settings
-        self._stop = asyncio.Event()
+        self._reaping = Periodic("reaper", self.reap_once, settings.interval_seconds)
+        self._reconciling = Periodic("reconciler", self.reconcile_once, settings.reconcile_seconds)
 
-    async def run(self) -> None:
-        if not self._settings.enabled:
-            return
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._every(self._settings.interval_seconds, self.reap_once, "reaper"))
-            group.create_task(
-                self._every(self._settings.reconcile_seconds, self.reconcile_once, "reconciler")
-            )
+    async def start(self) -> None:
+        if self._settings.enabled:
+            await self._reaping.start()
+            await self._reconciling.start()
 
-    def shutdown(self) -> None:
-        self._stop.set()
-
-    async def _every(self, seconds: float, action: Callable[[], Awaitable[int]], name: str) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-            if self._stop.is_set():
-                return
-            try:
-                await action()
-            except Exception:
-                log.exception("%s run failed; trying again in %.0fs", name, seconds)
+    async def shutdown(self) -> None:
+        await asyncio.gather(self._reaping.shutdown(), self._reconciling.shutdown())
 
     async def reap_once(self) -> int:
         """One reaper run; returns how many commands it acted on (0 when another replica runs)."""
@@ -125,7 +110,7 @@ class Reaper:
         logged and skipped, never stopping the others."""
         issued = 0
         for execution_id in await self._store.running_executions(limit=10_000):
-            if self._stop.is_set():
+            if self._reconciling.stopping.is_set():
                 break
             try:
                 await self._projector.heal(execution_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import pools_pb2, pools_pb2_grpc
 
-from kernel.wire import timestamp
+from kernel.wire import optional, timestamp
 from services.execution.messages import json_object
 from services.execution.pools.service import Pools, Registration
 from services.execution.pools.store import RuntimeRow
@@ -15,9 +15,9 @@ def _registration(message: pools_pb2.PoolRegistration) -> Registration:
     return Registration(
         name=message.name,
         kind=message.kind,
-        uri=message.uri if message.HasField("uri") else None,
+        uri=optional(message, "uri"),
         status=message.status,
-        capacity=message.capacity if message.HasField("capacity") else None,
+        capacity=optional(message, "capacity"),
         labels=json_object(message.labels_json, "labels_json"),
         runtime=json_object(message.runtime_json, "runtime_json"),
     )
@@ -71,7 +71,7 @@ class PoolApi(pools_pb2_grpc.PoolServiceServicer):
     ) -> pools_pb2.PoolServiceListResponse:
         rows = await self._pools.entries(
             request.kind,
-            request.runtime_type if request.HasField("runtime_type") else None,
-            request.status if request.HasField("status") else None,
+            optional(request, "runtime_type"),
+            optional(request, "status"),
         )
         return pools_pb2.PoolServiceListResponse(entries=[_runtime_entry(row) for row in rows])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import results_pb2, results_pb2_grpc
 
-from kernel.wire import json_field, timestamp
+from kernel.wire import json_field, optional, timestamp
 from language.result_refs import parse_ref
 from services.execution.messages import json_object
 from services.execution.results.service import PutInput, Results
@@ -24,10 +24,10 @@ class ResultApi(results_pb2_grpc.ResultServiceServicer):
                 execution_id=request.execution_id,
                 name=request.name,
                 data=data,
-                scope=request.scope if request.HasField("scope") else None,
-                store=request.store if request.HasField("store") else None,
-                ttl=request.ttl if request.HasField("ttl") else None,
-                source_step=request.source_step if request.HasField("source_step") else None,
+                scope=optional(request, "scope"),
+                store=optional(request, "store"),
+                ttl=optional(request, "ttl"),
+                source_step=optional(request, "source_step"),
                 correlation=json_object(request.correlation_json, "correlation_json"),
                 extracted=json_object(request.extracted_json, "extracted_json"),
                 compress=request.compress,

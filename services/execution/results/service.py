@@ -8,8 +8,6 @@ lands in Postgres and the answer names the tier actually used (`db`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import re
@@ -21,6 +19,7 @@ import orjson
 
 from kernel.errors import InvalidArgument, NotFound
 from kernel.ids import Snowflake
+from kernel.lifecycle import Periodic
 from language.result_refs import ResultRef
 from services.execution.results.store import NewResultRow, ResultStore
 
@@ -185,31 +184,17 @@ class Results:
         return total
 
 
-class ExpirySweeper:
+class ExpirySweeper(Periodic):
     """Deletes expired results every few minutes (data-model.md §3: "insert + TTL delete").
 
-    Lifecycle: `run()` until `shutdown()`. Expired values are already invisible to `resolve`;
-    this only returns their space.
+    Expired values are already invisible to `resolve`; this only returns their space.
     """
 
     def __init__(self, results: Results, interval_seconds: float = SWEEP_INTERVAL_SECONDS) -> None:
+        super().__init__("result-sweeper", self._sweep, interval_seconds)
         self._results = results
-        self._interval = interval_seconds
-        self._stop = asyncio.Event()
 
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
-            if self._stop.is_set():
-                return
-            try:
-                deleted = await self._results.sweep_expired()
-            except Exception:
-                log.exception("expired results not swept; trying again in %.0fs", self._interval)
-            else:
-                if deleted:
-                    log.info("deleted %d expired results", deleted)
-
-    def shutdown(self) -> None:
-        self._stop.set()
+    async def _sweep(self) -> None:
+        deleted = await self._results.sweep_expired()
+        if deleted:
+            log.info("deleted %d expired results", deleted)

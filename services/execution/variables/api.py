@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from noetl.v1 import vars_pb2, vars_pb2_grpc
 
-from kernel.wire import timestamp
+from kernel.wire import optional, timestamp
 from services.execution.variables.service import Variables
 from services.execution.variables.store import VariableRow
 
@@ -35,7 +35,7 @@ class VarsApi(vars_pb2_grpc.VarsServiceServicer):
             request.execution_id,
             [(item.name, item.value_json) for item in request.variables],
             request.var_type,
-            request.source_step if request.HasField("source_step") else None,
+            optional(request, "source_step"),
         )
         return vars_pb2.SetVariablesResponse(variables_set=len(names), var_names=names)
 
