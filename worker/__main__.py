@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -16,6 +17,7 @@ from services.common.grpc_client import ClientAuth, Sharded, open_channel
 from services.common.runner import configure_logging
 from worker.consumer import Consumer
 from worker.credentials import SecretsClient
+from worker.environment import scrub
 from worker.executor import Executor
 from worker.registration import PoolMembership, worker_registration
 from worker.results import ResultOffload
@@ -25,11 +27,10 @@ from worker.tools.python_runner import PythonRunner
 from worker.tools.registry import Mesh, build_tools
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, mesh: ClientAuth) -> int:
     nc = await bus.connect(settings.bus, settings.worker_id)
     js = nc.jetstream()
     await bus.ensure_streams(js, settings.bus)
-    mesh = ClientAuth(settings.mesh)
     commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub, mesh)
     events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
     executions = Sharded(settings.execution_addrs, execution_pb2_grpc.ExecutionServiceStub, mesh)
@@ -101,8 +102,13 @@ def main() -> int:
     except ConfigError as exc:
         logging.getLogger("worker").error("%s", exc)
         return 2
+    # The token is read now and kept; then the worker's credentials leave its environment, so the
+    # python and shell steps it starts inherit neither them nor their paths (docs/security.md).
+    mesh = ClientAuth(settings.mesh, token_once=True)
+    removed = scrub(os.environ)
+    logging.getLogger("worker").info("kept from user code's environment: %s", ", ".join(removed) or "nothing")
     telemetry.setup_tracing("worker")
-    code: int = uvloop.run(serve(settings))
+    code: int = uvloop.run(serve(settings, mesh))
     return code
 
 
