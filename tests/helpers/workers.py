@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noetl_mesh import procs
-from noetl_mesh.credentials import AUTH_DIR, add_worker
+from noetl_mesh.credentials import AUTH_DIR, add_worker, identity_of
 from noetl_mesh.mesh import mesh_environment
 from noetl_mesh.state import StackInfo
+from services.common.mesh_auth import instance_of
 from tests.helpers.waiting import wait_for
 
 # Above the machine ids the supervisor hands out (one per mesh process, from 1).
@@ -70,6 +71,11 @@ def _spawn(cwd: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[byt
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def stack_worker_id() -> str:
+    """The id the stack's worker claims under: the one its mesh identity proves."""
+    return instance_of(identity_of("worker"))
 
 
 def stack_worker_pid(info: StackInfo) -> int:
