@@ -42,6 +42,7 @@ from noetl.v1 import (
 from noetl.v1.catalog_pb2_grpc import CatalogServiceStub
 from noetl.v1.events_pb2_grpc import EventServiceStub
 from noetl.v1.execution_pb2_grpc import CommandServiceStub, ExecutionServiceStub
+from noetl.v1.pools_pb2_grpc import PoolServiceStub
 from noetl.v1.secrets_pb2_grpc import SecretsServiceStub
 
 from noetl_mesh.credentials import TOKENS_FILE, MeshCredentials, add_worker, mesh_credentials, token_file
@@ -52,6 +53,7 @@ from tests.helpers.infra import NatsServer
 from tests.helpers.secrets import new_key, running_secrets, wallet_settings
 from tests.helpers.services import running_mesh
 from tests.helpers.waiting import wait_for
+from worker.registration import worker_registration
 
 STRANGER = "stranger"  # holds a valid token, but the policy names it nowhere
 NOBODY = "(no token)"
@@ -441,6 +443,40 @@ async def test_a_worker_token_claims_reports_and_resolves_only_as_its_own_worker
         )
     finally:
         await conn.close()
+
+
+async def test_a_worker_token_keeps_only_its_own_pool_entry(
+    callers: Callers, worker_tokens: dict[str, str]
+) -> None:
+    """Another worker's standing decides whether its claims may be taken over: not A's to change."""
+    pools = PoolServiceStub(callers.channels["execution"])
+    token_a, token_b = worker_tokens[WORKER_A], worker_tokens[WORKER_B]
+    b_entry = worker_registration(WORKER_B, ("shared",), 2)
+    await pools.Register(
+        pools_pb2.PoolServiceRegisterRequest(registration=b_entry), metadata=bearer_of(token_b)
+    )
+    kind = b_entry.kind
+    for attempt in (
+        pools.Register(
+            pools_pb2.PoolServiceRegisterRequest(registration=b_entry), metadata=bearer_of(token_a)
+        ),
+        pools.Deregister(
+            pools_pb2.PoolServiceDeregisterRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_a)
+        ),
+        pools.Heartbeat(
+            pools_pb2.PoolServiceHeartbeatRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_a)
+        ),
+    ):
+        assert "may not change the pool entry of 'w-b'" in await denied(attempt)
+    beat = await pools.Heartbeat(
+        pools_pb2.PoolServiceHeartbeatRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_b)
+    )
+    assert not beat.recreated  # B's entry is still there, untouched by A
+    assert (
+        await pools.Deregister(
+            pools_pb2.PoolServiceDeregisterRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_b)
+        )
+    ).found
 
 
 async def test_the_gateway_still_claims_for_http_workers(callers: Callers, worker_run: WorkerRun) -> None:
