@@ -31,6 +31,7 @@ import httpx
 from bench.stats import percentile
 from language.event_types import WRITTEN_TERMINAL
 from noetl_mesh.config import REPO_ROOT, Ports, StackConfig
+from noetl_mesh.credentials import AUTH_DIR, add_worker
 from noetl_mesh.mesh import mesh_environment
 from noetl_mesh.stack import Stack
 from noetl_mesh.state import StackInfo
@@ -108,7 +109,8 @@ def _mesh(verbose: bool) -> Iterator[StackInfo]:
                         subprocess.Popen(
                             [sys.executable, "-m", "worker"],
                             cwd=REPO_ROOT,
-                            env={**env, "NOETL_WORKER_ID": f"bench-worker-{index}"},
+                            # A mesh token of its own, proving `worker:bench-worker-<index>`.
+                            env={**env, **add_worker(info.run_dir / AUTH_DIR, f"bench-worker-{index}")},
                             stdout=log,
                             stderr=subprocess.STDOUT,
                         )

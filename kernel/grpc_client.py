@@ -38,14 +38,14 @@ SHARD_HEADER = "x-noetl-shard"
 
 
 class _Bearer:
-    """Adds `authorization: Bearer <token>` to a call; the token file is re-read when it changes."""
+    """Adds `authorization: Bearer <token>` to a call; `token` gives the current token."""
 
-    def __init__(self, token: WatchedFile) -> None:
+    def __init__(self, token: Callable[[], str]) -> None:
         self._token = token
 
     def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        metadata[AUTHORIZATION] = f"Bearer {self._token.text().strip()}"
+        metadata[AUTHORIZATION] = f"Bearer {self._token().strip()}"
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
@@ -88,9 +88,19 @@ class _BearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self._bearer.details(client_call_details), request_iterator)
 
 
-def bearer_interceptors(token_file: str) -> list[Any]:
-    """Client interceptors that send the token in `token_file` on every kind of call."""
-    bearer = _Bearer(WatchedFile(token_file))
+def bearer_interceptors(token_file: str, *, read_once: bool = False) -> list[Any]:
+    """Client interceptors that send the token in `token_file` on every kind of call: re-read when
+    the file changes, or with `read_once` read now and kept (the file is not needed afterwards).
+
+    Raises:
+        OSError: the token file cannot be read.
+    """
+    watched = WatchedFile(token_file)
+    if read_once:
+        token = watched.text()
+        bearer = _Bearer(lambda: token)
+    else:
+        bearer = _Bearer(watched.text)
     return [
         kind(bearer)
         for kind in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
@@ -98,11 +108,17 @@ def bearer_interceptors(token_file: str) -> list[Any]:
 
 
 class ClientAuth:
-    """How this process proves who it is to other services (one per process, from its `MeshAuth`)."""
+    """How this process proves who it is to other services (one per process, from its `MeshAuth`).
 
-    def __init__(self, settings: MeshAuth) -> None:
+    `token_once`: the token is read here and kept (a worker, whose user code must not find it
+    through the worker's environment later); otherwise it follows its file (rotation, no restart).
+    """
+
+    def __init__(self, settings: MeshAuth, *, token_once: bool = False) -> None:
         self.settings = settings
-        self._bearer = bearer_interceptors(settings.token_file) if settings.mode == TOKEN else []
+        self._bearer = (
+            bearer_interceptors(settings.token_file, read_once=token_once) if settings.mode == TOKEN else []
+        )
 
     @classmethod
     def off(cls) -> ClientAuth:

@@ -3,10 +3,14 @@
 Three modes (`NOETL_MESH_AUTH`, docs/security.md):
 
 - `token` (the default): every caller sends `authorization: Bearer <its token>`; a server knows
-  callers by the SHA-256 digests in `NOETL_MESH_TOKENS_FILE` (lines `<caller> <hex digest>`), so
+  callers by the SHA-256 digests in `NOETL_MESH_TOKENS_FILE` (lines `<identity> <hex digest>`), so
   a service that reads that file still cannot impersonate anyone.
 - `mtls`: TLS with client certificates from files; a caller is the common name of its verified
   certificate. The server re-reads its certificate, key and CA bundle when the files change.
+
+An identity is a caller kind (the policy's role: `gateway`, `worker`, ...), optionally with the
+instance it names: `worker:<worker id>` is one worker process, which may act only as that worker
+(kernel/mesh_guard.py `worker_refusal`).
 - `off`: no authentication at all, only when asked for explicitly (a throwaway dev mesh).
 
 Files are re-read when their modification time changes (checked at most once a second), so a
@@ -101,6 +105,16 @@ class MeshAuth:
         return settings
 
 
+def role_of(identity: str) -> str:
+    """The caller kind the policy judges: `worker:w-1` → `worker`."""
+    return identity.partition(":")[0]
+
+
+def instance_of(identity: str) -> str:
+    """The one process an identity names (`worker:w-1` → `w-1`), empty for a shared identity."""
+    return identity.partition(":")[2]
+
+
 def token_digest(token: str) -> str:
     """The hex SHA-256 of a token: what a tokens file holds."""
     return hashlib.sha256(token.strip().encode()).hexdigest()
@@ -150,10 +164,10 @@ class WatchedFile:
 
 
 def parse_tokens(text: str) -> tuple[tuple[str, str], ...]:
-    """(caller, digest) pairs of a tokens file; a caller may have several digests (rotation).
+    """(identity, digest) pairs of a tokens file; an identity may have several digests (rotation).
 
     Raises:
-        ValueError: a line is not `<caller> <64 hex digits>`.
+        ValueError: a line is not `<identity> <64 hex digits>`.
     """
     pairs: list[tuple[str, str]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -162,20 +176,20 @@ def parse_tokens(text: str) -> tuple[tuple[str, str], ...]:
             continue
         parts = line.split()
         if len(parts) != 2 or len(parts[1]) != 64 or any(c not in "0123456789abcdef" for c in parts[1]):
-            raise ValueError(f"line {number}: expected '<caller> <sha256 hex digest>'")
+            raise ValueError(f"line {number}: expected '<identity> <sha256 hex digest>'")
         pairs.append((parts[0], parts[1]))
     return tuple(pairs)
 
 
 class TokenTable:
-    """Accepted token digests by caller, from a tokens file that may change under us."""
+    """Accepted token digests by identity, from a tokens file that may change under us."""
 
     def __init__(self, path: str) -> None:
         self._file = WatchedFile(path)
         self._pairs = parse_tokens(self._file.text())
 
     def caller(self, token: str) -> str | None:
-        """The caller whose token this is, or None; every entry is compared in constant time."""
+        """The identity whose token this is, or None; every entry is compared in constant time."""
         if self._file.refresh():
             try:
                 self._pairs = parse_tokens(self._file.text())

@@ -1,8 +1,9 @@
 """The server side of mesh authentication: who is calling, and may they (one interceptor).
 
-A call without valid credentials gets UNAUTHENTICATED; a known caller the policy does not list
-for the RPC gets PERMISSION_DENIED (kernel/mesh_policy.py). Health and reflection stay
-open. The caller's identity is available to servicers through `current_caller()`.
+A call without valid credentials gets UNAUTHENTICATED; a known caller whose role the policy does
+not list for the RPC gets PERMISSION_DENIED (kernel/mesh_policy.py). Health and
+reflection stay open. The caller's identity is available to servicers through `current_caller()`,
+and `worker_refusal` tells whether it may act as the worker a request names.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import grpc
 from prometheus_client import Counter
 
 from kernel.handlers import Behavior, responses
-from kernel.mesh_auth import MTLS, OFF, TOKEN, MeshAuth, TokenTable, bearer
-from kernel.mesh_policy import POLICY, Rule, is_open
+from kernel.mesh_auth import MTLS, OFF, TOKEN, MeshAuth, TokenTable, bearer, instance_of, role_of
+from kernel.mesh_policy import POLICY, WORKER, Rule, is_open
 from kernel.mesh_tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,34 @@ log = logging.getLogger(__name__)
 REFUSALS = Counter("noetl_mesh_auth_refusals_total", "gRPC calls refused by mesh auth", ["rpc", "reason"])
 _CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("mesh_caller", default=None)
 _COMMON_NAME = "x509_common_name"
+# A worker's request names another worker than the one its credentials prove.
+NOT_THIS_WORKER = "not_this_worker"
 
 
 def current_caller() -> str | None:
-    """The authenticated caller of the unary RPC being served (None with mesh auth off)."""
+    """The authenticated identity of the unary or client-streaming RPC being served (None with mesh
+    auth off, and in server-streaming RPCs)."""
     return _CALLER.get()
+
+
+def current_worker() -> str | None:
+    """The worker id the caller's credentials prove (`worker:<id>`); None for any other caller: the
+    gateway acts for HTTP workers, and a shared `worker` identity names no single process."""
+    identity = _CALLER.get()
+    if identity is None or role_of(identity) != WORKER:
+        return None
+    return instance_of(identity) or None
+
+
+def worker_refusal(rpc: str, worker_id: str) -> str | None:
+    """`NOT_THIS_WORKER` when the caller is one worker process and `worker_id` is another's (counted
+    and logged here; the RPC refuses, and audits where it keeps an audit); None otherwise."""
+    own = current_worker()
+    if own is None or own == worker_id:
+        return None
+    REFUSALS.labels(rpc, NOT_THIS_WORKER).inc()
+    log.warning("refused %s: worker %r asked as worker %r", rpc, own, worker_id)
+    return NOT_THIS_WORKER
 
 
 class ServerAuth:
@@ -48,7 +72,7 @@ class ServerAuth:
         return self.settings.mode != OFF
 
     def caller(self, context: grpc.aio.ServicerContext) -> str | None:
-        """The caller proven by this call's token or certificate, else None."""
+        """The identity proven by this call's token or certificate, else None."""
         if self._tokens is not None:
             token = bearer(context.invocation_metadata())
             return self._tokens.caller(token) if token is not None else None
@@ -95,7 +119,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             REFUSALS.labels(rule.name, "unauthenticated").inc()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "mesh credentials missing or not recognised")
             raise AssertionError("unreachable: abort raises")
-        if not rule.permits(caller, request):
+        if not rule.permits(role_of(caller), request):
             REFUSALS.labels(rule.name, "permission_denied").inc()
             log.warning("refused %s to caller %r (peer %s)", rule.describe(request), caller, context.peer())
             await context.abort(

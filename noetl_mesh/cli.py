@@ -14,7 +14,7 @@ from typing import cast
 from kernel.mesh_policy import CALLERS, LAUNCHER
 from noetl_mesh import procs
 from noetl_mesh.config import MAX_SHARDS, StackConfig
-from noetl_mesh.credentials import write_tokens
+from noetl_mesh.credentials import GATEWAY_TOKEN_ENV, write_tokens
 from noetl_mesh.errors import LauncherError, StartError
 from noetl_mesh.stack import Health, Stack, StackStatus
 from noetl_mesh.state import StackInfo
@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.token = _gateway_token(args.token)
     _show_progress()
     stack = Stack(StackConfig.from_env(os.environ, run_dir=args.home, shards=getattr(args, "shards", None)))
     handler = cast(Callable[[Stack, argparse.Namespace], int], args.handler)
@@ -43,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _gateway_token(option: str | None) -> str | None:
+    """`--token`, else $NOETL_SESSION_TOKEN (the `noetl` CLI's variable); None: send none."""
+    token = option if option is not None else os.environ.get(GATEWAY_TOKEN_ENV, "")
+    return token.strip() or None
+
+
 def _show_progress() -> None:
     """Launcher progress on stderr. Only our own loggers: libraries' INFO logs would be noise."""
     handler = logging.StreamHandler(sys.stderr)
@@ -57,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--home", type=Path, default=None, metavar="DIR",
         help="run directory for state, logs and embedded data (default: $NOETL_MESH_HOME or <repo>/.mesh)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--token", default=None, metavar="TOKEN",
+        help="bearer token for a gateway with HTTP auth on (run, list, show; default: $NOETL_SESSION_TOKEN)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -212,8 +223,9 @@ def _running(stack: Stack) -> StackInfo:
 
 
 def _tokens(stack: Stack, args: argparse.Namespace) -> int:
-    # Every caller a cluster runs; the launcher's own `run` never runs there.
-    write_tokens(args.directory, [caller for caller in CALLERS if caller != LAUNCHER])
+    # Every caller a cluster runs (the launcher's own `run` never runs there), one token each: a
+    # cluster's workers (a Deployment's pods) share the `worker` identity (docs/security.md).
+    write_tokens(args.directory, {caller: caller for caller in CALLERS if caller != LAUNCHER})
     print(
         f"wrote mesh tokens to {args.directory}; e.g. kubectl create secret generic noetl-mesh-tokens "
         f"--from-file={args.directory}"

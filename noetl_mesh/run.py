@@ -19,7 +19,7 @@ import httpx
 from rich.console import Console
 
 from language.statuses import COMPLETED
-from noetl_mesh.credentials import launcher_auth
+from noetl_mesh.credentials import GATEWAY_TOKEN_ENV, launcher_auth
 from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.state import StackInfo
 
@@ -35,6 +35,7 @@ class RunOptions:
     as_json: bool = False
     timeout: float | None = None
     detach: bool = False
+    token: str | None = None
 
 
 def build_workload(payload: str | None, sets: list[str]) -> dict[str, Any]:
@@ -86,14 +87,21 @@ def run_playbook(args: argparse.Namespace, info: StackInfo) -> int:
     except OSError as exc:
         console.print(f"[red]error:[/red] cannot read {path}: {exc.strerror}")
         return 2
-    options = RunOptions(as_json=args.json, timeout=args.timeout, detach=args.detach)
+    options = RunOptions(as_json=args.json, timeout=args.timeout, detach=args.detach, token=args.token)
     return asyncio.run(_run(console, content, workload, info, options))
+
+
+def gateway_headers(token: str | None) -> dict[str, str]:
+    """What a gateway with HTTP auth on needs (docs/security.md); nothing without a token."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 async def _run(
     console: Console, content: bytes, workload: dict[str, Any], info: StackInfo, options: RunOptions
 ) -> int:
-    async with httpx.AsyncClient(base_url=info.gateway_url, timeout=60) as http:
+    async with httpx.AsyncClient(
+        base_url=info.gateway_url, timeout=60, headers=gateway_headers(options.token)
+    ) as http:
         registered = await http.post(
             "/api/catalog/register",
             json={"content": base64.b64encode(content).decode(), "resource_type": "Playbook"},
@@ -171,10 +179,14 @@ def _print_json(value: Any) -> None:
 
 
 def detail(response: httpx.Response) -> str:
-    """The gateway's `detail` of an error answer, as text."""
+    """The gateway's `detail` of an error answer, as text; for a refused token, what to do."""
     try:
         body = response.json()
     except ValueError:
-        return response.text
-    found = body.get("detail", body) if isinstance(body, dict) else body
-    return found if isinstance(found, str) else json.dumps(found)
+        text = response.text
+    else:
+        found = body.get("detail", body) if isinstance(body, dict) else body
+        text = found if isinstance(found, str) else json.dumps(found)
+    if response.status_code == 401:
+        return f"{text} (the gateway's HTTP auth is on: give a token with --token or {GATEWAY_TOKEN_ENV})"
+    return text

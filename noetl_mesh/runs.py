@@ -20,7 +20,7 @@ from rich.table import Table
 from language.statuses import CANCELLED, COMPLETED, FAILED, RUNNING
 from noetl_mesh.credentials import launcher_auth
 from noetl_mesh.progress import Progress, report, watch
-from noetl_mesh.run import EXIT_TIMEOUT, detail
+from noetl_mesh.run import EXIT_TIMEOUT, detail, gateway_headers
 from noetl_mesh.state import StackInfo
 
 STATUS_COLOURS = {COMPLETED: "green", FAILED: "red", CANCELLED: "yellow", RUNNING: "cyan"}
@@ -33,7 +33,9 @@ def list_runs(args: argparse.Namespace, info: StackInfo) -> int:
         query["status"] = args.status.upper()
     if args.path:
         query["path"] = args.path
-    answer = httpx.get(f"{info.gateway_url}/ui/api/executions", params=query, timeout=30)
+    answer = httpx.get(
+        f"{info.gateway_url}/ui/api/executions", params=query, headers=gateway_headers(args.token), timeout=30
+    )
     if answer.status_code != 200:
         print(f"noetl-mesh: cannot list executions ({answer.status_code}): {detail(answer)}", file=sys.stderr)
         return 1
@@ -87,7 +89,9 @@ async def _show(args: argparse.Namespace, info: StackInfo) -> int:
     except ValueError:
         console.print(f"[red]error:[/red] not an execution id: {args.execution_id!r}")
         return 2
-    async with httpx.AsyncClient(base_url=info.gateway_url, timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=info.gateway_url, timeout=30, headers=gateway_headers(args.token)
+    ) as http:
         found = await http.get(f"/api/executions/{execution_id}", params={"page_size": 10})
     if found.status_code != 200:
         console.print(f"[red]error:[/red] {detail(found)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from contextlib import AsyncExitStack
@@ -17,6 +18,7 @@ from kernel.grpc_client import ClientAuth, Sharded, open_channel
 from kernel.runner import configure_logging
 from worker.consumer import Consumer
 from worker.credentials import SecretsClient
+from worker.environment import scrub
 from worker.executor import Executor
 from worker.registration import PoolMembership, worker_registration
 from worker.results import ResultOffload
@@ -26,7 +28,7 @@ from worker.tools.python_runner import PythonRunner
 from worker.tools.registry import Mesh, build_tools
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, mesh: ClientAuth) -> int:
     """Each resource is closed by the stack as soon as it is open: a failed start closes, in
     reverse order, what was already open; a stop drains the consumer first, then leaves the pool."""
     async with AsyncExitStack() as stack:
@@ -34,7 +36,6 @@ async def serve(settings: Settings) -> int:
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
         await bus.ensure_streams(js, settings.bus)
-        mesh = ClientAuth(settings.mesh)
         commands = Sharded(settings.execution_addrs, execution_pb2_grpc.CommandServiceStub, mesh)
         stack.push_async_callback(commands.close)
         events = Sharded(settings.events_addrs, events_pb2_grpc.EventServiceStub, mesh)
@@ -103,8 +104,13 @@ def main() -> int:
     except ConfigError as exc:
         logging.getLogger("worker").error("%s", exc)
         return 2
+    # The token is read now and kept; then the worker's credentials leave its environment, so the
+    # python and shell steps it starts inherit neither them nor their paths (docs/security.md).
+    mesh = ClientAuth(settings.mesh, token_once=True)
+    removed = scrub(os.environ)
+    logging.getLogger("worker").info("kept from user code's environment: %s", ", ".join(removed) or "nothing")
     telemetry.setup_tracing("worker")
-    code: int = uvloop.run(serve(settings))
+    code: int = uvloop.run(serve(settings, mesh))
     return code
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from kernel import addresses
 from kernel.bus import BusSettings, read_bus_settings
 from kernel.config import EnvReader
-from kernel.mesh_auth import MeshAuth
+from kernel.mesh_auth import MeshAuth, instance_of
 from kernel.mesh_policy import WORKER
 
 
@@ -40,8 +40,9 @@ class Settings:
         env = EnvReader()
         concurrency = env.integer("NOETL_WORKER_CONCURRENCY", 4, minimum=1, maximum=256)
         pools = env.text("NOETL_WORKER_POOLS", "shared,system,subscription")
+        mesh = MeshAuth.read(env, WORKER, serves=False)
         settings = cls(
-            worker_id=env.text("NOETL_WORKER_ID", f"worker-{socket.gethostname()}-{os.getpid()}"),
+            worker_id=_worker_id(env, mesh),
             bus=read_bus_settings(env),
             consumer=env.text("NATS_CONSUMER", "noetl_worker_pool"),
             pools=tuple(p.strip() for p in pools.split(",") if p.strip()),
@@ -62,8 +63,18 @@ class Settings:
             # On SIGTERM: stop taking work, let running commands finish for this long, then hand
             # them back (their claim lease lets another worker take them).
             shutdown_grace_seconds=env.number("NOETL_WORKER_SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0.0),
-            mesh=MeshAuth.read(env, WORKER, serves=False),
+            mesh=mesh,
             pool_heartbeat_seconds=env.number("NOETL_WORKER_POOL_HEARTBEAT_SECONDS", 15.0, minimum=0.1),
         )
         env.finish()
         return settings
+
+
+def _worker_id(env: EnvReader, mesh: MeshAuth) -> str:
+    """The id the mesh identity proves (`worker:<id>`): the services refuse a worker that claims,
+    reports or resolves under any other. A shared `worker` identity: NOETL_WORKER_ID, else host-pid."""
+    proven = instance_of(mesh.identity)
+    declared = env.text("NOETL_WORKER_ID", proven or f"worker-{socket.gethostname()}-{os.getpid()}")
+    if proven and declared != proven:
+        env.problem(f"NOETL_WORKER_ID={declared!r} differs from the mesh identity {mesh.identity!r}")
+    return declared

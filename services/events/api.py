@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc
 
 from kernel import jsonutil, rpc_errors, telemetry
-from kernel.errors import InvalidArgument, MeshError, NotFound, Unprocessable
+from kernel.errors import InvalidArgument, MeshError, NotFound, PermissionDenied, Unprocessable
+from kernel.mesh_guard import current_worker, worker_refusal
 from kernel.wire import optional
 from services.events.batches import BatchLimits
 from services.events.messages import batch_message, draft_from_message, envelope_from_message, event_message
 from services.events.normalize import WorkerEventDraft, normalize
 from services.events.service import EventLog
+
+log = logging.getLogger(__name__)
 
 
 def _worker_draft(event: events_pb2.WorkerEvent) -> WorkerEventDraft:
@@ -58,6 +62,33 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
         self._log = log
         self._batch_limits = batch_limits
 
+    async def _own_work(
+        self, rpc: str, execution_id: int, drafts: list[WorkerEventDraft], known: set[int]
+    ) -> None:
+        """A worker process (mesh identity `worker:<id>`) reports only as itself and only on
+        commands it claimed; `known`: command ids already checked on this call.
+
+        Raises:
+            PermissionDenied: another worker's id, no command id, or a command it never claimed.
+        """
+        own = current_worker()
+        if own is None:
+            return
+        for draft in drafts:
+            if worker_refusal(rpc, draft.worker_id or "") is not None:
+                raise PermissionDenied(f"these mesh credentials may not report as worker {draft.worker_id!r}")
+            command_id = draft.command_id
+            if command_id is None:
+                raise PermissionDenied(
+                    "a worker reports events of the commands it claimed: command_id is required"
+                )
+            if command_id in known:
+                continue
+            if not await self._log.has_claimed(execution_id, command_id, own):
+                log.warning("refused %s: worker %r never claimed command %s", rpc, own, command_id)
+                raise PermissionDenied(f"worker {own!r} has no claim on command {command_id}")
+            known.add(command_id)
+
     async def Append(
         self, request: events_pb2.AppendRequest, context: grpc.aio.ServicerContext
     ) -> events_pb2.AppendResponse:
@@ -78,7 +109,9 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
         self, request: events_pb2.EmitRequest, context: grpc.aio.ServicerContext
     ) -> events_pb2.EmitResponse:
         event = request.event
-        outcome = await self._log.emit(event.execution_id, [_worker_draft(event)])
+        drafts = [_worker_draft(event)]
+        await self._own_work("EventService/Emit", event.execution_id, drafts, set())
+        outcome = await self._log.emit(event.execution_id, drafts)
         return events_pb2.EmitResponse(
             event_id=outcome.event_ids[0],
             commands_generated=outcome.commands_generated,
@@ -117,6 +150,7 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
     ) -> events_pb2.StreamEmitResponse:
         event_ids: list[int] = []
         generated = 0
+        claimed: set[int] = set()
         async for batch in request_iterator:
             if not batch.events:
                 continue
@@ -124,7 +158,9 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             if any(e.execution_id != execution_id for e in batch.events):
                 raise InvalidArgument("all events of one stream message must belong to one execution")
             telemetry.tag_execution(execution_id)
-            outcome = await self._log.emit(execution_id, [_worker_draft(e) for e in batch.events])
+            drafts = [_worker_draft(e) for e in batch.events]
+            await self._own_work("EventService/StreamEmit", execution_id, drafts, claimed)
+            outcome = await self._log.emit(execution_id, drafts)
             event_ids.extend(outcome.event_ids)
             generated += outcome.commands_generated
         return events_pb2.StreamEmitResponse(event_ids=event_ids, commands_generated=generated)

@@ -262,6 +262,9 @@ class EventLog:
     async def exists(self, execution_id: int) -> bool:
         return bool(await self._store.list(execution_id, limit=1))
 
+    async def has_claimed(self, execution_id: int, command_id: int, worker_id: str) -> bool:
+        return await self._store.has_claimed(execution_id, command_id, worker_id)
+
     async def catalog_usage(self, catalog_ids: Sequence[int]) -> list[int]:
         """The catalog ids referenced by some event of this shard (execution history)."""
         if not catalog_ids:

@@ -135,6 +135,12 @@ SELECT request_id, execution_id, idempotency_key, event_ids, state, commands_gen
 FROM noetl.event_batch WHERE request_id = $1
 """
 _EVENT_RESULT = "SELECT result::text FROM noetl.event WHERE event_id = $1 LIMIT 1"
+# Index idx_event_worker_idem: (execution_id, event_type, ...) narrows it to the execution's claims.
+# The claim names its worker in `meta` (services/execution/commands/claims.py).
+_HAS_CLAIMED = """
+SELECT EXISTS (SELECT 1 FROM noetl.event WHERE execution_id = $1 AND event_type = 'command.claimed'
+    AND command_id = $2 AND meta->>'worker_id' = $3)
+"""
 
 # Projection: a trusted producer's envelopes as they are (§4.4), no outbox rows (they came from
 # the stream). ON CONFLICT stays as the last guard; `link` has already dropped known events.
@@ -405,6 +411,10 @@ class EventStore:
             created_at=as_utc(row[7]),
             updated_at=as_utc(row[8]),
         )
+
+    async def has_claimed(self, execution_id: int, command_id: int, worker_id: str) -> bool:
+        """Whether `worker_id` ever claimed the command (a former holder's late events still count)."""
+        return bool(await self._pool.fetchval(_HAS_CLAIMED, execution_id, command_id, worker_id))
 
     async def event_result(self, event_id: int) -> tuple[bool, str | None]:
         """(found, the `result` column as JSON text or None when NULL)."""

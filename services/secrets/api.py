@@ -7,6 +7,7 @@ from noetl.v1 import secrets_pb2, secrets_pb2_grpc
 
 from kernel import jsonutil
 from kernel.errors import InvalidArgument
+from kernel.mesh_guard import worker_refusal
 from kernel.wire import json_field, optional, optional_time
 from services.secrets.audit import Reader
 from services.secrets.keychain import Keychain, KeychainInput, ReadStatus
@@ -141,7 +142,12 @@ class SecretsApi(secrets_pb2_grpc.SecretsServiceServicer):
             caller="worker",
             parent_execution_id=optional(request, "parent_execution_id"),
         )
-        found = await self._credentials.resolve(request.alias, request.execution_id, worker)
+        found = await self._credentials.resolve(
+            request.alias,
+            request.execution_id,
+            worker,
+            refusal=worker_refusal("SecretsService/Resolve", request.worker_id),
+        )
         return secrets_pb2.ResolveResponse(
             data_json=jsonutil.dumps(found.data),
             source="keychain" if found.from_keychain else "credential",

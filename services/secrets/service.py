@@ -11,7 +11,7 @@ from kernel.ids import Snowflake
 from kernel.timeutil import utcnow
 from services.secrets.audit import Auditor, Operation, Outcome, Reader
 from services.secrets.cipher import Cipher
-from services.secrets.ports import WorkBindingPort
+from services.secrets.ports import SecretUse, WorkBindingPort
 from services.secrets.reading import open_credential
 from services.secrets.resolution import KEYCHAIN_TYPE, AliasResolver
 from services.secrets.store import CredentialRow, SecretsStore
@@ -133,17 +133,25 @@ class Credentials:
         )
         raise NotFound(NOT_FOUND)
 
-    async def resolve(self, alias: str, execution_id: int, reader: Reader) -> Found:
+    async def resolve(
+        self, alias: str, execution_id: int, reader: Reader, *, refusal: str | None = None
+    ) -> Found:
         """A worker's run-time read: a stored credential, else a keychain alias of the execution.
 
         Only for a worker holding a live claim on a command of that execution whose tool config or
         input names `alias` (asked of the execution service); anything else is refused and audited.
+        `refusal`: why the caller may not ask as `reader.worker_id` at all (its credentials prove
+        another worker), refused and audited without asking.
 
         Raises:
             PermissionDenied: no such claim. NotFound, Internal, Unavailable: as `get`.
         """
         reader = replace(reader, execution_id=execution_id)
-        use = await self._binding.secret_use(execution_id, reader.worker_id or "", alias)
+        use = (
+            SecretUse(False, refusal)
+            if refusal is not None
+            else await self._binding.secret_use(execution_id, reader.worker_id or "", alias)
+        )
         if not use.allowed:
             await self._auditor.record(
                 reader,

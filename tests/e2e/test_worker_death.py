@@ -7,7 +7,6 @@ A stack of its own, with a 2 s claim lease, the reaper every 0.5 s and workers h
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tests.helpers.eventlog import meta, of, one
 from tests.helpers.infra import PgServer
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, database, execute, register, running_process_mesh, wait_claimed
-from tests.helpers.workers import extra_worker, kill_now, stack_worker_pid
+from tests.helpers.workers import extra_worker, kill_now, stack_worker_id, stack_worker_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +75,7 @@ async def test_a_killed_workers_command_is_rerun_by_another_worker(
 ) -> None:
     mesh = short_lease_mesh
     stack_worker = stack_worker_pid(mesh.info)
-    stack_worker_id = f"worker-{socket.gethostname()}-{stack_worker}"
+    stack_id = stack_worker_id()
     async with (
         extra_worker(mesh.info, "worker-second") as second,
         httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30.0) as gateway,
@@ -86,9 +85,9 @@ async def test_a_killed_workers_command_is_rerun_by_another_worker(
         gate = tmp_path / "gate"
         execution_id = await execute(gateway, "tests/engine/long_command", {"gate": str(gate)})
         claim = await wait_claimed(gateway, execution_id, "start")
-        assert claim.worker_id in (stack_worker_id, second.worker_id)
+        assert claim.worker_id in (stack_id, second.worker_id)
         kill_now(second.process.pid if claim.worker_id == second.worker_id else stack_worker)
-        survivor = stack_worker_id if claim.worker_id == second.worker_id else second.worker_id
+        survivor = stack_id if claim.worker_id == second.worker_id else second.worker_id
         gate.touch()  # whoever runs the command next finishes it at once
         run = await finish(gateway, mesh.pg_dsn, execution_id, seconds=60)
 

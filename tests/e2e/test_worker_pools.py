@@ -4,7 +4,6 @@ itself at start, keeps its heartbeat moving and is `offline` after a graceful st
 from __future__ import annotations
 
 import os
-import socket
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.helpers.mesh import ProcessMesh
 from tests.helpers.waiting import wait_for
-from tests.helpers.workers import extra_worker, stack_worker_pid
+from tests.helpers.workers import extra_worker, stack_worker_id, stack_worker_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +39,7 @@ async def test_the_stack_worker_is_registered(gateway: httpx.AsyncClient, proces
         return mine[0] if mine else None
 
     entry = await wait_for(registered, within=15, what="the stack worker's pool entry")
-    assert entry["name"] == f"worker-{socket.gethostname()}-{pid}"
+    assert entry["name"] == stack_worker_id()
     assert entry["runtime"]["type"] == "python"
     assert entry["labels"] == {"pools": ["shared", "system", "subscription"]}
     assert entry["capacity"] == 4

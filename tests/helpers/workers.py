@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel.mesh_auth import instance_of
 from noetl_mesh import procs
-from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
+from noetl_mesh.credentials import AUTH_DIR, add_worker, identity_of
 from noetl_mesh.mesh import mesh_environment
 from noetl_mesh.state import StackInfo
 from tests.helpers.waiting import wait_for
@@ -40,11 +41,10 @@ async def extra_worker(
     env = {
         **(base_env if base_env is not None else os.environ),
         **mesh_environment(info.ports, pg_dsn=info.pg_dsn, nats_url=info.nats_url, run_dir=info.run_dir),
-        # The worker's own mesh token, which `noetl-mesh up` made for the stack's worker.
-        **MeshCredentials(info.run_dir / AUTH_DIR).for_process("worker"),
+        # A mesh token of its own, proving `worker:<worker_id>` (the worker takes its id from it).
+        **add_worker(info.run_dir / AUTH_DIR, worker_id),
         "NOETL_METRICS_PORT": str(procs.free_ports(1)[0]),
         "NOETL_SERVER_MACHINE_ID": str(EXTRA_MACHINE_ID),
-        "NOETL_WORKER_ID": worker_id,
     }
     process = _spawn(info.run_dir, env, log)
     try:
@@ -71,6 +71,11 @@ def _spawn(cwd: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[byt
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def stack_worker_id() -> str:
+    """The id the stack's worker claims under: the one its mesh identity proves."""
+    return instance_of(identity_of("worker"))
 
 
 def stack_worker_pid(info: StackInfo) -> int:

@@ -4,17 +4,24 @@ The in-process mesh (catalog, outbox, execution, events) and the secrets wallet 
 auth on, each with its own token, exactly as `noetl-mesh up` configures them. Each call carries
 an empty request: an allowed caller gets past the guard (whatever the servicer then answers), a
 refused one gets UNAUTHENTICATED or PERMISSION_DENIED from the guard itself.
+
+Then one worker against another: two worker processes with tokens of their own (`worker:w-a`,
+`worker:w-b`, issued as `noetl-mesh up` issues its worker's) on real claims. Each claims, reports
+and resolves only as itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 from google.protobuf import message_factory
@@ -32,15 +39,21 @@ from noetl.v1 import (
     secrets_pb2,
     vars_pb2,
 )
+from noetl.v1.catalog_pb2_grpc import CatalogServiceStub
+from noetl.v1.events_pb2_grpc import EventServiceStub
+from noetl.v1.execution_pb2_grpc import CommandServiceStub, ExecutionServiceStub
+from noetl.v1.pools_pb2_grpc import PoolServiceStub
+from noetl.v1.secrets_pb2_grpc import SecretsServiceStub
 
 from kernel.mesh_auth import TOKEN, MeshAuth, token_digest
 from kernel.mesh_policy import CALLERS, POLICY
-from noetl_mesh.credentials import TOKENS_FILE, MeshCredentials, mesh_credentials, token_file
+from noetl_mesh.credentials import TOKENS_FILE, MeshCredentials, add_worker, mesh_credentials, token_file
 from tests.helpers.bus import unique_bus
 from tests.helpers.infra import NatsServer
 from tests.helpers.secrets import new_key, running_secrets, wallet_settings
 from tests.helpers.services import running_mesh
 from tests.helpers.waiting import wait_for
+from worker.registration import worker_registration
 
 STRANGER = "stranger"  # holds a valid token, but the policy names it nowhere
 NOBODY = "(no token)"
@@ -227,6 +240,249 @@ async def test_health_answers_without_credentials(secured: Secured) -> None:
                 health_pb2.HealthCheckRequest(), timeout=5
             )
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# ---------------------------------------------------------------------------------------------
+# One worker against another
+
+WORKER_A = "w-a"
+WORKER_B = "w-b"
+CREDENTIAL_DATA = {"user": "svc", "password": "per-worker-secret"}
+
+
+def bound_playbook(path: str, credential: str) -> str:
+    return f"""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata:
+  name: per_worker
+  path: {path}
+workflow:
+  - step: start
+    tool:
+      kind: http
+      method: GET
+      url: http://127.0.0.1:9/
+      auth: {credential}
+"""
+
+
+def bearer_of(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token is not None else ()
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """Two executions of one playbook naming `credential`, each with one pending command."""
+
+    credential: str
+    commands: dict[int, int]  # execution id → its command's event id (worker B's, worker A's)
+    worker_tokens: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+async def worker_tokens(secured: Secured, callers: Callers) -> dict[str, str]:
+    """A token of its own for each of two worker processes; in use once every server has read it."""
+    tokens = {
+        worker_id: _issue(secured.credentials.directory, worker_id) for worker_id in (WORKER_A, WORKER_B)
+    }
+    method = execution_pb2.DESCRIPTOR.services_by_name["CommandService"].methods_by_name["Claim"]
+
+    async def known_everywhere() -> bool:
+        codes = [
+            await call(callers.channels[process], token, "CommandService/Claim", method)
+            for process in ("execution", "events", "secrets")
+            for token in tokens.values()
+        ]
+        return grpc.StatusCode.UNAUTHENTICATED not in codes
+
+    await wait_for(known_everywhere, what="the servers to read the new worker tokens", within=5.0)
+    return tokens
+
+
+def _issue(directory: Path, worker_id: str) -> str:
+    env = add_worker(directory, worker_id)
+    assert env["NOETL_MESH_IDENTITY"] == f"worker:{worker_id}"
+    return Path(env["NOETL_MESH_TOKEN_FILE"]).read_text().strip()
+
+
+@pytest.fixture
+async def worker_run(
+    secured: Secured, callers: Callers, worker_tokens: dict[str, str], module_dsn: str
+) -> WorkerRun:
+    gateway = bearer_of(callers.tokens["gateway"])
+    suffix = uuid.uuid4().hex[:8]
+    credential, path = f"per_worker_{suffix}", f"tests/mesh_auth/{suffix}"
+    await SecretsServiceStub(callers.channels["secrets"]).PutCredential(
+        secrets_pb2.PutCredentialRequest(
+            name=credential, type="postgres", data_json=json.dumps(CREDENTIAL_DATA).encode()
+        ),
+        metadata=gateway,
+    )
+    await CatalogServiceStub(callers.channels["catalog"]).Register(
+        catalog_pb2.RegisterRequest(content=bound_playbook(path, credential)), metadata=gateway, timeout=10
+    )
+    executions = ExecutionServiceStub(callers.channels["execution"])
+    commands: dict[int, int] = {}
+    conn = await asyncpg.connect(module_dsn)
+    try:
+        for _ in range(2):
+            started = await executions.Start(
+                execution_pb2.StartRequest(path=path), metadata=gateway, timeout=20
+            )
+            commands[started.execution_id] = await conn.fetchval(
+                "SELECT event_id FROM noetl.command WHERE execution_id = $1", started.execution_id
+            )
+    finally:
+        await conn.close()
+    return WorkerRun(credential, commands, worker_tokens)
+
+
+async def claim(callers: Callers, token: str, execution_id: int, event_id: int, worker_id: str) -> None:
+    await CommandServiceStub(callers.channels["execution"]).Claim(
+        execution_pb2.ClaimRequest(
+            event_id=event_id, execution_id=execution_id, worker_id=worker_id, start=True
+        ),
+        metadata=bearer_of(token),
+        timeout=20,
+    )
+
+
+async def resolve(callers: Callers, token: str, alias: str, execution_id: int, worker_id: str) -> Any:
+    answer = await SecretsServiceStub(callers.channels["secrets"]).Resolve(
+        secrets_pb2.ResolveRequest(alias=alias, execution_id=execution_id, worker_id=worker_id),
+        metadata=bearer_of(token),
+        timeout=20,
+    )
+    return json.loads(answer.data_json)
+
+
+async def complete(callers: Callers, token: str, execution_id: int, command_id: int, worker_id: str) -> None:
+    """What a worker sends when its command is done: `command.completed` on a StreamEmit."""
+    event = events_pb2.WorkerEvent(
+        execution_id=execution_id,
+        step="start",
+        event_type="command.completed",
+        payload_json=json.dumps({"command_id": command_id}).encode(),
+        meta_json=json.dumps({"command_id": command_id}).encode(),
+        worker_id=worker_id,
+        actionable=True,
+        informative=True,
+    )
+    await EventServiceStub(callers.channels["events"]).StreamEmit(
+        _one(events_pb2.StreamEmitRequest(events=[event])), metadata=bearer_of(token), timeout=20
+    )
+
+
+async def denied(call: Any) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED, caught.value
+    return caught.value.details() or ""
+
+
+async def test_a_worker_token_claims_reports_and_resolves_only_as_its_own_worker(
+    callers: Callers, worker_run: WorkerRun, module_dsn: str
+) -> None:
+    (b_execution, b_event), (a_execution, a_event) = worker_run.commands.items()
+    token_a, token_b = worker_run.worker_tokens[WORKER_A], worker_run.worker_tokens[WORKER_B]
+    alias = worker_run.credential
+
+    # Worker A's token cannot claim as worker B; B's own token can.
+    assert "may not claim as worker 'w-b'" in await denied(
+        claim(callers, token_a, b_execution, b_event, WORKER_B)
+    )
+    await claim(callers, token_b, b_execution, b_event, WORKER_B)
+    conn = await asyncpg.connect(module_dsn)
+    try:
+        b_command = await conn.fetchval(
+            "SELECT command_id FROM noetl.command WHERE execution_id = $1", b_execution
+        )
+
+        # A cannot read what B's claim binds, whichever worker id it names.
+        assert "not_this_worker" in await denied(resolve(callers, token_a, alias, b_execution, WORKER_B))
+        assert "no_live_claim" in await denied(resolve(callers, token_a, alias, b_execution, WORKER_A))
+        assert await resolve(callers, token_b, alias, b_execution, WORKER_B) == CREDENTIAL_DATA
+        # Nor complete B's command: not as B, and not as itself (it never claimed it).
+        assert "may not report as worker 'w-b'" in await denied(
+            complete(callers, token_a, b_execution, b_command, WORKER_B)
+        )
+        assert "has no claim on command" in await denied(
+            complete(callers, token_a, b_execution, b_command, WORKER_A)
+        )
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM noetl.event WHERE execution_id = $1 AND event_type = 'command.completed'",
+            b_execution,
+        )
+        refusals = await conn.fetch(
+            "SELECT worker_id, notes FROM noetl.secret_audit WHERE execution_id = $1 AND outcome = 'denied' "
+            "ORDER BY audit_id",
+            b_execution,
+        )
+        assert [(r["worker_id"], r["notes"]) for r in refusals] == [
+            (WORKER_B, "caller=worker not_this_worker"),
+            (WORKER_A, "caller=worker no_live_claim"),
+        ]
+
+        # A's token still works for A, on A's own claim; and B's does not reach it.
+        await claim(callers, token_a, a_execution, a_event, WORKER_A)
+        a_command = await conn.fetchval(
+            "SELECT command_id FROM noetl.command WHERE execution_id = $1", a_execution
+        )
+        assert await resolve(callers, token_a, alias, a_execution, WORKER_A) == CREDENTIAL_DATA
+        assert "has no claim on command" in await denied(
+            complete(callers, token_b, a_execution, a_command, WORKER_B)
+        )
+        await complete(callers, token_a, a_execution, a_command, WORKER_A)
+        assert (
+            await conn.fetchval(
+                "SELECT worker_id FROM noetl.event WHERE execution_id = $1 AND event_type = 'command.completed'",
+                a_execution,
+            )
+            == WORKER_A
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_worker_token_keeps_only_its_own_pool_entry(
+    callers: Callers, worker_tokens: dict[str, str]
+) -> None:
+    """Another worker's standing decides whether its claims may be taken over: not A's to change."""
+    pools = PoolServiceStub(callers.channels["execution"])
+    token_a, token_b = worker_tokens[WORKER_A], worker_tokens[WORKER_B]
+    b_entry = worker_registration(WORKER_B, ("shared",), 2)
+    await pools.Register(
+        pools_pb2.PoolServiceRegisterRequest(registration=b_entry), metadata=bearer_of(token_b)
+    )
+    kind = b_entry.kind
+    for attempt in (
+        pools.Register(
+            pools_pb2.PoolServiceRegisterRequest(registration=b_entry), metadata=bearer_of(token_a)
+        ),
+        pools.Deregister(
+            pools_pb2.PoolServiceDeregisterRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_a)
+        ),
+        pools.Heartbeat(
+            pools_pb2.PoolServiceHeartbeatRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_a)
+        ),
+    ):
+        assert "may not change the pool entry of 'w-b'" in await denied(attempt)
+    beat = await pools.Heartbeat(
+        pools_pb2.PoolServiceHeartbeatRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_b)
+    )
+    assert not beat.recreated  # B's entry is still there, untouched by A
+    assert (
+        await pools.Deregister(
+            pools_pb2.PoolServiceDeregisterRequest(kind=kind, name=WORKER_B), metadata=bearer_of(token_b)
+        )
+    ).found
+
+
+async def test_the_gateway_still_claims_for_http_workers(callers: Callers, worker_run: WorkerRun) -> None:
+    """HTTP workers claim through the gateway (its identity is not a worker's): any worker id."""
+    execution_id, event_id = next(iter(worker_run.commands.items()))
+    await claim(callers, callers.tokens["gateway"] or "", execution_id, event_id, "http-worker-1")
 
 
 async def test_a_rotated_token_replaces_the_old_one_without_a_restart(

@@ -165,6 +165,14 @@ async def test_the_certificate_names_the_caller(served: Served, tmp_path: Path) 
         await pending(served.first.issue(tmp_path / "worker", "worker"), served.address)
 
 
+async def test_a_common_name_may_name_one_process_of_a_caller(served: Served, tmp_path: Path) -> None:
+    """`worker:w-1` is one worker: judged as `worker` by the policy, known as itself (what the
+    services check a request's worker id against; tests/integration/test_mesh_auth.py)."""
+    await pending(served.first.issue(tmp_path / "gateway-ops", "gateway:ops"), served.address)
+    with pytest.raises(PermissionDenied, match="caller 'worker:w-1' may not call OutboxService/PendingCount"):
+        await pending(served.first.issue(tmp_path / "worker-w-1", "worker:w-1"), served.address)
+
+
 async def test_no_or_a_foreign_certificate_gets_no_connection(served: Served, tmp_path: Path) -> None:
     foreign = Authority.make("someone else").issue(tmp_path / "foreign", "gateway")
     trusting = served.first.issue(tmp_path / "trusting", "gateway")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,19 +10,34 @@ import pytest
 from kernel.mesh_auth import TokenTable, parse_tokens
 from kernel.mesh_policy import CALLERS, LAUNCHER
 from noetl_mesh.cli import main
-from noetl_mesh.credentials import TOKENS_FILE, mesh_credentials
+from noetl_mesh.credentials import TOKENS_FILE, add_worker, mesh_credentials
 
 
 def test_each_caller_gets_its_own_token_and_servers_only_digests(tmp_path: Path) -> None:
     made = mesh_credentials(tmp_path, {}, ("catalog", "worker"))
     assert made is not None
     table = TokenTable(str(made.directory / TOKENS_FILE))
-    for caller in ("catalog", "worker", LAUNCHER):
-        token = (made.directory / f"{caller}.token").read_text().strip()
-        assert table.caller(token) == caller
+    # A worker process is one worker: its identity names the worker id it claims under.
+    worker = f"worker:{socket.gethostname()}-worker"
+    for process, identity in (("catalog", "catalog"), ("worker", worker), (LAUNCHER, LAUNCHER)):
+        token = (made.directory / f"{process}.token").read_text().strip()
+        assert table.caller(token) == identity
         assert token not in (made.directory / TOKENS_FILE).read_text()
-    assert made.for_process("worker")["NOETL_MESH_TOKEN_FILE"].endswith("worker.token")
+    assert made.for_process("worker") == {
+        "NOETL_MESH_IDENTITY": worker,
+        "NOETL_MESH_TOKEN_FILE": str(made.directory / "worker.token"),
+    }
     assert made.shared()["NOETL_MESH_AUTH"] == "token"
+
+
+def test_one_more_worker_gets_a_token_of_its_own_identity(tmp_path: Path) -> None:
+    made = mesh_credentials(tmp_path, {}, ("worker",))
+    assert made is not None
+    env = add_worker(made.directory, "w-extra")
+    token = Path(env["NOETL_MESH_TOKEN_FILE"]).read_text().strip()
+    assert env["NOETL_MESH_IDENTITY"] == "worker:w-extra"
+    assert TokenTable(str(made.directory / TOKENS_FILE)).caller(token) == "worker:w-extra"
+    assert Path(env["NOETL_MESH_TOKEN_FILE"]).stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import grpc
 from noetl.v1 import common_pb2, execution_pb2, execution_pb2_grpc
 
 from kernel import jsonutil
-from kernel.errors import InvalidArgument
+from kernel.errors import InvalidArgument, PermissionDenied
+from kernel.mesh_guard import worker_refusal
 from kernel.wire import optional
 from services.execution.commands.claims import Claims
 from services.execution.commands.store import CommandRow
@@ -44,13 +45,17 @@ class CommandApi(execution_pb2_grpc.CommandServiceServicer):
     async def Claim(
         self, request: execution_pb2.ClaimRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.ClaimResponse:
-        if not request.worker_id.strip():
+        worker_id = request.worker_id.strip()
+        if not worker_id:
             raise InvalidArgument("worker_id is required")
+        if worker_refusal("CommandService/Claim", worker_id) is not None:
+            # A worker claims only for itself: its claims are what binds its secrets (Resolve).
+            raise PermissionDenied(f"these mesh credentials may not claim as worker {worker_id!r}")
         execution_id = optional(request, "execution_id")
         claimed = await self._claims.claim(
             request.event_id,
             execution_id,
-            request.worker_id.strip(),
+            worker_id,
             jsonutil.loads(request.locality_json),
             start=request.start,
         )

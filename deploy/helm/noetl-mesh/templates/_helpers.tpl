@@ -130,11 +130,12 @@ shard's least-privilege `/api/postgres/execute` login when `security.postgresExe
 {{- end }}
 
 {{/* Mesh auth of one process (docs/security.md): env, then volumes and mounts.
-     Call with (dict "caller" <name> "serves" <bool> "root" $ "health" <mtls plaintext health port>). */}}
+     Call with (dict "caller" <name> "serves" <bool> "root" $ "health" <mtls plaintext health port>),
+     and "identity" when the process proves more than its caller (a worker pod: `worker:<pod>`). */}}
 {{- define "noetl.meshEnv" -}}
 {{- $auth := .root.Values.security.meshAuth }}
 - {name: NOETL_MESH_AUTH, value: {{ $auth.mode | quote }}}
-- {name: NOETL_MESH_IDENTITY, value: {{ .caller | quote }}}
+- {name: NOETL_MESH_IDENTITY, value: {{ .identity | default .caller | quote }}}
 {{- if eq $auth.mode "token" }}
 - {name: NOETL_MESH_TOKEN_FILE, value: /var/run/noetl/mesh-{{ .caller }}/token}
 {{- if .serves }}
