@@ -20,6 +20,7 @@ from noetl.v1 import events_pb2, events_pb2_grpc
 from kernel import rpc_errors
 from kernel.errors import Internal, MeshError, Unavailable
 from kernel.grpc_client import Sharded
+from kernel.wire import optional
 
 MAX_EVENTS = 128
 # Payload bytes per call, well under the services' gRPC message limit.
@@ -83,7 +84,7 @@ class EmitCoalescer:
                 error.message,
                 error.kind,
                 error.detail_json.decode() or None,
-                error.retry_after if error.HasField("retry_after") else None,
+                optional(error, "retry_after"),
             )
         return Emitted(result.event_id, result.commands_generated)
 

@@ -14,6 +14,7 @@ from noetl.v1 import catalog_pb2, common_pb2, execution_pb2
 
 from gateway_http.formatting import duration_human, elapsed_seconds, id_text, progress, timestamp, to_datetime
 from kernel import jsonutil
+from kernel.wire import optional
 
 # Key orders the contract fixes for objects the services build but store as JSONB, which keeps
 # keys in its own order (shorter first): http-api.md §3.1/§13.1 (catalog meta) and §13.4.
@@ -140,8 +141,8 @@ def _timing(start: Any, end: Any | None, now: datetime) -> dict[str, Any]:
 
 def execution_entry(summary: execution_pb2.ExecutionSummary, now: datetime) -> dict[str, Any]:
     """§13.2; the duration counts to `now` while the run has no end."""
-    start = summary.start_time if summary.HasField("start_time") else None
-    end = summary.end_time if summary.HasField("end_time") else None
+    start = optional(summary, "start_time")
+    end = optional(summary, "end_time")
     return {
         "execution_id": str(summary.execution_id),
         "catalog_id": id_text(summary.catalog_id) or "",
@@ -151,7 +152,7 @@ def execution_entry(summary: execution_pb2.ExecutionSummary, now: datetime) -> d
         **_timing(start, end, now),
         "progress": progress(summary.status),
         "result": None,
-        "error": summary.error if summary.HasField("error") else None,
+        "error": optional(summary, "error"),
         "parent_execution_id": _optional_id(summary, "parent_execution_id"),
     }
 
@@ -170,11 +171,11 @@ def event_object(event: common_pb2.Event) -> dict[str, Any]:
         "timestamp": created,
         "context": jsonutil.loads(event.context_json),
         "result": jsonutil.loads(event.result_json),
-        "error": event.error if event.HasField("error") else None,
+        "error": optional(event, "error"),
         "catalog_id": id_text(event.catalog_id),
         "parent_execution_id": _optional_id(event, "parent_execution_id"),
         "parent_event_id": _optional_id(event, "parent_event_id"),
-        "duration": event.duration if event.HasField("duration") else None,
+        "duration": optional(event, "duration"),
     }
 
 
@@ -192,8 +193,8 @@ def raw_event_row(event: common_pb2.Event) -> dict[str, Any]:
         "result": row["result"],
         "error": row["error"],
         "catalog_id": event.catalog_id,
-        "parent_execution_id": event.parent_execution_id if event.HasField("parent_execution_id") else None,
-        "parent_event_id": event.parent_event_id if event.HasField("parent_event_id") else None,
+        "parent_execution_id": optional(event, "parent_execution_id"),
+        "parent_event_id": optional(event, "parent_event_id"),
         "duration": row["duration"],
         "execution_id": row["execution_id"],
         "timestamp": row["timestamp"],
@@ -215,13 +216,13 @@ def pagination(page: int, page_size: int, total: int) -> dict[str, Any]:
 
 def status_body(status: execution_pb2.StatusResponse, now: datetime) -> dict[str, Any]:
     """§4.5; `end_time` only once the run completed or failed."""
-    start = status.start_time if status.HasField("start_time") else None
+    start = optional(status, "start_time")
     finished = status.completed or status.failed
     end = status.end_time if finished and status.HasField("end_time") else None
     variables = jsonutil.loads(status.variables_json)
     return {
         "execution_id": str(status.execution_id),
-        "current_step": status.current_step if status.HasField("current_step") else None,
+        "current_step": optional(status, "current_step"),
         "completed_steps": list(status.completed_steps),
         "failed": status.failed,
         "completed": status.completed,

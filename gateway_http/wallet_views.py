@@ -13,10 +13,7 @@ from noetl.v1 import secrets_pb2
 
 from gateway_http.formatting import timestamp
 from kernel import jsonutil
-
-
-def _optional(message: Any, name: str) -> Any:
-    return getattr(message, name) if message.HasField(name) else None
+from kernel.wire import optional
 
 
 def _optional_time(message: Any, name: str) -> str | None:
@@ -30,7 +27,7 @@ def credential(item: secrets_pb2.Credential) -> dict[str, Any]:
         "name": item.name,
         "meta": jsonutil.loads(item.meta_json),
         "tags": list(item.tags.values) if item.HasField("tags") else None,
-        "description": _optional(item, "description"),
+        "description": optional(item, "description"),
         "created_at": timestamp(item.created_at),
         "updated_at": timestamp(item.updated_at),
         "data": jsonutil.loads(item.data_json),
@@ -150,19 +147,19 @@ def key_counts(counts: Any) -> dict[str, int]:
 
 def audit_row(row: secrets_pb2.AuditRow) -> dict[str, Any]:
     """§12.8: ids as strings; never a secret value (the service stores none)."""
-    execution_id = _optional(row, "execution_id")
-    parent = _optional(row, "parent_execution_id")
+    execution_id = optional(row, "execution_id")
+    parent = optional(row, "parent_execution_id")
     return {
         "audit_id": str(row.audit_id),
         "occurred_at": _optional_time(row, "occurred_at"),
         "credential": row.credential,
         "operation": row.operation,
         "outcome": row.outcome,
-        "worker_id": _optional(row, "worker_id"),
+        "worker_id": optional(row, "worker_id"),
         "execution_id": None if execution_id is None else str(execution_id),
         "parent_execution_id": None if parent is None else str(parent),
-        "server_region": _optional(row, "server_region"),
-        "broker_region": _optional(row, "broker_region"),
-        "kek_version": _optional(row, "kek_version"),
-        "notes": _optional(row, "notes"),
+        "server_region": optional(row, "server_region"),
+        "broker_region": optional(row, "broker_region"),
+        "kek_version": optional(row, "kek_version"),
+        "notes": optional(row, "notes"),
     }

@@ -15,7 +15,9 @@ import abc
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -60,6 +62,27 @@ class Lifecycle(abc.ABC):
         await self.shutdown()
 
 
+@dataclass(frozen=True, slots=True)
+class Crash:
+    component: str
+    error: BaseException
+
+
+# One per event loop: tests run many hosts' components in one process, each loop its own.
+_first_crash: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[Crash]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def first_crash() -> asyncio.Future[Crash]:
+    """Resolves with the first `Background` of this event loop whose `run()` raised."""
+    loop = asyncio.get_running_loop()
+    crash = _first_crash.get(loop)
+    if crash is None:
+        crash = _first_crash[loop] = loop.create_future()
+    return crash
+
+
 class Background(Lifecycle):
     """Runs `run()` on a task from `start()` until `shutdown()`.
 
@@ -86,9 +109,13 @@ class Background(Lifecycle):
         self.stopping.set()
 
     def _report_crash(self, task: asyncio.Task[None]) -> None:
-        """Said when it happens, not only at shutdown: the process serves on without this work."""
+        """Said when it happens, and told to the process's host (`first_crash`), which stops: a
+        service whose feed or reaper is gone must not look alive to its supervisor."""
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("%s stopped on an error", self.name, exc_info=error)
+            crash = first_crash()
+            if not crash.done():
+                crash.set_result(Crash(self.name, error))
 
     async def wait(self) -> None:
         """Until `run()` has returned (at once when it never started)."""

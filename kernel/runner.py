@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import uvloop
 
-from kernel import failpoints, metrics, telemetry
+from kernel import failpoints, lifecycle, metrics, telemetry
 from kernel.config import ConfigError, ServiceBasics
 from kernel.grpc_server import GrpcHost, Registrar
 from kernel.mesh_guard import ServerAuth
@@ -70,5 +71,23 @@ async def _serve(
         await host.start()
         stack.push_async_callback(host.stop)
         host.install_signal_handlers()
-        await host.wait()
+        await _until_stopped(host)
     return 0
+
+
+class ComponentCrashed(RuntimeError):
+    pass
+
+
+async def _until_stopped(host: GrpcHost) -> None:
+    """Serves until a signal stops the host, or until a background component dies: then the
+    process closes everything and exits 1, and its supervisor (the launcher's, or Kubernetes)
+    starts a whole one, rather than a process serving on without its feed or reaper."""
+    crash = lifecycle.first_crash()
+    stopped = asyncio.ensure_future(host.wait())
+    either: list[asyncio.Future[Any]] = [stopped, crash]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if not stopped.done():
+        stopped.cancel()
+        found = crash.result()
+        raise ComponentCrashed(f"{found.component} stopped on an error: {found.error!r}") from found.error

@@ -20,9 +20,12 @@ from rich.table import Table
 
 from kernel import jsonutil
 from kernel.grpc_client import ClientAuth
+from kernel.wire import optional
 from language.event_types import TERMINAL_STATUS, WRITTEN_TERMINAL
 from language.result_refs import result_reference
 from language.statuses import COMPLETED, RUNNING
+from noetl_mesh.credentials import launcher_auth
+from noetl_mesh.state import StackInfo
 
 ICONS = {"queued": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "↷"}
 COLOURS = {"queued": "dim", "running": "cyan", "done": "green", "failed": "red", "skipped": "dim"}
@@ -252,7 +255,7 @@ async def follow(events_addr: str, execution_id: int, auth: ClientAuth) -> Async
             event = item.event
             meta = jsonutil.loads(event.meta_json) if event.event_type == "command.issued" else None
             context = jsonutil.loads(event.context_json)
-            command_id = event.command_id if event.HasField("command_id") else None
+            command_id = optional(event, "command_id")
             if command_id is None and isinstance(meta, dict) and meta.get("command_id") is not None:
                 command_id = int(meta["command_id"])
             if command_id is None and isinstance(context, dict) and context.get("command_id") is not None:
@@ -264,7 +267,7 @@ async def follow(events_addr: str, execution_id: int, auth: ClientAuth) -> Async
                 created_at=event.created_at.ToDatetime(tzinfo=UTC),
                 context=context,
                 result=jsonutil.loads(event.result_json),
-                error=event.error if event.HasField("error") else None,
+                error=optional(event, "error"),
                 command_id=command_id,
                 iteration=index if isinstance(index, int) else None,
             )
@@ -272,10 +275,9 @@ async def follow(events_addr: str, execution_id: int, auth: ClientAuth) -> Async
 
 async def watch(
     console: Console,
-    events_addr: str,
+    info: StackInfo,
     execution_id: int,
     progress: Progress,
-    auth: ClientAuth,
     *,
     quiet: bool = False,
     limit: int | None = None,
@@ -291,7 +293,8 @@ async def watch(
     with live or contextlib.nullcontext():
         if limit == 0:
             return
-        async for event in follow(events_addr, execution_id, auth):
+        events = follow(info.events_addr_for(execution_id), execution_id, launcher_auth(info.run_dir))
+        async for event in events:
             changed = progress.apply(event)
             seen += 1
             if live is not None:

@@ -19,7 +19,7 @@ import httpx
 from rich.console import Console
 
 from language.statuses import COMPLETED
-from noetl_mesh.credentials import GATEWAY_TOKEN_ENV, launcher_auth
+from noetl_mesh.credentials import GATEWAY_TOKEN_ENV
 from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.state import StackInfo
 
@@ -126,14 +126,7 @@ async def _run(
         progress = Progress()
         try:
             async with asyncio.timeout(options.timeout):
-                await watch(
-                    console,
-                    info.events_addr_for(execution_id),
-                    execution_id,
-                    progress,
-                    launcher_auth(info.run_dir),
-                    quiet=options.as_json,
-                )
+                await watch(console, info, execution_id, progress, quiet=options.as_json)
         except TimeoutError:
             console.print(
                 f"[yellow]timed out after {options.timeout:g}s[/yellow]; execution {execution_id} goes on "

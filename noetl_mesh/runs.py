@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from language.statuses import CANCELLED, COMPLETED, FAILED, RUNNING
-from noetl_mesh.credentials import launcher_auth
 from noetl_mesh.progress import Progress, report, watch
 from noetl_mesh.run import EXIT_TIMEOUT, detail, gateway_headers
 from noetl_mesh.state import StackInfo
@@ -108,15 +107,7 @@ async def _show(args: argparse.Namespace, info: StackInfo) -> int:
     live = args.follow and not args.json
     try:
         async with asyncio.timeout(args.timeout):
-            await watch(
-                console,
-                info.events_addr_for(execution_id),
-                execution_id,
-                progress,
-                launcher_auth(info.run_dir),
-                quiet=not live,
-                limit=limit,
-            )
+            await watch(console, info, execution_id, progress, quiet=not live, limit=limit)
     except TimeoutError:
         console.print(f"[yellow]timed out after {args.timeout:g}s[/yellow]; the run goes on")
         return EXIT_TIMEOUT

@@ -17,6 +17,7 @@ from noetl.v1 import common_pb2
 from gateway_http.encoding import dumps
 from gateway_http.formatting import timestamp
 from kernel import jsonutil
+from kernel.wire import optional
 from language.event_types import WRITTEN_TERMINAL, EventType
 
 # A value whose JSON is longer than this is sent as a preview of that many characters.
@@ -54,7 +55,7 @@ def console_event(event: common_pb2.Event) -> dict[str, Any]:
     meta = jsonutil.loads(event.meta_json)
     meta = meta if isinstance(meta, Mapping) else {}
     context_map = context if isinstance(context, Mapping) else {}
-    command_id = event.command_id if event.HasField("command_id") else None
+    command_id = optional(event, "command_id")
     command_id = command_id or meta.get("command_id") or context_map.get("command_id")
     error = event.error if event.HasField("error") and event.error else None
     kind = event.event_type

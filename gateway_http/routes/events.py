@@ -34,6 +34,7 @@ from gateway_http.validation import Fields, Problems, parse_id, read_json
 from kernel import jsonutil
 from kernel.errors import NotFound, Unavailable
 from kernel.grpc_client import Sharded
+from kernel.wire import optional
 
 # Events are stored before the answer, so nothing ever waits in a queue.
 QUEUE_DEPTH = 0
@@ -269,9 +270,9 @@ def _batch_body(batch: events_pb2.EventBatch) -> dict[str, Any]:
         "execution_id": str(batch.execution_id),
         "state": batch.state,
         "event_ids": list(batch.event_ids),
-        "commands_generated": batch.commands_generated if batch.HasField("commands_generated") else None,
-        "idempotency_key": batch.idempotency_key if batch.HasField("idempotency_key") else None,
-        "error": batch.error if batch.HasField("error") else None,
+        "commands_generated": optional(batch, "commands_generated"),
+        "idempotency_key": optional(batch, "idempotency_key"),
+        "error": optional(batch, "error"),
         "created_at": timestamp(batch.created_at),
         "updated_at": timestamp(batch.updated_at),
     }

@@ -34,6 +34,7 @@ from gateway_http.views import in_order
 from kernel import jsonutil
 from kernel.errors import MeshError
 from kernel.grpc_client import Sharded
+from kernel.wire import optional
 from language.runtime_kinds import KINDS, WORKER_POOL
 
 # http-api.md §7.4 lists a runtime's keys in this order; JSONB keeps its own (shorter keys first).
@@ -311,7 +312,7 @@ def _pool_item(entry: pools_pb2.RuntimeEntry) -> dict[str, Any]:
         "name": entry.name,
         "runtime": in_order(jsonutil.loads(entry.runtime_json), RUNTIME_KEYS),
         "status": entry.status,
-        "capacity": entry.capacity if entry.HasField("capacity") else None,
+        "capacity": optional(entry, "capacity"),
         "labels": jsonutil.loads(entry.labels_json),
         "heartbeat": timestamp(entry.heartbeat),
         "created_at": timestamp(entry.created_at),

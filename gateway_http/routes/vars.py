@@ -33,6 +33,7 @@ from gateway_http.routes import Endpoint, set_present
 from gateway_http.routes.credentials import required_object
 from gateway_http.validation import Problems, read_json
 from kernel.grpc_client import Sharded
+from kernel.wire import optional
 
 
 class VarsRoutes:
@@ -221,7 +222,7 @@ def _metadata(item: vars_pb2.ExecutionVariable) -> dict[str, Any]:
     return {
         "value": json.loads(item.value_json),
         "type": item.var_type,
-        "source_step": item.source_step if item.HasField("source_step") else None,
+        "source_step": optional(item, "source_step"),
         "created_at": timestamp(item.created_at),
         "accessed_at": timestamp(item.accessed_at),
         "access_count": item.access_count,

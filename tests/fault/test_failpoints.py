@@ -1,7 +1,9 @@
 """Crash windows inside an orchestration pass, hit deterministically by failpoints.
 
 The execution service is started with one failpoint armed; the point kills it (`os._exit`, no
-cleanup) the Nth time it is reached, with runs in flight. The supervisor starts it again
+cleanup) the Nth time it is reached, with runs in flight — or, for the feed, makes it raise: a
+background component that dies takes its process down with it (kernel/runner.py), rather than
+leaving a service that looks alive and advances nothing. The supervisor starts it again
 without failpoints, and every run must complete with a sound log: the projections the dead
 process never wrote are rebuilt from the event log (services/execution/orchestration/projector.py).
 """
@@ -30,6 +32,8 @@ WINDOWS = {
     "orchestrator.start.after_append": "exit@7",
     # Around the terminal write: the final event is committed, the execution row still RUNNING.
     "orchestrator.before_terminal_projection": "exit@2",
+    # The event feed's batch handling fails: the feed task dies, and with it the process.
+    "feed.apply": "raise@3",
 }
 
 

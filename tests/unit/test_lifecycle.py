@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
 
-from kernel.lifecycle import PERIODIC_ERRORS, Background, Periodic
+from kernel.lifecycle import PERIODIC_ERRORS, Background, Crash, Periodic, first_crash
 from tests.helpers.waiting import wait_for
 
 
@@ -106,3 +107,25 @@ async def test_an_error_out_of_run_is_logged_at_once_and_raised_by_shutdown(
     await wait_for(logged, what="the crash logged before any shutdown", within=2.0)
     with pytest.raises(ValueError, match="broken"):
         await crashes.shutdown()
+
+
+async def test_a_crash_is_told_to_the_host_once_and_names_the_component() -> None:
+    class Dies(Background):
+        async def run(self) -> None:
+            raise RuntimeError(f"{self.name} failed")
+
+    async def scenario() -> Crash:
+        crash = first_crash()
+        first, second = Dies("first-to-die"), Dies("second-to-die")
+        await first.start()
+        found = await asyncio.wait_for(asyncio.shield(crash), timeout=2)
+        await second.start()
+        for component in (first, second):
+            with contextlib.suppress(RuntimeError):
+                await component.shutdown()
+        assert crash.result() is found and first_crash() is crash
+        return found
+
+    # A loop of its own: each event loop has its own first crash, and this session's may have one.
+    found = await asyncio.to_thread(asyncio.run, scenario())
+    assert found.component == "first-to-die" and str(found.error) == "first-to-die failed"

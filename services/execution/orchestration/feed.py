@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
-from kernel import jsonutil
+from kernel import failpoints, jsonutil
 from kernel.lifecycle import Background
 from kernel.timeutil import as_utc, utcnow
 from services.execution.engine.records import EventRecord
@@ -122,6 +122,7 @@ class EventFeed(Background):
 
     async def apply(self, messages: Sequence[Msg]) -> None:
         """One fetched batch: each execution's events in id order, executions side by side."""
+        failpoints.hit("feed.apply")
         by_execution: dict[int, list[Delivery]] = {}
         for message in messages:
             delivery = _parse(message)
