@@ -227,7 +227,6 @@ class EventLog:
                 execution_id, after_event_id=after_event_id, event_type=event_type, newest_first=newest_first
             )
             return events, len(events)
-        total = await self._store.count(execution_id, after_event_id=after_event_id, event_type=event_type)
         events = await self._store.list(
             execution_id,
             after_event_id=after_event_id,
@@ -236,6 +235,11 @@ class EventLog:
             limit=page_size,
             offset=(page - 1) * page_size,
         )
+        if page == 1 and len(events) < page_size:
+            # The first page holds them all: that is the count (the orchestrator's log reads
+            # are nearly always this case), without a second statement.
+            return events, len(events)
+        total = await self._store.count(execution_id, after_event_id=after_event_id, event_type=event_type)
         return events, total
 
     async def follow(self, execution_id: int, after_event_id: int | None) -> AsyncIterator[StoredEvent]:

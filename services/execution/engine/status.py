@@ -7,7 +7,7 @@ Every function takes the execution's events in any order: they are ordered by `e
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from language.event_types import ENDED_STATUS, WRITTEN_TERMINAL
 from language.statuses import CANCELLED, COMPLETED, FAILED, RUNNING
@@ -36,59 +36,96 @@ class StatusFlags:
     completed_steps: tuple[str, ...]
 
 
-def terminal_event(events: Iterable[EventRecord]) -> EventRecord | None:
-    """The run's final event when it has one (the first: nothing after it counts), else the
-    newest event of the terminal set (`command.failed` included), if any."""
-    ordered = _ordered(events)
-    final = next((e for e in ordered if canonical_event_type(e.event_type) in WRITTEN_TERMINAL), None)
-    if final is not None:
-        return final
+@dataclass(slots=True)
+class StatusFold:
+    """What the status routes read of a log, folded one event at a time in id order. The
+    orchestrator keeps one per cached execution (`Tracked.status`), so a status read is not a
+    log read; the functions below fold a whole log into one."""
+
+    first: EventRecord | None = None
     newest: EventRecord | None = None
-    for event in ordered:
-        if canonical_event_type(event.event_type) in ENDED_STATUS and (
-            newest is None or event.event_id > newest.event_id
-        ):
-            newest = event
-    return newest
+    final: EventRecord | None = None  # the first written terminal event: nothing after it counts
+    ended: EventRecord | None = None  # the newest event of the terminal set (`command.failed` too)
+    current_step: str | None = None
+    completed_steps: dict[str, None] = field(default_factory=dict)
 
-
-def execution_status(events: Iterable[EventRecord]) -> str:
-    """`RUNNING`, `COMPLETED`, `FAILED` or `CANCELLED` for lists and details (dsl.md §15.1)."""
-    ordered = _ordered(events)
-    terminal = terminal_event(ordered)
-    if terminal is not None:
-        return ENDED_STATUS[canonical_event_type(terminal.event_type)]
-    if ordered:
-        newest = ordered[-1]
+    def add(self, event: EventRecord) -> None:
+        kind = canonical_event_type(event.event_type)
+        self.first = self.first or event
+        self.newest = event
+        if kind in WRITTEN_TERMINAL and self.final is None:
+            self.final = event
+        if kind in ENDED_STATUS:
+            self.ended = event
+        if kind in _STEP_SCOPED and event.node_name:
+            self.current_step = event.node_name
+        name = event.node_name
         if (
-            canonical_event_type(newest.event_type) in _COMPLETION_ARM
+            kind in (EventType.STEP_EXIT, EventType.LOOP_DONE)
+            and event.status == COMPLETED
+            and name
+            and not name.endswith(_SEQUENCE_SUFFIX)
+        ):
+            self.completed_steps.setdefault(name, None)
+
+    @property
+    def terminal(self) -> EventRecord | None:
+        """The run's final event when it has one, else the newest event of the terminal set."""
+        return self.final or self.ended
+
+    def status(self) -> str:
+        """`RUNNING`, `COMPLETED`, `FAILED` or `CANCELLED` for lists and details (dsl.md §15.1)."""
+        terminal = self.terminal
+        if terminal is not None:
+            return ENDED_STATUS[canonical_event_type(terminal.event_type)]
+        newest = self.newest
+        if (
+            newest is not None
+            and canonical_event_type(newest.event_type) in _COMPLETION_ARM
             and newest.node_name == "end"
             and newest.status == COMPLETED
         ):
             return COMPLETED
-    return RUNNING
+        return RUNNING
+
+    def flags(self, *, has_open_commands: bool) -> StatusFlags:
+        """The `/status` flags; `has_open_commands`: a command is pending or in flight."""
+        completed = failed = inferred = False
+        terminal = self.terminal
+        if terminal is not None:
+            status = ENDED_STATUS[canonical_event_type(terminal.event_type)]
+            completed = status in (COMPLETED, CANCELLED)
+            failed = status == FAILED
+        elif self.newest is not None and not has_open_commands:
+            newest = self.newest
+            if canonical_event_type(newest.event_type) in _COMPLETION_ARM and newest.status == COMPLETED:
+                completed = inferred = True
+        return StatusFlags(
+            completed=completed,
+            failed=failed,
+            completion_inferred=inferred,
+            current_step=self.current_step,
+            completed_steps=tuple(self.completed_steps),
+        )
+
+
+def fold(events: Iterable[EventRecord]) -> StatusFold:
+    folded = StatusFold()
+    for event in sorted(events, key=lambda event: event.event_id):
+        folded.add(event)
+    return folded
+
+
+def terminal_event(events: Iterable[EventRecord]) -> EventRecord | None:
+    return fold(events).terminal
+
+
+def execution_status(events: Iterable[EventRecord]) -> str:
+    return fold(events).status()
 
 
 def status_flags(events: Iterable[EventRecord], *, has_open_commands: bool) -> StatusFlags:
-    """The `/status` flags; `has_open_commands`: a command is pending or in flight."""
-    ordered = _ordered(events)
-    completed = failed = inferred = False
-    terminal = terminal_event(ordered)
-    if terminal is not None:
-        status = ENDED_STATUS[canonical_event_type(terminal.event_type)]
-        completed = status in (COMPLETED, CANCELLED)
-        failed = status == FAILED
-    elif ordered and not has_open_commands:
-        newest = ordered[-1]
-        if canonical_event_type(newest.event_type) in _COMPLETION_ARM and newest.status == COMPLETED:
-            completed = inferred = True
-    return StatusFlags(
-        completed=completed,
-        failed=failed,
-        completion_inferred=inferred,
-        current_step=_current_step(ordered),
-        completed_steps=_completed_steps(ordered),
-    )
+    return fold(events).flags(has_open_commands=has_open_commands)
 
 
 def duration_human(seconds: float) -> str:
@@ -100,28 +137,3 @@ def duration_human(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return " ".join(parts) or "0s"
-
-
-def _ordered(events: Iterable[EventRecord]) -> list[EventRecord]:
-    return sorted(events, key=lambda event: event.event_id)
-
-
-def _current_step(ordered: list[EventRecord]) -> str | None:
-    for event in reversed(ordered):
-        if canonical_event_type(event.event_type) in _STEP_SCOPED and event.node_name:
-            return event.node_name
-    return None
-
-
-def _completed_steps(ordered: list[EventRecord]) -> tuple[str, ...]:
-    names: dict[str, None] = {}
-    for event in ordered:
-        name = event.node_name
-        if (
-            canonical_event_type(event.event_type) in (EventType.STEP_EXIT, EventType.LOOP_DONE)
-            and event.status == COMPLETED
-            and name
-            and not name.endswith(_SEQUENCE_SUFFIX)
-        ):
-            names.setdefault(name, None)
-    return tuple(names)

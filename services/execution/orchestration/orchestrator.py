@@ -40,6 +40,7 @@ from services.execution.engine.records import (
 )
 from services.execution.engine.results import hydrated, result_accessors
 from services.execution.engine.state import ExecutionState
+from services.execution.engine.status import StatusFold
 from services.execution.orchestration.projector import Projector
 from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import Appended, CatalogPort, EventsPort, Notification, PlaybookEntry
@@ -105,6 +106,8 @@ class Tracked:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Values read back from the result store, by reference: call.done and step.exit share one.
     results: dict[str, Any] = field(default_factory=dict)
+    # What `/status` reads, folded with the state: a status read is then not a log read.
+    status: StatusFold = field(default_factory=StatusFold)
 
     @property
     def last_event_id(self) -> int | None:
@@ -433,6 +436,7 @@ class Orchestrator:
                 tracked.state = ExecutionState.from_root(record)
             else:
                 tracked.state.apply(record)
+            tracked.status.add(record)
             if record.event_type in TRIGGERS:
                 tracked.last_trigger = record
 

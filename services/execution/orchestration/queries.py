@@ -10,7 +10,7 @@ from kernel.errors import NotFound
 from language.statuses import RUNNING
 from services.execution.commands.store import CommandStore
 from services.execution.engine.records import EventRecord
-from services.execution.engine.status import execution_status, status_flags, terminal_event
+from services.execution.engine.status import execution_status, fold, terminal_event
 from services.execution.orchestration.orchestrator import Orchestrator
 from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import CatalogPort, EventsPort
@@ -121,13 +121,20 @@ class Queries:
         return summaries
 
     async def status(self, execution_id: int) -> StatusView:
-        """Raises NotFound ("Execution not found") for an unknown execution."""
-        records = await self._log(execution_id, "Execution not found")
-        open_commands = await self._commands.open_commands(execution_id)
-        flags = status_flags(records, has_open_commands=open_commands > 0)
-        terminal = terminal_event(records)
+        """Raises NotFound ("Execution not found") for an unknown execution. Read from the
+        orchestrator's synced state (its fold of the log); the log itself only for an execution
+        the orchestrator cannot track (no root event)."""
         tracked = await self._orchestrator.state_of(execution_id)
-        variables = tracked.state.flat_context() if tracked is not None and tracked.state is not None else {}
+        if tracked is not None and tracked.state is not None:
+            facts = tracked.status
+            variables = tracked.state.flat_context()
+        else:
+            facts = fold(await self._log(execution_id, "Execution not found"))
+            variables = {}
+        open_commands = await self._commands.open_commands(execution_id)
+        flags = facts.flags(has_open_commands=open_commands > 0)
+        terminal, newest, first = facts.terminal, facts.newest, facts.first
+        assert first is not None and newest is not None  # a tracked state or a log has a root
         ended = flags.completed or flags.failed
         return StatusView(
             execution_id=execution_id,
@@ -137,9 +144,7 @@ class Queries:
             failed=flags.failed,
             completion_inferred=flags.completion_inferred,
             variables=variables,
-            start_time=records[0].created_at,
-            end_time=(terminal.created_at if terminal is not None else records[-1].created_at)
-            if ended
-            else None,
+            start_time=first.created_at,
+            end_time=(terminal.created_at if terminal is not None else newest.created_at) if ended else None,
             error=terminal.error if terminal is not None else None,
         )
