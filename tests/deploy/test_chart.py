@@ -192,6 +192,32 @@ def test_in_mtls_mode_the_probes_use_the_plaintext_health_ports() -> None:
         assert env_of(container)["NOETL_GRPC_HEALTH_LISTEN"] == f"0.0.0.0:{port}"
 
 
+def test_with_a_csi_issuer_each_worker_pod_proves_its_own_identity() -> None:
+    def worker_pod(*settings: str) -> dict[str, Any]:
+        pod: dict[str, Any] = of_kind(render(*settings), "Deployment")["noetl-worker"]["spec"]["template"][
+            "spec"
+        ]
+        return pod
+
+    shared = worker_pod("security.meshAuth.mode=mtls")
+    [container] = shared["containers"]
+    assert env_of(container)["NOETL_MESH_IDENTITY"] == "worker"
+    assert not any("csi" in volume for volume in shared["volumes"])
+
+    own = worker_pod("security.meshAuth.mode=mtls", "security.meshAuth.workerCsiIssuer.name=mesh-ca")
+    [container] = own["containers"]
+    env = env_of(container)
+    # The id comes from the pod's name, and the certificate's common name carries the same name.
+    assert env["NOETL_MESH_IDENTITY"] == "worker:$(NOETL_WORKER_ID)"
+    assert env["NOETL_WORKER_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    [csi] = [volume for volume in own["volumes"] if "csi" in volume]
+    attributes = csi["csi"]["volumeAttributes"]
+    assert csi["csi"]["driver"] == "csi.cert-manager.io"
+    assert attributes["csi.cert-manager.io/common-name"] == "worker:${POD_NAME}"
+    assert attributes["csi.cert-manager.io/issuer-name"] == "mesh-ca"
+    assert {mount["name"] for mount in container["volumeMounts"]} >= {csi["name"]}
+
+
 def test_every_component_has_a_disruption_budget_and_a_network_policy() -> None:
     objects = render()
     budgets = of_kind(objects, "PodDisruptionBudget")
