@@ -15,13 +15,12 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import expect
 from tests.helpers import infra
 from tests.helpers.admin import bare_database, running_admin
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.infra import PgServer
 from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 
@@ -40,13 +39,8 @@ async def gateway_before(execution_addr: str) -> AsyncIterator[httpx.AsyncClient
             "NOETL_GATEWAY_RPC_TIMEOUT": "5",
         }
     )
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings) as client:
+        yield client
 
 
 @asynccontextmanager

@@ -14,11 +14,10 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import LINEAR_PATH, expect
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.invariants import FinishedRun
 from tests.helpers.mesh import ProcessMesh, register, wait_terminal
 from tests.helpers.nowhere import NOWHERE_ENV
@@ -184,13 +183,8 @@ async def gated_gateway(process_mesh: ProcessMesh, token: str | None) -> AsyncIt
     if token is not None:
         env["NOETL_INTERNAL_API_TOKEN"] = token
     settings = GatewaySettings.load(env)
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30.0) as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings, http_timeout=30.0) as client:
+        yield client
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from tests.contract.golden import GoldenFiles
 from tests.contract.support import LINEAR_PATH, expect
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.invariants import FinishedRun, finish
 from tests.helpers.mesh import ProcessMesh, execute
 from tests.helpers.nowhere import NOWHERE_ENV
@@ -207,13 +206,8 @@ async def test_batch_status_not_found(
 async def test_batch_with_the_event_service_down(golden: GoldenFiles) -> None:
     """503 in the §5.2 shape, with Retry-After, when the event service cannot be reached."""
     config = GatewaySettings.load(NOWHERE_ENV)
-    clients = GatewayClients.connect(config)
-    try:
-        transport = httpx.ASGITransport(app=create_app(clients, config))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            response = await http.post("/api/events/batch", json=batch_body("1", "lost"))
-    finally:
-        await clients.close()
+    async with in_process_gateway(config) as http:
+        response = await http.post("/api/events/batch", json=batch_body("1", "lost"))
     golden.check("event_batch_unavailable", expect(response, 503))
     assert response.headers["retry-after"] == "1"
 
@@ -275,11 +269,6 @@ async def test_event_result_display_filter_is_a_view_that_can_be_switched_off(
             **process_mesh.mesh_env("gateway"),
         }
     )
-    clients = GatewayClients.connect(config)
-    try:
-        transport = httpx.ASGITransport(app=create_app(clients, config))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            unfiltered = expect_json(await http.get(f"/api/events/{event_id}/result"))
-    finally:
-        await clients.close()
+    async with in_process_gateway(config) as http:
+        unfiltered = expect_json(await http.get(f"/api/events/{event_id}/result"))
     assert unfiltered["context"] == payload

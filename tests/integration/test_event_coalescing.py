@@ -16,11 +16,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.encoding import dumps
 from gateway_http.settings import GatewaySettings
 from kernel.ids import MAX_MACHINE_ID, Snowflake
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 from tests.helpers.playbooks import Started, register_noop, start_noop
 from tests.helpers.services import Mesh
@@ -38,13 +37,8 @@ async def gateway(events_addr: str) -> AsyncIterator[httpx.AsyncClient]:
             "NOETL_GATEWAY_RPC_TIMEOUT": "10",
         }
     )
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings, http_timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from kernel.grpc_server import GrpcHost
 from kernel.mesh_guard import ServerAuth
 from services.events.__main__ import assemble as assemble_events
 from services.events.settings import Settings as EventsSettings
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.infra import NatsServer
 from tests.helpers.nowhere import NOWHERE_ENV
 from tests.helpers.outbox import MAX_ATTEMPTS, OutboxHarness, insert_rows, outbox_harness, statuses
@@ -73,13 +74,8 @@ def gateway_settings(backends: Backends, token: str | None) -> GatewaySettings:
 
 
 async def gateway(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 import httpx
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.nowhere import NOWHERE, NOWHERE_ENV
 from tests.helpers.services import Mesh
 
@@ -30,13 +29,8 @@ async def gateway(execution_addr: str, **env: str) -> AsyncIterator[httpx.AsyncC
             **env,
         }
     )
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings) as client:
+        yield client
 
 
 def unique(prefix: str) -> str:

@@ -13,11 +13,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from kernel.migrate import migrate
 from tests.contract.golden import mask
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.nowhere import NOWHERE_ENV
 from tests.helpers.secrets import Wallet, new_key, running_secrets, wallet_settings
 
@@ -42,13 +41,8 @@ async def http(wallet: Wallet) -> AsyncIterator[httpx.AsyncClient]:
             "NOETL_INTERNAL_API_TOKEN": TOKEN,
         }
     )
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings) as client:
+        yield client
 
 
 def body(response: httpx.Response, status: int = 200) -> str:

@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from kernel.sharding import shard_for
 from tests.contract.support import expect
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.infra import database_of
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import ProcessMesh, execute, register
@@ -48,13 +47,8 @@ async def gateway_over(
         **process_mesh.mesh_env("gateway"),
     }
     settings = GatewaySettings.load(env)
-    clients = GatewayClients.connect(settings)
-    transport = httpx.ASGITransport(app=create_app(clients, settings))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30.0) as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(settings, http_timeout=30.0) as client:
+        yield client
 
 
 async def test_pool_status_sums_every_shards_pool(gateway: httpx.AsyncClient) -> None:

@@ -13,10 +13,9 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.middleware import RequestTimeout
 from gateway_http.settings import GatewaySettings
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.nowhere import NOWHERE_ENV
 
 
@@ -30,13 +29,8 @@ def settings(**env: str) -> GatewaySettings:
 
 
 async def client_for(config: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    clients = GatewayClients.connect(config)
-    transport = httpx.ASGITransport(app=create_app(clients, config))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            yield http
-    finally:
-        await clients.close()
+    async with in_process_gateway(config) as http:
+        yield http
 
 
 @pytest.fixture

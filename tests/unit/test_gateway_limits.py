@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
 from kernel.jsonutil import MAX_NESTING_DEPTH
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.nowhere import NOWHERE_ENV
 
 LIMIT = 64 * 1024
@@ -20,13 +19,8 @@ LIMIT = 64 * 1024
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     config = GatewaySettings.load({**NOWHERE_ENV, "NOETL_GATEWAY_MAX_BODY_BYTES": str(LIMIT)})
-    clients = GatewayClients.connect(config)
-    transport = httpx.ASGITransport(app=create_app(clients, config))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
-    finally:
-        await clients.close()
+    async with in_process_gateway(config) as client:
+        yield client
 
 
 async def test_nesting_past_the_limit_is_422_at_any_depth(http: httpx.AsyncClient) -> None:

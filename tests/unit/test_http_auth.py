@@ -14,12 +14,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway_http.app import create_app
-from gateway_http.clients import GatewayClients
 from gateway_http.http_auth import ADMIN, READ, WRITE, required_level
 from gateway_http.settings import GatewaySettings
 from kernel.config import ConfigError
 from kernel.mesh_auth import token_digest
+from tests.helpers.gateway import in_process_gateway
 from tests.helpers.oidc import AUDIENCE, ISSUER, Issuer, served_jwks
 
 NOWHERE = "127.0.0.1:9"
@@ -44,13 +43,8 @@ def settings(**env: str) -> GatewaySettings:
 
 
 async def client_for(config: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    clients = GatewayClients.connect(config)
-    transport = httpx.ASGITransport(app=create_app(clients, config))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            yield http
-    finally:
-        await clients.close()
+    async with in_process_gateway(config) as http:
+        yield http
 
 
 @pytest.fixture
