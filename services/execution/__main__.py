@@ -132,6 +132,7 @@ async def _assemble(settings: Settings, stack: AsyncExitStack) -> list[Registrar
                 stream=settings.bus.event_stream,
                 durable=f"noetl_execution_{settings.shard_index}",
                 subject=bus.shard_events_filter(settings.shard_index, settings.shard_count),
+                batch=settings.feed_batch,
             ),
             prepare=lambda: bus.ensure_streams(js, settings.bus),
         )

@@ -37,6 +37,8 @@ class Settings:
     # Where `/api/postgres/execute` without a credential runs: a least-privilege login, never the
     # superuser of `NOETL_PG_DSN` (docs/security.md); empty = such requests are refused.
     sql_dsn: str = ""
+    # Events the shard's feed fetches at a time (JetStream pull batch).
+    feed_batch: int = 256
 
     @classmethod
     def load(cls) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
             secrets_addr=env.text("NOETL_SECRETS_ADDR", addresses.SECRETS),
             sql_timeout_seconds=env.number("NOETL_POSTGRES_EXECUTE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
             sql_dsn=env.text("NOETL_POSTGRES_EXECUTE_DSN"),
+            feed_batch=env.integer("NOETL_EXECUTION_FEED_BATCH", 256, minimum=1, maximum=4096),
         )
         if shard_count > 1 and len(settings.execution_addrs) != shard_count:
             env.problem(f"NOETL_EXECUTION_ADDRS must name all {shard_count} execution shards, in shard order")

@@ -7,6 +7,7 @@ result as an object (`results`, `count`). docs/compatibility.md lists them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -14,8 +15,9 @@ import httpx
 import pytest
 
 from tests.helpers.eventlog import one
+from tests.helpers.infra import PgServer
 from tests.helpers.invariants import run_playbook
-from tests.helpers.mesh import ProcessMesh, step_result
+from tests.helpers.mesh import ProcessMesh, running_process_mesh, step_result
 from tests.helpers.mock_api import MockApi, running_mock_api
 
 pytestmark = pytest.mark.e2e
@@ -226,6 +228,27 @@ async def test_an_externalised_results_accessors_are_seen_by_worker_side_templat
         "n": 7,
         "size": 20000,
     }
+
+
+async def test_a_stored_result_is_read_back_when_its_call_done_comes_alone(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """A feed that fetches one event at a time folds a `call.done` before its `command.completed`
+    arrives (outside a pass): the stored result must be read back then too, or the next step's
+    templates see the reference where the data should be. With the default batch both usually
+    come together, so this ran only by chance before."""
+    async with (
+        running_process_mesh(pg_server, tmp_path / "mesh", {"NOETL_EXECUTION_FEED_BATCH": "1"}) as mesh,
+        httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30.0) as http,
+    ):
+        for _ in range(2):
+            run = await run_playbook(http, mesh.pg_dsn, EXTERNALISED, seconds=60.0)
+            failures = [
+                e.get("error") for e in run.events if e["event_type"] in ("call.error", "command.failed")
+            ]
+            assert run.status == "COMPLETED", (run.detail.get("error"), failures)
+            look = step_result(run.events, "check")["look"]
+            assert (look["n"], look["size"]) == (7, 20000)
 
 
 LOOP_OBJECT = """\

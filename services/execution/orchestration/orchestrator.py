@@ -373,11 +373,14 @@ class Orchestrator:
         return len(rows)
 
     async def absorb(self, execution_id: int, appended: Appended) -> None:
-        """Folds events written outside a pass (a claim) into a cached state they continue."""
+        """Folds events written outside a pass (a claim; a `call.done` the feed brings without its
+        `command.completed`) into a cached state they continue, with their stored results read
+        back as a pass would: the engine never sees a result as its reference."""
         tracked = self._tracked.get(execution_id)
         if tracked is not None:
             async with tracked.lock:
-                self._continue(tracked, appended)
+                hydrated = dataclasses.replace(appended, stored=await self._hydrate(tracked, appended.stored))
+                self._continue(tracked, hydrated)
 
     async def _sync(self, tracked: Tracked) -> None:
         records = await self._events.since(tracked.execution_id, tracked.last_event_id)
