@@ -8,12 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.execution.engine.records import EventRecord
-from services.execution.engine.status import (
-    duration_human,
-    execution_status,
-    status_flags,
-    terminal_event,
-)
+from services.execution.engine.status import duration_human, fold
 
 
 def log(*rows: tuple[str, str, str]) -> list[EventRecord]:
@@ -67,11 +62,11 @@ EXIT_END = ("step.exit", "end", "COMPLETED")
 )
 def test_execution_status(rows: list[tuple[str, str, str]], expected: str) -> None:
     events = log(*rows)
-    assert execution_status(events) == expected
+    assert fold(events).status() == expected
     shuffled = list(events)
     random.Random(1).shuffle(shuffled)
-    assert execution_status(shuffled) == expected
-    assert execution_status(list(reversed(events))) == expected
+    assert fold(shuffled).status() == expected
+    assert fold(list(reversed(events))).status() == expected
 
 
 @pytest.mark.parametrize(
@@ -89,7 +84,7 @@ def test_execution_status(rows: list[tuple[str, str, str]], expected: str) -> No
 def test_status_flags(
     rows: list[tuple[str, str, str]], open_commands: bool, completed: bool, failed: bool, inferred: bool
 ) -> None:
-    flags = status_flags(log(*rows), has_open_commands=open_commands)
+    flags = fold(log(*rows)).flags(has_open_commands=open_commands)
     assert (flags.completed, flags.failed, flags.completion_inferred) == (completed, failed, inferred)
 
 
@@ -105,27 +100,27 @@ def test_completed_steps_and_current_step() -> None:
         ("command.issued", "end", "PENDING"),
         ("playbook.completed", "p", "COMPLETED"),
     )
-    flags = status_flags(list(reversed(events)), has_open_commands=False)
+    flags = fold(list(reversed(events))).flags(has_open_commands=False)
     assert flags.completed_steps == ("start", "each")
     assert flags.current_step == "end"
-    assert status_flags(log(INIT), has_open_commands=False).current_step is None
+    assert fold(log(INIT)).flags(has_open_commands=False).current_step is None
 
 
 def test_a_final_event_is_final_whatever_arrives_later() -> None:
     """§15.1 rule 0: a late worker `command.failed` after the cancel never reads FAILED."""
     events = log(INIT, ("execution.cancelled", "p", "CANCELLED"), FAILED_A)
-    assert execution_status(events) == "CANCELLED"
-    flags = status_flags(events, has_open_commands=False)
+    assert fold(events).status() == "CANCELLED"
+    flags = fold(events).flags(has_open_commands=False)
     assert (flags.completed, flags.failed) == (True, False)
     done = log(INIT, ("playbook.completed", "p", "COMPLETED"), FAILED_A)
-    assert execution_status(done) == "COMPLETED"
+    assert fold(done).status() == "COMPLETED"
 
 
 def test_terminal_event_is_the_newest_of_the_terminal_set() -> None:
     events = log(INIT, FAILED_A, ("playbook.completed", "p", "COMPLETED"), EXIT_A)
-    found = terminal_event(events)
+    found = fold(events).terminal
     assert found is not None and found.event_type == "playbook.completed"
-    assert terminal_event(log(INIT, EXIT_A)) is None
+    assert fold(log(INIT, EXIT_A)).terminal is None
 
 
 @pytest.mark.parametrize(

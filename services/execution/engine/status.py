@@ -116,18 +116,6 @@ def fold(events: Iterable[EventRecord]) -> StatusFold:
     return folded
 
 
-def terminal_event(events: Iterable[EventRecord]) -> EventRecord | None:
-    return fold(events).terminal
-
-
-def execution_status(events: Iterable[EventRecord]) -> str:
-    return fold(events).status()
-
-
-def status_flags(events: Iterable[EventRecord], *, has_open_commands: bool) -> StatusFlags:
-    return fold(events).flags(has_open_commands=has_open_commands)
-
-
 def duration_human(seconds: float) -> str:
     """`"1d 2h 3m 4s"`: non-zero units only, `"0s"` when everything is zero (http-api.md §13.2)."""
     remaining = max(int(seconds), 0)

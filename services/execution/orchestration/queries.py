@@ -10,7 +10,7 @@ from kernel.errors import NotFound
 from language.statuses import RUNNING
 from services.execution.commands.store import CommandStore
 from services.execution.engine.records import EventRecord
-from services.execution.engine.status import execution_status, fold, terminal_event
+from services.execution.engine.status import fold
 from services.execution.orchestration.orchestrator import Orchestrator
 from services.execution.orchestration.store import ExecutionStore
 from services.execution.ports import CatalogPort, EventsPort
@@ -76,8 +76,8 @@ class Queries:
             path, version = entry.path, entry.version
         except NotFound:
             path = "unknown"
-        terminal = terminal_event(records)
-        status = execution_status(records)
+        facts = fold(records)
+        terminal, status = facts.terminal, facts.status()
         end = terminal.created_at if terminal is not None and status != RUNNING else None
         error = terminal.error if terminal is not None else records[-1].error
         return Summary(
