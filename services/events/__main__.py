@@ -28,8 +28,8 @@ from services.events.wakeups import Wakeups
 async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
     """A failed start closes, in reverse order, what was already open."""
     async with AsyncExitStack() as stack:
-        # The log's partitions start empty each quarter; see `create_pool`.
-        pool = await db.create_pool(settings.basics.pg_dsn, max_size=20, custom_plans=True)
+        # Its look-ups by execution cannot prune the log's partitions at plan time; see `create_pool`.
+        pool = await db.create_pool(settings.basics.pg_dsn, max_size=20, generic_plans=True)
         stack.push_async_callback(pool.close)
         nc = await bus.connect(settings.bus, "noetl-events")
         stack.push_async_callback(nc.drain)

@@ -62,10 +62,16 @@ GROUP BY x.id
 # against unnest() lets the planner hash-join the whole event table once it grows. An identity
 # is stored at most once (the lock guarantees it), so no ORDER BY: with one, the planner walks
 # the (execution_id, event_type, event_id) index through every event of that type instead.
+# Asked as "the first id at or after this one" so that only an index ordered by
+# (execution_id, event_id) can answer it: an equality alone ties, on an empty partition, with
+# every index led by execution_id, and the plan cached there would walk the execution's events.
 _KNOWN_IDS = """
 SELECT k.execution_id, k.event_id
 FROM unnest($1::bigint[], $2::bigint[]) AS k(execution_id, event_id)
-WHERE EXISTS (SELECT 1 FROM noetl.event e WHERE e.execution_id = k.execution_id AND e.event_id = k.event_id)
+CROSS JOIN LATERAL (
+    SELECT e.event_id FROM noetl.event e WHERE e.execution_id = k.execution_id AND e.event_id >= k.event_id
+    ORDER BY e.event_id LIMIT 1) f
+WHERE f.event_id = k.event_id
 """
 _KNOWN_KEYS = """
 SELECT k.execution_id, k.idempotency_key, f.event_id
