@@ -1,4 +1,4 @@
-"""`python -m bench [ingest|gateway|chain|outbox|loops|tools|all]`: start a mesh (or use a running one), benchmark it, print figures.
+"""`python -m bench [ingest|gateway|chain|outbox|loops|tools|emit|all]`: start a mesh (or use a running one), benchmark it, print figures.
 
 Examples:
     .venv/bin/python -m bench                      # everything, on a mesh of its own (~1.5 min)
@@ -11,6 +11,7 @@ Examples:
     .venv/bin/python -m bench loops --loop-runs 5  # 200-iteration loop, 100-wide loop, 50-step chain
     .venv/bin/python -m bench --compare http://127.0.0.1:8092  # side by side with another server
     .venv/bin/python -m bench throughput --shards 3  # 50 chains in flight on a three-shard mesh
+    .venv/bin/python -m bench emit --streams 16 --duration 10  # workers' StreamEmit (not in `all`)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 from bench import chain as chain_bench
 from bench import compare as compare_bench
+from bench import emit as emit_bench
 from bench import gateway as gateway_bench
 from bench import ingest as ingest_bench
 from bench import loops as loops_bench
@@ -56,16 +58,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "benchmark",
         nargs="?",
-        choices=("ingest", "gateway", "chain", "outbox", "tools", "loops", "throughput", "all"),
+        choices=("ingest", "gateway", "chain", "outbox", "tools", "loops", "throughput", "emit", "all"),
         default="all",
     )
     parser.add_argument("--gateway", help="benchmark a running mesh at this URL instead of starting one")
     parser.add_argument(
         "--run-dir", type=Path, help="run dir of the running mesh (Subscribe address, metrics, CPU)"
     )
-    parser.add_argument("--duration", type=float, default=20.0, help="ingest: measured seconds (default 20)")
     parser.add_argument(
-        "--warmup", type=float, default=2.0, help="ingest: unmeasured seconds first (default 2)"
+        "--duration", type=float, default=20.0, help="ingest, emit: measured seconds (default 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="ingest, emit: unmeasured seconds first (default 2)"
     )
     parser.add_argument("--clients", type=int, default=64, help="ingest: concurrent clients (default 64)")
     parser.add_argument(
@@ -123,6 +127,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--in-flight", type=int, default=50, help="throughput: chains started at once (default 50)"
     )
+    parser.add_argument(
+        "--streams", type=int, default=16, help="emit: concurrent StreamEmit streams (default 16)"
+    )
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=1,
+        help="emit: messages (transactions) per StreamEmit call, sent at once (default 1)",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="emit: events per message (default 1)")
     parser.add_argument("--verbose", action="store_true", help="show the mesh's start-up log")
     args = parser.parse_args(argv)
     if not 1 <= args.shards <= 8 or (args.gateway and args.shards != 1):
@@ -133,6 +147,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--clients must be 1..512 and --executions 1..1000")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
+    if not 1 <= args.streams <= 256 or not 1 <= args.messages <= 1000 or not 1 <= args.batch <= 1000:
+        parser.error("--streams must be 1..256, --messages 1..1000 and --batch 1..1000")
     if not 10 <= args.calls <= 100_000:
         parser.error("--calls must be 10..100000")
     if not 1 <= args.runs <= 1000 or not 0 <= args.warmup_runs <= 100:
@@ -194,6 +210,18 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
                     "",
                 ]
             )
+    if args.benchmark == "emit":
+        print(f"emit: {args.warmup:g}s warm-up + {args.duration:g}s ...", file=sys.stderr, flush=True)
+        emitted = await emit_bench.run_emit(
+            target,
+            streams=args.streams,
+            messages=args.messages,
+            batch=args.batch,
+            duration=args.duration,
+            warmup=args.warmup,
+        )
+        rows += emit_bench.rows(emitted)
+        details += emit_bench.describe(emitted)
     if args.benchmark in ("gateway", "all"):
         print(f"gateway: {args.calls} calls per side, 3 calls ...", file=sys.stderr, flush=True)
         compared = await gateway_bench.run_gateway(target, calls=args.calls, warmup=100)

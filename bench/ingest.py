@@ -33,6 +33,8 @@ PARKED_POOL = "bench-parked"
 # Fake command ids for call.done: far above any snowflake the mesh mints in this era (< 2^59).
 FAKE_COMMAND_BASE = 7 << 60
 MAX_REQUESTS_PER_CLIENT = 1_000_000
+# Seconds the closed parked executions get, together, to report completed.
+CLOSE_WAIT = 15.0
 
 
 @dataclass
@@ -58,15 +60,21 @@ class IngestResult:
         return percentile(self.latencies_ms, q)
 
 
-async def _command_of(poster: Poster, execution_id: str, step: str) -> int:
-    """The command id of `step`'s command in the execution, once it has been issued."""
+async def issued_event(poster: Poster, execution_id: str, step: str) -> int:
+    """The event id of `step`'s `command.issued` in the execution (what a worker claims), once issued."""
     for _attempt in range(300):
         detail = await call(poster, "GET", f"/api/executions/{execution_id}?event_type=command.issued")
         issued = [e["event_id"] for e in detail["events"] if e["node_name"] == step]
         if issued:
-            return int((await call(poster, "GET", f"/api/commands/{issued[0]}"))["meta"]["command_id"])
+            return int(issued[0])
         await asyncio.sleep(0.01)
     raise SetupError(f"execution {execution_id} never issued a command for {step}")
+
+
+async def _command_of(poster: Poster, execution_id: str, step: str) -> int:
+    """The command id of `step`'s command in the execution, once it has been issued."""
+    event_id = await issued_event(poster, execution_id, step)
+    return int((await call(poster, "GET", f"/api/commands/{event_id}"))["meta"]["command_id"])
 
 
 async def parked_targets(poster: Poster, count: int) -> list[tuple[str, int]]:
@@ -79,10 +87,12 @@ async def parked_targets(poster: Poster, count: int) -> list[tuple[str, int]]:
     return targets
 
 
-async def _close(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
+async def close_parked(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
     """Completes the parked executions as their worker would (so a long-lived mesh is not left
-    with RUNNING ones): call.done, step.exit, command.completed for `start`, then for `end`."""
+    with RUNNING ones): call.done, step.exit, command.completed for `start`, then for `end`; then
+    waits (bounded) until each reports completed: the owning shard ends it after reading the log."""
     problems = []
+    closed = []
     envelope = {"status": "success", "context": {"data": {}, "status": "success"}}
     for execution_id, start_command in targets:
         try:
@@ -98,9 +108,19 @@ async def _close(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
                     body = {"execution_id": execution_id, "step": step, "event_type": kind, "payload": payload,
                             "meta": {"command_id": command_id}, "worker_id": "bench-closer"}  # fmt: skip
                     await call(poster, "POST", "/api/events", body)
+            closed.append(execution_id)
+        except (SetupError, HttpError) as exc:
+            problems.append(f"{execution_id}: {exc}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_WAIT
+    for execution_id in closed:
+        try:
             status = await call(poster, "GET", f"/api/executions/{execution_id}/status")
+            while not status.get("completed") and loop.time() < deadline:
+                await asyncio.sleep(0.1)
+                status = await call(poster, "GET", f"/api/executions/{execution_id}/status")
             if not status.get("completed"):
-                problems.append(f"{execution_id} not completed after closing: {status}")
+                problems.append(f"{execution_id} not completed {CLOSE_WAIT:g}s after closing: {status}")
         except (SetupError, HttpError) as exc:
             problems.append(f"{execution_id}: {exc}")
     return problems
@@ -207,7 +227,7 @@ async def run_ingest(
     )
     closer = RawPoster(target.gateway_url)
     try:
-        result.close_problems = await _close(closer, targets)
+        result.close_problems = await close_parked(closer, targets)
     finally:
         await closer.close()
     return result
