@@ -178,9 +178,9 @@ class LoopResult:
     # Parallel loops with windows, per run: completions per second over the early / late window.
     early_rate: list[float] = field(default_factory=list)
     late_rate: list[float] = field(default_factory=list)
-    # Loops with windows, per run: per tenth of the run, the median issued → next issued ms
-    # (sequential) or completions per second (parallel).
-    tenths: list[list[float]] = field(default_factory=list)
+    # Loops with windows: figure → per run, the figure over each tenth of the run (sequential:
+    # median gap and median issued → next issued; parallel: completions per second).
+    tenths: dict[str, list[list[float]]] = field(default_factory=dict)
     # Parallel loops, per run: the most iterations issued and not yet completed at one time.
     in_flight: list[int] = field(default_factory=list)
     # par100 only: start completed → the last iteration issued (one pass issues all 100), and the
@@ -287,7 +287,8 @@ def _measure_parallel(result: LoopResult, events: list[Event], step: str) -> Non
             result.early_rate.append(early)
             result.late_rate.append(late)
         rates = [_rate(completions, tenth) for tenth in _tenths(completions)]
-        result.tenths.append([rate if rate is not None else float("nan") for rate in rates])
+        by_tenth = [rate if rate is not None else float("nan") for rate in rates]
+        result.tenths.setdefault("completions/s", []).append(by_tenth)
 
 
 def _measure(result: LoopResult, events: list[Event]) -> None:
@@ -312,7 +313,9 @@ def _measure(result: LoopResult, events: list[Event]) -> None:
         ):
             gap_ms += [gaps[i] * 1000.0 for i in stretch]
             cadence_ms += [cadence[i] * 1000.0 for i in stretch]
-        result.tenths.append([percentile(cadence[t.start : t.stop], 50) * 1000.0 for t in _tenths(cadence)])
+        for figure, values in (("completed → next issued", gaps), ("issued → next issued", cadence)):
+            by_tenth = [percentile(values[t.start : t.stop], 50) * 1000.0 for t in _tenths(values)]
+            result.tenths.setdefault(f"median {figure} ms", []).append(by_tenth)
 
 
 def _progress(events: list[Event], step: str | None) -> str:
@@ -458,11 +461,10 @@ def describe(results: list[LoopResult], engine: passes.PassTimes | None) -> list
                 f"p90 {percentile(r.early_cadence_ms, 90):.1f}; {late}: median "
                 f"{percentile(r.late_cadence_ms, 50):.1f} ms, p90 {percentile(r.late_cadence_ms, 90):.1f}"
             )
-        if r.tenths:
-            figure = "completions/s" if s.parallel else "median issued → next issued ms"
+        for figure, runs in r.tenths.items():
             lines.append(
                 f"  {figure} by tenth of the run (median over runs): "
-                + ", ".join(f"{percentile(column, 50):.1f}" for column in zip(*r.tenths, strict=True))
+                + ", ".join(f"{percentile(column, 50):.1f}" for column in zip(*runs, strict=True))
             )
         for failure in r.failures[:5]:
             lines.append(f"  FAILED run: {failure}")
