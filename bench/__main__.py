@@ -9,6 +9,7 @@ Examples:
     .venv/bin/python -m bench all --gateway http://127.0.0.1:8082   # a mesh already running
     .venv/bin/python -m bench tools                # the worker's tools, on meshes of its own
     .venv/bin/python -m bench loops --loop-runs 5  # 200-iteration loop, 100-wide loop, 50-step chain
+    .venv/bin/python -m bench loops --loops seq2000,par2000 --loop-runs 1  # 2,000 iterations
     .venv/bin/python -m bench --compare http://127.0.0.1:8092  # side by side with another server
     .venv/bin/python -m bench throughput --shards 3  # 50 chains in flight on a three-shard mesh
     .venv/bin/python -m bench emit --streams 16 --duration 10  # workers' StreamEmit (not in `all`)
@@ -109,7 +110,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--loop-runs", type=int, default=3, help="loops: timed runs per playbook (default 3, 1 warm-up first)"
     )
     parser.add_argument(
-        "--loops", default="seq200,par100,chain50", help="loops: playbooks to run (default all three)"
+        "--loops",
+        default="seq200,par100,chain50",
+        help="loops: playbooks to run (default seq200,par100,chain50; also seq2000,par2000, minutes each)",
     )
     parser.add_argument(
         "--compare",
