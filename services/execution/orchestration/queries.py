@@ -65,31 +65,39 @@ class Queries:
         return records
 
     async def summary(self, execution_id: int) -> Summary:
-        """Raises NotFound ("Execution <id> not found") when the execution has no events."""
-        records = await self._log(execution_id, f"Execution {execution_id} not found")
-        root = records[0]
-        context = root.context if isinstance(root.context, dict) else {}
-        catalog_id = int(context.get("catalog_id") or 0)
-        path, version = str(context.get("path") or "unknown"), 0
-        try:
-            entry = await self._catalog.resolve(path=None, catalog_id=catalog_id, version=None)
-            path, version = entry.path, entry.version
-        except NotFound:
-            path = "unknown"
-        facts = fold(records)
-        terminal, status = facts.terminal, facts.status()
-        end = terminal.created_at if terminal is not None and status != RUNNING else None
-        error = terminal.error if terminal is not None else records[-1].error
+        """Raises NotFound ("Execution <id> not found") when the execution has no events. Read
+        from the orchestrator's synced state like `status`: a detail view polled while the run
+        goes on costs an incremental log read, not the whole log and a catalog look-up."""
+        tracked = await self._orchestrator.state_of(execution_id)
+        if tracked is not None and tracked.state is not None:
+            entry = tracked.entry
+            facts = tracked.status
+            catalog_id, path, version = entry.catalog_id, entry.path, entry.version
+            parent_execution_id = tracked.parent_execution_id
+        else:
+            records = await self._log(execution_id, f"Execution {execution_id} not found")
+            context = records[0].context if isinstance(records[0].context, dict) else {}
+            catalog_id = int(context.get("catalog_id") or 0)
+            path, version = str(context.get("path") or "unknown"), 0
+            try:
+                resolved = await self._catalog.resolve(path=None, catalog_id=catalog_id, version=None)
+                path, version = resolved.path, resolved.version
+            except NotFound:
+                path = "unknown"
+            facts = fold(records)
+            parent_execution_id = await self._store.parent_of(execution_id)
+        terminal, status, first, newest = facts.terminal, facts.status(), facts.first, facts.newest
+        assert first is not None and newest is not None  # a tracked state or a log has a root
         return Summary(
             execution_id=execution_id,
             catalog_id=catalog_id,
             path=path,
             version=version,
             status=status,
-            start_time=root.created_at,
-            end_time=end,
-            error=error,
-            parent_execution_id=await self._store.parent_of(execution_id),
+            start_time=first.created_at,
+            end_time=terminal.created_at if terminal is not None and status != RUNNING else None,
+            error=terminal.error if terminal is not None else newest.error,
+            parent_execution_id=parent_execution_id,
         )
 
     async def recent(self, limit: int, offset: int) -> list[Summary]:
