@@ -104,12 +104,14 @@ FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]
          event_type, node_name, node_type, status, context, result, meta, error, worker_id, command_id,
          idempotency_key)
 """
+# The events and their outbox rows in one statement (one round trip of the append transaction).
 # Rows are enqueued already IN_FLIGHT with attempts 1: the writer's post-commit relay holds the
 # lease, and the outbox publisher only takes them over if that lease expires or a failure is marked.
-_INSERT_OUTBOX = """
+_INSERT_LOGGED = f"""
+WITH logged AS ({_INSERT_EVENTS})
 INSERT INTO noetl.outbox (execution_id, event_id, subject, payload, payload_codec, status, attempts, locked_at)
 SELECT o.execution_id, o.event_id, o.subject, o.payload::jsonb, 'json', 'IN_FLIGHT', 1, now()
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS o(execution_id, event_id, subject, payload)
+FROM unnest($19::bigint[], $20::bigint[], $21::text[], $22::text[]) AS o(execution_id, event_id, subject, payload)
 ON CONFLICT (execution_id, event_id, subject) DO NOTHING
 RETURNING outbox_id, execution_id, event_id, subject, payload::text
 """
@@ -247,8 +249,7 @@ class EventStore:
             ]
             stored = [event for _, outcome in written for event in outcome.stored]
             if stored:
-                await self._insert(conn, stored)
-                entries = await self._enqueue(conn, written)
+                entries = await self._write(conn, stored, written)
                 for _, outcome in written:
                     ids = {event.event_id for event in outcome.stored}
                     outcome.outbox = [entry for entry in entries if entry.event_id in ids]
@@ -333,9 +334,23 @@ class EventStore:
             await conn.executemany(_INSERT_BATCH, rows)
 
     @staticmethod
-    async def _insert(conn: Connection, stored: list[StoredEvent]) -> None:
-        await conn.execute(
-            _INSERT_EVENTS,
+    async def _write(
+        conn: Connection, stored: list[StoredEvent], written: list[tuple[AppendJob, AppendOutcome]]
+    ) -> list[OutboxEntry]:
+        """Inserts the events and enqueues their outbox rows (stream mirror, command notice)."""
+        rows: list[tuple[int, int, str, str]] = []
+        for job, outcome in written:
+            drafts = [d for d, duplicate in zip(job.drafts, outcome.duplicates, strict=True) if not duplicate]
+            for event, draft in zip(outcome.stored, drafts, strict=True):
+                if job.mirror_subject is not None:
+                    rows.append(
+                        (event.execution_id, event.event_id, job.mirror_subject, stream_payload(event))
+                    )
+                if draft.notify is not None:
+                    payload = orjson.dumps({**draft.notify.payload, "event_id": event.event_id}).decode()
+                    rows.append((event.execution_id, event.event_id, draft.notify.subject, payload))
+        result = await conn.fetch(
+            _INSERT_LOGGED,
             [e.execution_id for e in stored],
             [e.event_id for e in stored],
             [e.catalog_id for e in stored],
@@ -354,24 +369,8 @@ class EventStore:
             [e.worker_id for e in stored],
             [e.command_id for e in stored],
             [e.idempotency_key for e in stored],
+            *_columns(rows, 4),
         )
-
-    @staticmethod
-    async def _enqueue(conn: Connection, written: list[tuple[AppendJob, AppendOutcome]]) -> list[OutboxEntry]:
-        rows: list[tuple[int, int, str, str]] = []
-        for job, outcome in written:
-            drafts = [d for d, duplicate in zip(job.drafts, outcome.duplicates, strict=True) if not duplicate]
-            for event, draft in zip(outcome.stored, drafts, strict=True):
-                if job.mirror_subject is not None:
-                    rows.append(
-                        (event.execution_id, event.event_id, job.mirror_subject, stream_payload(event))
-                    )
-                if draft.notify is not None:
-                    payload = orjson.dumps({**draft.notify.payload, "event_id": event.event_id}).decode()
-                    rows.append((event.execution_id, event.event_id, draft.notify.subject, payload))
-        if not rows:
-            return []
-        result = await conn.fetch(_INSERT_OUTBOX, *_columns(rows, 4))
         return [OutboxEntry(row[0], row[2], row[1], row[3], row[4]) for row in result]
 
     async def project(self, envelopes: Sequence[Envelope]) -> tuple[int, int]:
