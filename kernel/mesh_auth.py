@@ -121,11 +121,16 @@ def token_digest(token: str) -> str:
 
 
 class WatchedFile:
-    """A small file's text, re-read when its modification time changes."""
+    """A small file's text, re-read when the file changes.
+
+    A change is a new inode, size or modification time. Two writes within one tick of the file
+    system's clock share a modification time; a file replaced atomically (how tokens files are
+    written) has an inode other than the one it replaced.
+    """
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._mtime = -1
+        self._version: tuple[int, int, int] | None = None
         self._checked = float("-inf")
         self._text = ""
         self.refresh(force=True)
@@ -145,8 +150,9 @@ class WatchedFile:
             return False
         self._checked = now
         try:
-            mtime = os.stat(self._path).st_mtime_ns
-            if mtime == self._mtime:
+            found = os.stat(self._path)
+            version = (found.st_ino, found.st_size, found.st_mtime_ns)
+            if version == self._version:
                 return False
             text = Path(self._path).read_text()
         except OSError:
@@ -154,7 +160,7 @@ class WatchedFile:
                 raise
             log.warning("cannot re-read %s; keeping its previous contents", self._path)
             return False
-        self._mtime = mtime
+        self._version = version
         self._text = text
         return True
 

@@ -286,15 +286,22 @@ async def worker_tokens(secured: Secured, callers: Callers) -> dict[str, str]:
     tokens = {
         worker_id: _issue(secured.credentials.directory, worker_id) for worker_id in (WORKER_A, WORKER_B)
     }
-    method = execution_pb2.DESCRIPTOR.services_by_name["CommandService"].methods_by_name["Claim"]
+    # A call each process serves: a method it does not serve is answered UNIMPLEMENTED before
+    # any credential is looked at, which would say nothing about that process's tokens.
+    probes = {
+        "execution": "CommandService/Claim",
+        "events": "EventService/StreamEmit",
+        "secrets": "SecretsService/Resolve",
+    }
+    served = dict(methods())
 
     async def known_everywhere() -> bool:
         codes = [
-            await call(callers.channels[process], token, "CommandService/Claim", method)
-            for process in ("execution", "events", "secrets")
+            await call(callers.channels[process], token, name, served[name])
+            for process, name in probes.items()
             for token in tokens.values()
         ]
-        return grpc.StatusCode.UNAUTHENTICATED not in codes
+        return grpc.StatusCode.UNAUTHENTICATED not in codes and grpc.StatusCode.UNIMPLEMENTED not in codes
 
     await wait_for(known_everywhere, what="the servers to read the new worker tokens", within=5.0)
     return tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -62,3 +63,19 @@ def test_noetl_mesh_tokens_writes_a_clusters_secret(tmp_path: Path) -> None:
 def test_the_tokens_file_must_be_well_formed() -> None:
     with pytest.raises(ValueError, match="line 2"):
         parse_tokens("catalog " + "a" * 64 + "\nworker not-a-digest\n")
+
+
+def test_workers_added_within_one_clock_tick_are_both_known(tmp_path: Path) -> None:
+    """A server that read the tokens file between two additions learns the second as well,
+    even when the file system gave both versions the same modification time."""
+    made = mesh_credentials(tmp_path, {}, ("catalog",))
+    assert made is not None
+    tokens = made.directory / TOKENS_FILE
+    add_worker(made.directory, "w-a")
+    stamp = tokens.stat().st_mtime_ns
+    table = TokenTable(str(tokens))
+    add_worker(made.directory, "w-b")
+    os.utime(tokens, ns=(stamp, stamp))  # the same tick as the version the table read
+    table._file._checked = float("-inf")  # the recheck interval has passed
+    b_token = (made.directory / "worker@w-b.token").read_text().strip()
+    assert table.caller(b_token) == "worker:w-b"
