@@ -59,12 +59,10 @@ CROSS JOIN LATERAL (
 GROUP BY x.id
 """
 # Identity look-ups go key by key through LATERAL so each one is an index probe; a plain join
-# against unnest() lets the planner hash-join the whole event table once it grows. An identity
-# is stored at most once (the lock guarantees it), so no ORDER BY: with one, the planner walks
-# the (execution_id, event_type, event_id) index through every event of that type instead.
-# Asked as "the first id at or after this one" so that only an index ordered by
+# against unnest() lets the planner hash-join the whole event table once it grows.
+# An event id is asked as "the first id at or after this one" so that only an index ordered by
 # (execution_id, event_id) can answer it: an equality alone ties, on an empty partition, with
-# every index led by execution_id, and the plan cached there would walk the execution's events.
+# every index led by execution_id, and a plan cached there would walk the execution's events.
 _KNOWN_IDS = """
 SELECT k.execution_id, k.event_id
 FROM unnest($1::bigint[], $2::bigint[]) AS k(execution_id, event_id)
@@ -73,6 +71,9 @@ CROSS JOIN LATERAL (
     ORDER BY e.event_id LIMIT 1) f
 WHERE f.event_id = k.event_id
 """
+# A key or a worker event's identity is stored at most once (the lock guarantees it), so no
+# ORDER BY: with one, the planner walks the (execution_id, event_type, event_id) index through
+# every event of that type instead.
 _KNOWN_KEYS = """
 SELECT k.execution_id, k.idempotency_key, f.event_id
 FROM unnest($1::bigint[], $2::text[]) AS k(execution_id, idempotency_key)
