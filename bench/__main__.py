@@ -38,6 +38,7 @@ from bench import outbox as outbox_bench
 from bench import passes as passes_bench
 from bench import throughput as throughput_bench
 from bench import tools as tools_bench
+from bench.cpu import share_rows
 from bench.stats import table
 from bench.target import Target, external, own_mesh
 
@@ -203,16 +204,8 @@ async def _run(args: argparse.Namespace, target: Target) -> tuple[list[list[str]
             [name, "p50 / p95 ms", f"{r.pct(50):.1f} / {r.pct(95):.1f}", ""],
             [name, "p99 ms", f"{r.pct(99):.1f}", REFERENCE["ingest p99 ms"]],
             [name, "errors", str(sum(r.errors.values())), ""],
+            *share_rows(name, r.cpu),
         ]
-        if r.cpu is not None and r.cpu.by_component:
-            rows.append(
-                [
-                    name,
-                    "mesh / client CPU (% of 1 core)",
-                    f"{r.cpu.pct(r.cpu.mesh_total):.0f} / {r.cpu.pct(r.cpu.bench):.0f}",
-                    "",
-                ]
-            )
     if args.benchmark == "emit":
         print(f"emit: {args.warmup:g}s warm-up + {args.duration:g}s ...", file=sys.stderr, flush=True)
         emitted = await emit_bench.run_emit(

@@ -150,3 +150,11 @@ def mesh_roots(run_dir: Path, processes: Mapping[str, int]) -> dict[str, int]:
     with contextlib.suppress(OSError, ValueError):
         roots["nats"] = int((run_dir / "nats" / "nats.pid").read_text().strip())
     return roots
+
+
+def share_rows(name: str, cpu: CpuReport | None) -> list[list[str]]:
+    """The summary table's "mesh / client CPU" row, when the mesh's processes are known."""
+    if cpu is None or not cpu.by_component:
+        return []
+    shares = f"{cpu.pct(cpu.mesh_total):.0f} / {cpu.pct(cpu.bench):.0f}"
+    return [[name, "mesh / client CPU (% of 1 core)", shares, ""]]

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import grpc
 from noetl.v1 import events_pb2, events_pb2_grpc, execution_pb2, execution_pb2_grpc
 
-from bench.cpu import CpuMeter, CpuReport
+from bench.cpu import CpuMeter, CpuReport, share_rows
 from bench.http import RawPoster
-from bench.ingest import PARKED_POOL, close_parked, issued_event
+from bench.ingest import PARKED_POOL, close_parked, event_costs, issued_event
 from bench.playbooks import INGEST_TARGET, SetupError, execute, register
-from bench.stats import histogram_mean, per_unit_lines, percentile
+from bench.stats import percentile
 from bench.target import Snapshot, Target
 from kernel import jsonutil
 from kernel.mesh_policy import WORKER
@@ -185,47 +185,23 @@ async def run_emit(
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=CALL_TIMEOUT + 10)
     finally:
         await channel.close()
-    result.append_txn = histogram_mean(
-        before.metrics.get("events", {}),
-        after.metrics.get("events", {}),
-        "noetl_event_ingest_duration_seconds",
-        'event_type="command.heartbeat"',
+    result.append_txn, result.cost = event_costs(
+        before, after, result.events, 'event_type="command.heartbeat"'
     )
-    result.cost = per_unit_lines(
-        before.metrics,
-        after.metrics,
-        before_pg=before.pg,
-        after_pg=after.pg,
-        units=result.events,
-        unit="event",
-    )
-    closer = RawPoster(target.gateway_url)
-    try:
-        result.close_problems = await close_parked(closer, parked)
-    finally:
-        await closer.close()
+    result.close_problems = await close_parked(target, parked)
     return result
 
 
 def rows(result: EmitResult) -> list[list[str]]:
     name = f"StreamEmit ({result.streams} streams, {result.messages}x{result.batch} per call)"
-    out = [
+    return [
         [name, "events/s committed", f"{result.events_per_s:.0f}", ""],
         [name, "messages (transactions)/s", f"{result.messages_per_s:.0f}", ""],
         [name, "call p50 / p95 ms", f"{result.pct(50):.1f} / {result.pct(95):.1f}", ""],
         [name, "call p99 ms", f"{result.pct(99):.1f}", ""],
         [name, "errors", str(sum(result.errors.values())), ""],
+        *share_rows(name, result.cpu),
     ]
-    if result.cpu is not None and result.cpu.by_component:
-        out.append(
-            [
-                name,
-                "mesh / client CPU (% of 1 core)",
-                f"{result.cpu.pct(result.cpu.mesh_total):.0f} / {result.cpu.pct(result.cpu.bench):.0f}",
-                "",
-            ]
-        )
-    return out
 
 
 def describe(result: EmitResult) -> list[str]:

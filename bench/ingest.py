@@ -87,10 +87,35 @@ async def parked_targets(poster: Poster, count: int) -> list[tuple[str, int]]:
     return targets
 
 
-async def close_parked(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
+async def close_parked(target: Target, targets: list[tuple[str, int]]) -> list[str]:
     """Completes the parked executions as their worker would (so a long-lived mesh is not left
     with RUNNING ones): call.done, step.exit, command.completed for `start`, then for `end`; then
     waits (bounded) until each reports completed: the owning shard ends it after reading the log."""
+    poster = RawPoster(target.gateway_url)
+    try:
+        return await _close(poster, targets)
+    finally:
+        await poster.close()
+
+
+def event_costs(
+    before: Snapshot, after: Snapshot, units: int, *labels: str
+) -> tuple[tuple[float, int] | None, list[str]]:
+    """The events service's mean append time (series with every one of `labels`) and the gRPC
+    and Postgres work per event between two snapshots."""
+    append_txn = histogram_mean(
+        before.metrics.get("events", {}),
+        after.metrics.get("events", {}),
+        "noetl_event_ingest_duration_seconds",
+        *labels,
+    )
+    cost = per_unit_lines(
+        before.metrics, after.metrics, before_pg=before.pg, after_pg=after.pg, units=units, unit="event"
+    )
+    return append_txn, cost
+
+
+async def _close(poster: Poster, targets: list[tuple[str, int]]) -> list[str]:
     problems = []
     closed = []
     envelope = {"status": "success", "context": {"data": {}, "status": "success"}}
@@ -212,24 +237,8 @@ async def run_ingest(
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
     if shared is not None:
         await shared.close()
-    result.append_txn = histogram_mean(
-        before.metrics.get("events", {}),
-        after.metrics.get("events", {}),
-        "noetl_event_ingest_duration_seconds",
-    )
-    result.cost = per_unit_lines(
-        before.metrics,
-        after.metrics,
-        before_pg=before.pg,
-        after_pg=after.pg,
-        units=result.completed,
-        unit="event",
-    )
-    closer = RawPoster(target.gateway_url)
-    try:
-        result.close_problems = await close_parked(closer, targets)
-    finally:
-        await closer.close()
+    result.append_txn, result.cost = event_costs(before, after, result.completed)
+    result.close_problems = await close_parked(target, targets)
     return result
 
 
