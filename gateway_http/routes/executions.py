@@ -518,14 +518,17 @@ class ExecutionRoutes:
         since_event_id = query.identifier("since_event_id")
         event_type = query.text("event_type")
         problems.check()
-        found = await self._execution.for_execution(execution_id).executions.Get(
-            execution_pb2.GetRequest(execution_id=execution_id), timeout=self._timeout
-        )
         listing = events_pb2.ListEventsRequest(
             execution_id=execution_id, newest_first=True, page=page, page_size=page_size
         )
         set_present(listing, after_event_id=since_event_id, event_type=event_type or None)
-        listed = await self._events.for_execution(execution_id).ListEvents(listing, timeout=self._timeout)
+        # Both asked at once: this route is what clients poll for a run's end.
+        found, listed = await asyncio.gather(
+            self._execution.for_execution(execution_id).executions.Get(
+                execution_pb2.GetRequest(execution_id=execution_id), timeout=self._timeout
+            ),
+            self._events.for_execution(execution_id).ListEvents(listing, timeout=self._timeout),
+        )
         return json_response(
             {
                 "execution_id": str(execution_id),

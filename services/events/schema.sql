@@ -122,3 +122,99 @@ CREATE TABLE IF NOT EXISTS noetl.event_batch (
 ALTER TABLE noetl.event_batch ADD COLUMN IF NOT EXISTS request_digest TEXT;
 CREATE UNIQUE INDEX IF NOT EXISTS idx_event_batch_idem ON noetl.event_batch (execution_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- An append's look-ups in one round trip (services/events/store.py, `EventStore._lookup`).
+-- It takes the executions' advisory locks first, in id order (concurrent appends never
+-- deadlock); each look-up after that is a statement of its own in a VOLATILE function, so it
+-- reads with a snapshot taken after the locks were granted and sees every event the previous
+-- holder committed. Rows by `kind`: 0 the chain head (`catalog_id`, `parent_execution_id` of
+-- its execution), 1 the first terminal event, 2 a given event id stored already, 3 the event
+-- stored under an idempotency key (`label`), 4 a worker event's identity (`label` its type).
+-- Look-ups go key by key through LATERAL so each one is an index probe under a generic plan
+-- (tests/integration/test_event_plans.py): a plain join against unnest() lets the planner
+-- hash-join the whole event table once it grows.
+CREATE OR REPLACE FUNCTION noetl.append_lookup(
+    executions BIGINT[],
+    open_checks BIGINT[],
+    terminal_types TEXT[],
+    id_executions BIGINT[],
+    id_events BIGINT[],
+    key_executions BIGINT[],
+    key_names TEXT[],
+    worker_executions BIGINT[],
+    worker_types TEXT[],
+    worker_nodes TEXT[],
+    worker_commands BIGINT[]
+) RETURNS TABLE (
+    kind SMALLINT,
+    execution_id BIGINT,
+    event_id BIGINT,
+    catalog_id BIGINT,
+    parent_execution_id BIGINT,
+    label TEXT,
+    node_name TEXT,
+    command_id BIGINT
+) LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    locked BIGINT;
+BEGIN
+    FOR locked IN SELECT DISTINCT x FROM unnest(executions) AS x ORDER BY x LOOP
+        PERFORM pg_advisory_xact_lock(locked);
+    END LOOP;
+    RETURN QUERY
+        SELECT 0::smallint, x.id, h.event_id, h.catalog_id, h.parent_execution_id, NULL::text, NULL::text, NULL::bigint
+        FROM unnest(executions) AS x(id)
+        CROSS JOIN LATERAL (
+            SELECT e.event_id, e.catalog_id, e.parent_execution_id FROM noetl.event e
+            WHERE e.execution_id = x.id ORDER BY e.event_id DESC LIMIT 1) h;
+    -- One probe per (execution, terminal type): a single probe filtering on several types walks
+    -- the execution's whole log when it has no terminal event yet.
+    IF cardinality(open_checks) > 0 THEN
+        RETURN QUERY
+            SELECT 1::smallint, x.id, min(t.event_id), NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::bigint
+            FROM unnest(open_checks) AS x(id)
+            CROSS JOIN unnest(terminal_types) AS ty(name)
+            CROSS JOIN LATERAL (
+                SELECT e.event_id FROM noetl.event e
+                WHERE e.execution_id = x.id AND e.event_type = ty.name ORDER BY e.event_id LIMIT 1) t
+            GROUP BY x.id;
+    END IF;
+    -- An event id is asked as "the first id at or after this one" so that only an index ordered
+    -- by (execution_id, event_id) can answer it: an equality alone ties, on an empty partition,
+    -- with every index led by execution_id, and a plan cached there would walk the execution.
+    IF cardinality(id_events) > 0 THEN
+        RETURN QUERY
+            SELECT 2::smallint, k.execution_id, k.event_id, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::bigint
+            FROM unnest(id_executions, id_events) AS k(execution_id, event_id)
+            CROSS JOIN LATERAL (
+                SELECT e.event_id FROM noetl.event e
+                WHERE e.execution_id = k.execution_id AND e.event_id >= k.event_id
+                ORDER BY e.event_id LIMIT 1) f
+            WHERE f.event_id = k.event_id;
+    END IF;
+    -- A key or a worker event's identity is stored at most once (the lock guarantees it), so no
+    -- ORDER BY: with one, the planner walks the (execution_id, event_type, event_id) index
+    -- through every event of that type instead.
+    IF cardinality(key_names) > 0 THEN
+        RETURN QUERY
+            SELECT 3::smallint, k.execution_id, f.event_id, NULL::bigint, NULL::bigint, k.idempotency_key, NULL::text, NULL::bigint
+            FROM unnest(key_executions, key_names) AS k(execution_id, idempotency_key)
+            CROSS JOIN LATERAL (
+                SELECT e.event_id FROM noetl.event e
+                WHERE e.execution_id = k.execution_id AND e.idempotency_key = k.idempotency_key
+                LIMIT 1) f;
+    END IF;
+    IF cardinality(worker_commands) > 0 THEN
+        RETURN QUERY
+            SELECT 4::smallint, k.execution_id, f.event_id, NULL::bigint, NULL::bigint, k.event_type, k.node_name, k.command_id
+            FROM unnest(worker_executions, worker_types, worker_nodes, worker_commands)
+                AS k(execution_id, event_type, node_name, command_id)
+            CROSS JOIN LATERAL (
+                SELECT e.event_id FROM noetl.event e
+                WHERE e.execution_id = k.execution_id AND e.event_type = k.event_type
+                  AND e.node_name = k.node_name AND e.command_id = k.command_id
+                LIMIT 1) f;
+    END IF;
+END
+$$;

@@ -1,9 +1,9 @@
 """SQL of the event context: appends to noetl.event and enqueues noetl.outbox rows.
 
 Appends run as a group commit: one transaction takes the advisory lock of every execution it
-touches (in id order, so concurrent transactions never deadlock), reads their chain heads and
-already-stored identities in a few set-based queries, and inserts every new event and outbox
-row with one statement each. The per-execution lock is what keeps each `prev_event_id` chain
+touches (in id order, so concurrent transactions never deadlock) and reads their chain heads,
+terminal events and already-stored identities in one round trip (`noetl.append_lookup`), then
+inserts every new event and its outbox rows in one statement. The per-execution lock is what keeps each `prev_event_id` chain
 gap-free and makes idempotency and the single terminal event one decision.
 """
 
@@ -39,58 +39,15 @@ _SELECT = (
     "node_id, node_name, node_type, status, created_at, context::text, result::text, meta::text, error, worker_id, "
     "command_id, duration FROM noetl.event"
 )
-_LOCK = "SELECT pg_advisory_xact_lock(x) FROM unnest($1::bigint[]) AS x ORDER BY x"
-_HEADS = """
-SELECT x.id, h.event_id, h.catalog_id, h.parent_execution_id
-FROM unnest($1::bigint[]) AS x(id)
-CROSS JOIN LATERAL (
-    SELECT event_id, catalog_id, parent_execution_id FROM noetl.event
-    WHERE execution_id = x.id ORDER BY event_id DESC LIMIT 1) h
+# Locks, chain heads, terminal events and stored identities in one round trip: see the
+# function's comment in schema.sql for why the look-ups read after the locks.
+_LOOKUP = """
+SELECT kind, execution_id, event_id, catalog_id, parent_execution_id, label, node_name, command_id
+FROM noetl.append_lookup($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+    $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[])
 """
-# One index probe per (execution, terminal type): a single probe filtering on several types
-# walks the execution's whole log when it has no terminal event yet.
-_TERMINALS = """
-SELECT x.id, min(t.event_id)
-FROM unnest($1::bigint[]) AS x(id)
-CROSS JOIN unnest($2::text[]) AS ty(name)
-CROSS JOIN LATERAL (
-    SELECT event_id FROM noetl.event
-    WHERE execution_id = x.id AND event_type = ty.name ORDER BY event_id LIMIT 1) t
-GROUP BY x.id
-"""
-# Identity look-ups go key by key through LATERAL so each one is an index probe; a plain join
-# against unnest() lets the planner hash-join the whole event table once it grows.
-# An event id is asked as "the first id at or after this one" so that only an index ordered by
-# (execution_id, event_id) can answer it: an equality alone ties, on an empty partition, with
-# every index led by execution_id, and a plan cached there would walk the execution's events.
-_KNOWN_IDS = """
-SELECT k.execution_id, k.event_id
-FROM unnest($1::bigint[], $2::bigint[]) AS k(execution_id, event_id)
-CROSS JOIN LATERAL (
-    SELECT e.event_id FROM noetl.event e WHERE e.execution_id = k.execution_id AND e.event_id >= k.event_id
-    ORDER BY e.event_id LIMIT 1) f
-WHERE f.event_id = k.event_id
-"""
-# A key or a worker event's identity is stored at most once (the lock guarantees it), so no
-# ORDER BY: with one, the planner walks the (execution_id, event_type, event_id) index through
-# every event of that type instead.
-_KNOWN_KEYS = """
-SELECT k.execution_id, k.idempotency_key, f.event_id
-FROM unnest($1::bigint[], $2::text[]) AS k(execution_id, idempotency_key)
-CROSS JOIN LATERAL (
-    SELECT event_id FROM noetl.event e
-    WHERE e.execution_id = k.execution_id AND e.idempotency_key = k.idempotency_key
-    LIMIT 1) f
-"""
-_KNOWN_WORKER = """
-SELECT k.execution_id, k.event_type, k.node_name, k.command_id, f.event_id
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k(execution_id, event_type, node_name, command_id)
-CROSS JOIN LATERAL (
-    SELECT event_id FROM noetl.event e
-    WHERE e.execution_id = k.execution_id AND e.event_type = k.event_type
-      AND e.node_name = k.node_name AND e.command_id = k.command_id
-    LIMIT 1) f
-"""
+# `kind` of a `_LOOKUP` row.
+_HEAD, _TERMINAL, _KNOWN_ID, _KNOWN_KEY, _KNOWN_WORKER = range(5)
 _INSERT_EVENTS = """
 INSERT INTO noetl.event (execution_id, event_id, catalog_id, parent_event_id, parent_execution_id, prev_event_id,
     created_at, event_type, node_id, node_name, node_type, status, context, result, meta, error, worker_id,
@@ -205,12 +162,8 @@ class EventStore:
         Raises:
             asyncpg.PostgresError: the transaction failed as a whole (nothing was written).
         """
-        executions = sorted({job.execution_id for job in jobs})
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK, executions)
-            heads = {row[0]: Head(row[1], row[2], row[3]) for row in await conn.fetch(_HEADS, executions)}
-            terminals = await self._terminals(conn, jobs, heads)
-            known = await self._known(conn, jobs)
+            heads, terminals, known = await self._lookup(conn, Lookup.of(jobs))
             recorded = await self._recorded_batches(conn, jobs)
             now = utcnow()
             results: list[AppendOutcome | MeshError] = []
@@ -258,46 +211,33 @@ class EventStore:
         return results
 
     @staticmethod
-    async def _terminals(
-        conn: Connection, jobs: Sequence[AppendJob], heads: dict[int, Head]
-    ) -> dict[int, int]:
-        wanted = sorted(
-            {
-                job.execution_id
-                for job in jobs
-                if job.execution_id in heads
-                and (job.require_open or any(d.event_type in WRITTEN_TERMINAL for d in job.drafts))
-            }
+    async def _lookup(conn: Connection, wanted: Lookup) -> tuple[dict[int, Head], dict[int, int], Known]:
+        """Takes the executions' locks and reads, in one round trip, their chain heads, the first
+        terminal event of each open check, and which of the identities are stored already."""
+        rows = await conn.fetch(
+            _LOOKUP,
+            sorted(set(wanted.executions)),
+            sorted(set(wanted.open_checks)),
+            list(WRITTEN_TERMINAL),
+            *_columns(wanted.explicit, 2),
+            *_columns(wanted.keys, 2),
+            *_columns(wanted.workers, 4),
         )
-        if not wanted:
-            return {}
-        return {row[0]: row[1] for row in await conn.fetch(_TERMINALS, wanted, list(WRITTEN_TERMINAL))}
-
-    @staticmethod
-    async def _known(conn: Connection, jobs: Sequence[AppendJob]) -> Known:
+        heads: dict[int, Head] = {}
+        terminals: dict[int, int] = {}
         known = Known()
-        explicit = [
-            (job.execution_id, d.explicit_id) for job in jobs for d in job.drafts if d.explicit_id is not None
-        ]
-        keys = [
-            (job.execution_id, d.idempotency_key) for job in jobs for d in job.drafts if d.idempotency_key
-        ]
-        workers = [
-            (job.execution_id, d.event_type, d.node_name, d.command_id)
-            for job in jobs
-            for d in job.drafts
-            if d.worker_dedupe and d.command_id is not None
-        ]
-        if explicit:
-            rows = await conn.fetch(_KNOWN_IDS, *_columns(explicit, 2))
-            known.ids = {(row[0], row[1]) for row in rows}
-        if keys:
-            rows = await conn.fetch(_KNOWN_KEYS, *_columns(keys, 2))
-            known.keys = {(row[0], row[1]): row[2] for row in rows}
-        if workers:
-            rows = await conn.fetch(_KNOWN_WORKER, *_columns(workers, 4))
-            known.workers = {(row[0], row[1], row[2], row[3]): row[4] for row in rows}
-        return known
+        for kind, execution_id, event_id, catalog_id, parent, label, node_name, command_id in rows:
+            if kind == _HEAD:
+                heads[execution_id] = Head(event_id, catalog_id, parent)
+            elif kind == _TERMINAL:
+                terminals[execution_id] = event_id
+            elif kind == _KNOWN_ID:
+                known.ids.add((execution_id, event_id))
+            elif kind == _KNOWN_KEY:
+                known.keys[(execution_id, label)] = event_id
+            elif kind == _KNOWN_WORKER:
+                known.workers[(execution_id, label, node_name, command_id)] = event_id
+        return heads, terminals, known
 
     @staticmethod
     async def _recorded_batches(
@@ -382,13 +322,11 @@ class EventStore:
         Raises:
             asyncpg.PostgresError: the batch broke a constraint (nothing was written).
         """
-        executions = sorted({e.execution_id for e in envelopes})
+        executions = [e.execution_id for e in envelopes]
+        pairs = [(e.execution_id, e.event_id) for e in envelopes]
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK, executions)
-            heads = {row[0]: row[1] for row in await conn.fetch(_HEADS, executions)}
-            pairs = [(e.execution_id, e.event_id) for e in envelopes]
-            existing = {(row[0], row[1]) for row in await conn.fetch(_KNOWN_IDS, *_columns(pairs, 2))}
-            new = link(envelopes, heads, existing).new
+            heads, _, known = await self._lookup(conn, Lookup(executions, explicit=pairs))
+            new = link(envelopes, {eid: head.event_id for eid, head in heads.items()}, known.ids).new
             inserted = await conn.fetch(_INSERT_PROJECTED, *_projected_columns(new)) if new else []
         return len(inserted), len(envelopes) - len(inserted)
 
@@ -507,6 +445,44 @@ def _replay(
         )
     ids = found.event_ids
     return AppendOutcome(event_ids=list(ids), duplicates=[True] * len(ids), replay_of=found.request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What one transaction asks `EventStore._lookup`: executions to lock and read the heads of,
+    those to check for a terminal event, and identities (event ids, keys, worker events)."""
+
+    executions: Sequence[int]
+    open_checks: Sequence[int] = ()
+    explicit: Sequence[tuple[int, int]] = ()
+    keys: Sequence[tuple[int, str]] = ()
+    workers: Sequence[tuple[int, str, str, int]] = ()
+
+    @classmethod
+    def of(cls, jobs: Sequence[AppendJob]) -> Lookup:
+        return cls(
+            executions=[job.execution_id for job in jobs],
+            open_checks=[
+                job.execution_id
+                for job in jobs
+                if job.require_open or any(d.event_type in WRITTEN_TERMINAL for d in job.drafts)
+            ],
+            explicit=[
+                (job.execution_id, d.explicit_id)
+                for job in jobs
+                for d in job.drafts
+                if d.explicit_id is not None
+            ],
+            keys=[
+                (job.execution_id, d.idempotency_key) for job in jobs for d in job.drafts if d.idempotency_key
+            ],
+            workers=[
+                (job.execution_id, d.event_type, d.node_name, d.command_id)
+                for job in jobs
+                for d in job.drafts
+                if d.worker_dedupe and d.command_id is not None
+            ],
+        )
 
 
 @dataclass(frozen=True, slots=True)

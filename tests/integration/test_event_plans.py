@@ -1,4 +1,4 @@
-"""The event store's look-ups stay index probes under the generic plans its pool caches.
+"""The event store's look-ups (`noetl.append_lookup`) stay index probes under generic plans.
 
 The events service plans each statement once per connection (`create_pool(generic_plans=True)`,
 kernel/db.py). A plan is then made for whatever the log looked like at that moment: a fresh,
@@ -23,26 +23,29 @@ from services.events import store
 # An execution id in the 2026 Q4 partition (data-model.md §3.3); the others stay empty.
 EXECUTION = 364_000_000_000_000_001
 
-# (statement, its arguments as SQL literals, the columns every partition's index condition holds)
-LOOKUPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "heads": (store._HEADS, f"'{{{EXECUTION}}}'", ("execution_id",)),
-    "terminals": (
-        store._TERMINALS,
-        f"'{{{EXECUTION}}}', '{{playbook.completed,playbook.failed}}'",
-        ("execution_id", "event_type"),
-    ),
-    "known ids": (store._KNOWN_IDS, f"'{{{EXECUTION}}}', '{{7}}'", ("execution_id", "event_id")),
-    "known keys": (
-        store._KNOWN_KEYS,
-        f"'{{{EXECUTION}}}', '{{batch-1}}'",
-        ("execution_id", "idempotency_key"),
-    ),
-    "known worker events": (
-        store._KNOWN_WORKER,
-        f"'{{{EXECUTION}}}', '{{call.done}}', '{{start}}', '{{7}}'",
-        ("execution_id", "event_type", "node_name", "command_id"),
-    ),
+# Every look-up of `noetl.append_lookup` (its statements are told apart by the `kind` each
+# returns first) and the columns every partition's index condition must hold for it.
+LOOKUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "heads": ("SELECT 0::smallint", ("execution_id",)),
+    "terminals": ("SELECT 1::smallint", ("execution_id", "event_type")),
+    "known ids": ("SELECT 2::smallint", ("execution_id", "event_id")),
+    "known keys": ("SELECT 3::smallint", ("execution_id", "idempotency_key")),
+    "known worker events": ("SELECT 4::smallint", ("execution_id", "event_type", "node_name", "command_id")),
 }
+# The function's arguments, every look-up asked once.
+_ARGUMENTS = (
+    [EXECUTION],
+    [EXECUTION],
+    ["playbook.completed", "playbook.failed"],
+    [EXECUTION],
+    [7],
+    [EXECUTION],
+    ["batch-1"],
+    [EXECUTION],
+    ["call.done"],
+    ["start"],
+    [7],
+)
 
 # One execution's events as a long run leaves them: every event of the same step, three types,
 # a command id each (the shape that once drew a cached plan onto the one-column `node_name` index).
@@ -65,19 +68,37 @@ async def dsn(module_dsn: str) -> str:
     return module_dsn
 
 
-async def _plan(dsn: str, sql: str, arguments: str) -> dict[str, Any]:
-    """The plan a fresh pool of the events service would cache for `sql` right now."""
+async def _plans(dsn: str) -> dict[str, dict[str, Any]]:
+    """The plan of each look-up as a fresh pool of the events service caches it right now.
+
+    The statements run inside the function, so their plans are read with auto_explain, which
+    sends each executed statement's plan to this session as a notice."""
     pool = await db.create_pool(dsn, max_size=1, generic_plans=True)
+    notices: list[str] = []
     try:
         async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-            await conn.execute(f"PREPARE probe AS {sql}")
-            rows = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE probe({arguments})")
-            await conn.execute("DEALLOCATE probe")
+
+            def listen(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
+                notices.append(str(message.message))
+
+            conn.add_log_listener(listen)
+            await conn.execute("LOAD 'auto_explain'")
+            await conn.execute(
+                "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
+                " SET auto_explain.log_format = json; SET auto_explain.log_level = notice"
+            )
+            await conn.fetch(store._LOOKUP, *_ARGUMENTS)
+            conn.remove_log_listener(listen)
     finally:
         await pool.close()
-    plan: dict[str, Any] = json.loads(rows)[0]["Plan"]
-    return plan
+    found: dict[str, dict[str, Any]] = {}
+    for notice in notices:
+        explained = json.loads(notice[notice.index("{") :])
+        for name, (marker, _) in LOOKUPS.items():
+            if marker in explained["Query Text"]:
+                found[name] = explained["Plan"]
+    return found
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -91,9 +112,13 @@ def _event_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _assert_index_probes(dsn: str) -> None:
+    plans = await _plans(dsn)
     wrong: list[str] = []
-    for name, (sql, arguments, keys) in LOOKUPS.items():
-        scans = _event_scans(await _plan(dsn, sql, arguments))
+    for name, (_, keys) in LOOKUPS.items():
+        if name not in plans:
+            wrong.append(f"{name}: not run by noetl.append_lookup")
+            continue
+        scans = _event_scans(plans[name])
         if not scans:
             wrong.append(f"{name}: no scan of the event log in the plan")
         for scan in scans:

@@ -24,7 +24,7 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 # Table → the statements allowed on it ("*" = any).
 OWNED: dict[str, dict[str, str]] = {
     "catalog": {"resource": "*", "catalog": "*"},
-    "events": {"event": "*", "event_log": "*", "event_batch": "*", "outbox": "INSERT"},
+    "events": {"event": "*", "event_log": "*", "event_batch": "*", "append_lookup": "*", "outbox": "INSERT"},
     "execution": {"execution": "*", "command": "*", "runtime": "*", "transient": "*", "result_store": "*"},
     "outbox": {"outbox": "*"},
     "secrets": {"credential": "*", "keychain": "*", "secret_audit": "*"},
@@ -49,9 +49,10 @@ _BARE = r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE|USING)\s+(?:ONLY\s+)?([A-Za-z_][A-Za-
 _BARE_CAPITALS = re.compile(_BARE)
 _BARE_ANY_CASE = re.compile(_BARE, re.IGNORECASE)
 _STATEMENT = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH|MERGE|TRUNCATE)\b", re.IGNORECASE)
-# A table or view a schema.sql creates; a partition (`PARTITION OF` on the same line) is its parent's.
+# A table, view or function a schema.sql creates; a partition (`PARTITION OF` on the same line) is
+# its parent's. A function counts as a table: only its context may call it.
 _CREATED = re.compile(
-    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?noetl\.(\w+)(?![^\n]*PARTITION\s+OF)",
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|FUNCTION)\s+(?:IF\s+NOT\s+EXISTS\s+)?noetl\.(\w+)(?![^\n]*PARTITION\s+OF)",
     re.IGNORECASE,
 )
 _INSERT_BEFORE = re.compile(r"INSERT\s+INTO\s+$", re.IGNORECASE)
@@ -70,7 +71,7 @@ class Violation:
 
 
 def schema_tables(context: str) -> set[str]:
-    """The tables and views `services/<context>/schema.sql` creates."""
+    """The tables, views and functions `services/<context>/schema.sql` creates."""
     return set(_CREATED.findall((SERVICES / context / "schema.sql").read_text()))
 
 

@@ -308,9 +308,22 @@ class Orchestrator:
     async def state_of(self, execution_id: int) -> Tracked | None:
         """The synced state of an execution (rebuilt from the log when not cached)."""
         tracked = await self._load(execution_id)
-        if tracked is not None:
+        if tracked is None:
+            return None
+        cursor = tracked.last_event_id
+        if cursor is None:  # still starting: wait for the start's append
             async with tracked.lock:
                 await self._sync(tracked)
+            return tracked
+        # The log is read before taking the pass lock: a status poll, which mostly finds nothing
+        # new, never holds up a pass, and waits for one only to fold what it found.
+        records = await self._events.since(execution_id, cursor)
+        if records:
+            async with tracked.lock:
+                if tracked.last_event_id == cursor:
+                    self._fold(tracked, await self._hydrate(tracked, records))
+                else:  # a pass folded meanwhile: continue from where it stopped
+                    await self._sync(tracked)
         return tracked
 
     async def _persist(self, tracked: Tracked, decision: Decision, *, require_open: bool) -> int:
