@@ -14,11 +14,12 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 
+from kernel import failpoints
 from kernel.bus import event_subject
 from kernel.db import connection_errors, with_retry
 from kernel.errors import Internal, InvalidArgument, MeshError, NotFound
 from kernel.metrics import INGEST_BUCKETS
-from language.event_types import EVENT_TYPES, WRITTEN_TERMINAL
+from language.event_types import EVENT_TYPES, WRITTEN_TERMINAL, EventType
 from services.events.batcher import AppendBatcher
 from services.events.batches import COMPLETED, BatchOutcome, EventBatch, batch_digest
 from services.events.chain import AppendJob, AppendOutcome, BatchIntent, Draft, StoredEvent
@@ -96,6 +97,11 @@ class EventLog:
                 mirror_subject=self._mirror_subject(execution_id),
             )
         )
+        kinds = {event.event_type for event in outcome.stored}
+        if EventType.COMMAND_ISSUED in kinds and EventType.PLAYBOOK_INITIALIZED not in kinds:
+            # A pass's commands committed, neither relayed nor answered: the orchestrator cannot
+            # know they were written (tests/fault/test_failpoints.py).
+            failpoints.hit("events.pass.after_commit")
         self._after_commit(outcome, started)
         return outcome
 

@@ -108,6 +108,11 @@ class Tracked:
     results: dict[str, Any] = field(default_factory=dict)
     # What `/status` reads, folded with the state: a status read is then not a log read.
     status: StatusFold = field(default_factory=StatusFold)
+    # An append of this state's pass failed without a definite answer (the events service died
+    # between its commit and its reply): the log may hold events the state lacks, and a pass
+    # deciding without them would issue their commands again under new ids. The next pass reads
+    # the log first.
+    unsure: bool = False
 
     @property
     def last_event_id(self) -> int | None:
@@ -228,8 +233,9 @@ class Orchestrator:
                 committed = dataclasses.replace(
                     committed, stored=await self._hydrate(tracked, committed.stored)
                 )
-            if committed is None or not self._continue(tracked, committed):
+            if tracked.unsure or committed is None or not self._continue(tracked, committed):
                 await self._sync(tracked)
+                tracked.unsure = False
             state = tracked.state
             if state is None or tracked.finished:
                 return 0
@@ -348,6 +354,9 @@ class Orchestrator:
             DRIVES.labels("closed").inc()
             await self._sync(tracked)
             return 0
+        except BaseException:
+            tracked.unsure = True
+            raise
         failpoints.hit("orchestrator.after_append")
         ids = appended.event_ids
         if tracked.state is None:
