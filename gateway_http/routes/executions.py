@@ -522,12 +522,14 @@ class ExecutionRoutes:
             execution_id=execution_id, newest_first=True, page=page, page_size=page_size
         )
         set_present(listing, after_event_id=since_event_id, event_type=event_type or None)
-        # Both asked at once: this route is what clients poll for a run's end.
-        found, listed = await asyncio.gather(
-            self._execution.for_execution(execution_id).executions.Get(
-                execution_pb2.GetRequest(execution_id=execution_id), timeout=self._timeout
-            ),
-            self._events.for_execution(execution_id).ListEvents(listing, timeout=self._timeout),
+        listed = await self._events.for_execution(execution_id).ListEvents(listing, timeout=self._timeout)
+        summary = execution_pb2.GetRequest(execution_id=execution_id)
+        if page == 1 and not event_type and listed.events:
+            # The log's newest event: this route is what clients poll for a run's end, and a
+            # shard whose state has folded it answers without reading the log again.
+            summary.seen_event_id = listed.events[0].event_id
+        found = await self._execution.for_execution(execution_id).executions.Get(
+            summary, timeout=self._timeout
         )
         return json_response(
             {

@@ -233,7 +233,7 @@ class EventLog:
                 execution_id, after_event_id=after_event_id, event_type=event_type, newest_first=newest_first
             )
             return events, len(events)
-        events = await self._store.list(
+        events, total = await self._store.page(
             execution_id,
             after_event_id=after_event_id,
             event_type=event_type,
@@ -241,11 +241,10 @@ class EventLog:
             limit=page_size,
             offset=(page - 1) * page_size,
         )
-        if page == 1 and len(events) < page_size:
-            # The first page holds them all: that is the count (the orchestrator's log reads
-            # are nearly always this case), without a second statement.
-            return events, len(events)
-        total = await self._store.count(execution_id, after_event_id=after_event_id, event_type=event_type)
+        if total is None:  # an empty page carries no count
+            total = await self._store.count(
+                execution_id, after_event_id=after_event_id, event_type=event_type
+            )
         return events, total
 
     async def follow(self, execution_id: int, after_event_id: int | None) -> AsyncIterator[StoredEvent]:

@@ -34,11 +34,12 @@ from services.events.chain import (
 )
 from services.events.projection import Envelope, link
 
-_SELECT = (
+_COLUMNS = (
     "SELECT event_id, execution_id, catalog_id, parent_event_id, prev_event_id, parent_execution_id, event_type, "
     "node_id, node_name, node_type, status, created_at, context::text, result::text, meta::text, error, worker_id, "
-    "command_id, duration FROM noetl.event"
+    "command_id, duration"
 )
+_SELECT = f"{_COLUMNS} FROM noetl.event"
 # Locks, chain heads, terminal events and stored identities in one round trip: see the
 # function's comment in schema.sql for why the look-ups read after the locks.
 _LOOKUP = """
@@ -364,6 +365,28 @@ class EventStore:
         """(found, the `result` column as JSON text or None when NULL)."""
         row = await self._pool.fetchrow(_EVENT_RESULT, event_id)
         return (False, None) if row is None else (True, row[0])
+
+    async def page(
+        self,
+        execution_id: int,
+        *,
+        after_event_id: int | None,
+        event_type: str | None,
+        newest_first: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[StoredEvent], int | None]:
+        """One page and the number of every matching event, in one statement; the number is None
+        when the page is empty (it travels on the page's rows)."""
+        clauses, args = _filters(execution_id, after_event_id, event_type)
+        order = "DESC" if newest_first else "ASC"
+        args.extend([limit, offset])
+        sql = (
+            f"{_COLUMNS}, (SELECT count(*) FROM noetl.event WHERE {clauses}) FROM noetl.event WHERE {clauses} "
+            f"ORDER BY event_id {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        )
+        rows = await self._pool.fetch(sql, *args)
+        return [_stored(row) for row in rows], (int(rows[0][19]) if rows else None)
 
     async def list(
         self,

@@ -89,7 +89,9 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
     async def Get(
         self, request: execution_pb2.GetRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.GetResponse:
-        return execution_pb2.GetResponse(summary=_summary(await self._queries.summary(request.execution_id)))
+        seen = request.seen_event_id if request.HasField("seen_event_id") else None
+        summary = await self._queries.summary(request.execution_id, seen_event_id=seen)
+        return execution_pb2.GetResponse(summary=_summary(summary))
 
     async def ListExecutions(
         self, request: execution_pb2.ListExecutionsRequest, context: grpc.aio.ServicerContext

@@ -311,12 +311,15 @@ class Orchestrator:
             async with tracked.lock:
                 return
 
-    async def state_of(self, execution_id: int) -> Tracked | None:
-        """The synced state of an execution (rebuilt from the log when not cached)."""
+    async def state_of(self, execution_id: int, *, seen_event_id: int | None = None) -> Tracked | None:
+        """The synced state of an execution (rebuilt from the log when not cached); with
+        `seen_event_id`, a state that has folded that event already is taken as synced."""
         tracked = await self._load(execution_id)
         if tracked is None:
             return None
         cursor = tracked.last_event_id
+        if cursor is not None and seen_event_id is not None and cursor >= seen_event_id:
+            return tracked
         if cursor is None:  # still starting: wait for the start's append
             async with tracked.lock:
                 await self._sync(tracked)

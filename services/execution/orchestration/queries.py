@@ -65,11 +65,12 @@ class Queries:
             raise NotFound(missing)
         return records
 
-    async def summary(self, execution_id: int) -> Summary:
+    async def summary(self, execution_id: int, *, seen_event_id: int | None = None) -> Summary:
         """Raises NotFound ("Execution <id> not found") when the execution has no events. Read
         from the orchestrator's synced state like `status`: a detail view polled while the run
-        goes on costs an incremental log read, not the whole log and a catalog look-up."""
-        tracked = await self._orchestrator.state_of(execution_id)
+        goes on costs an incremental log read, not the whole log and a catalog look-up — and no
+        read at all when the caller has seen the log's newest event and the state has folded it."""
+        tracked = await self._orchestrator.state_of(execution_id, seen_event_id=seen_event_id)
         if tracked is not None and tracked.state is not None:
             entry = tracked.entry
             facts = tracked.status
