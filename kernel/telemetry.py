@@ -86,9 +86,9 @@ def recording() -> bool:
 
 
 # A process that records no span gets no tracing interceptors: around every call they would build
-# and end a span nobody keeps, about a third of a unary call's CPU here (bench/README.md, CPU
-# accounting). Tracing is therefore switched on per mesh, every service alike: a recording
-# service behind one that records nothing starts a trace of its own.
+# and end a span nobody keeps, a quarter to a third of a unary call's CPU (docs/decisions.md).
+# Tracing is therefore switched on per mesh, every service alike: a recording service behind one
+# that records nothing starts a trace of its own.
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     return [aio_server_interceptor(), ExecutionIdInterceptor()] if recording() else []
 

@@ -3,8 +3,9 @@
 Appends run as a group commit: one transaction takes the advisory lock of every execution it
 touches (in id order, so concurrent transactions never deadlock) and reads their chain heads,
 terminal events and already-stored identities in one round trip (`noetl.append_lookup`), then
-inserts every new event and its outbox rows in one statement. The per-execution lock is what keeps each `prev_event_id` chain
-gap-free and makes idempotency and the single terminal event one decision.
+inserts every new event and its outbox rows in one statement. The per-execution lock is what
+keeps each `prev_event_id` chain gap-free and makes idempotency and the single terminal event
+one decision.
 """
 
 from __future__ import annotations
