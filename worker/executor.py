@@ -79,6 +79,7 @@ class Executor:
                     execution_id=note.execution_id,
                     worker_id=self._worker_id,
                     start=True,
+                    command_id=note.command_id,
                 ),
                 timeout=30,
             )

@@ -148,3 +148,62 @@ async def test_an_expired_lease_lets_another_worker_reclaim(
     # The previous holder is now the one refused.
     failure = await failure_of(claim(mesh, started.event_id, "worker-a"))
     assert failure.detail == {"code": "active_claim", "worker_id": "worker-b"}
+
+
+async def claim_named(
+    mesh: Mesh, started: Started, command_id: int, worker_id: str
+) -> execution_pb2.ClaimResponse:
+    """A claim as the mesh's worker makes it: naming the execution and the command it was told of."""
+    response: execution_pb2.ClaimResponse = await mesh.commands.Claim(
+        execution_pb2.ClaimRequest(
+            event_id=started.event_id,
+            execution_id=started.execution_id,
+            command_id=command_id,
+            worker_id=worker_id,
+            start=True,
+        ),
+        timeout=20,
+    )
+    return response
+
+
+async def test_a_claim_naming_its_command_holds_it_and_starts_it(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    claimed = await claim_named(mesh, started, started.command_id, "worker-a")
+
+    assert claimed.command.command_id == started.command_id
+    assert [r["event_id"] for r in await claimed_events(db, started)] == [claimed.claim_event_id]
+    row = await command_row(db, started, "status, worker_id")
+    assert dict(row) == {"status": "RUNNING", "worker_id": "worker-a"}
+
+
+async def test_a_command_id_that_is_not_the_events_claims_the_events_command(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    other = await start_noop(mesh, db, await register_noop(mesh, "claims-other"))
+    claimed = await claim_named(mesh, started, other.command_id, "worker-a")
+
+    assert claimed.command.command_id == started.command_id
+    assert (await command_row(db, started, "status"))["status"] == "RUNNING"
+    untouched = await db.fetchval(
+        "SELECT status FROM noetl.command WHERE execution_id = $1 AND command_id = $2",
+        other.execution_id,
+        other.command_id,
+    )
+    assert untouched == "PENDING"
+
+
+async def test_a_named_command_without_its_row_yet_is_projected_from_the_log_and_claimed(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    # As if the pass that issued it had appended its event and not written its row yet (or died).
+    await db.execute(
+        "DELETE FROM noetl.command WHERE execution_id = $1 AND command_id = $2",
+        started.execution_id,
+        started.command_id,
+    )
+    claimed = await claim_named(mesh, started, started.command_id, "worker-a")
+
+    assert claimed.command.command_id == started.command_id
+    assert (await command_row(db, started, "status"))["status"] == "RUNNING"

@@ -58,6 +58,7 @@ class CommandApi(execution_pb2_grpc.CommandServiceServicer):
             worker_id,
             jsonutil.loads(request.locality_json),
             start=request.start,
+            command_id=optional(request, "command_id"),
         )
         return execution_pb2.ClaimResponse(
             command=command_message(claimed.command), claim_event_id=claimed.claim_event_id

@@ -86,39 +86,70 @@ class Claims:
         return row
 
     async def claim(
-        self, event_id: int, execution_id: int | None, worker_id: str, locality: Any, *, start: bool = False
+        self,
+        event_id: int,
+        execution_id: int | None,
+        worker_id: str,
+        locality: Any,
+        *,
+        start: bool = False,
+        command_id: int | None = None,
     ) -> Claimed:
         """Claims a command; with `start`, also records its `command.started` in the same append.
+        With `command_id` and `execution_id` (what the notification named), the row is locked
+        at once and looked up by event id only when it is not there yet.
 
         Raises:
             NotFound: unknown command event id.
             Conflict: `active_claim` (with Retry-After) or `already_terminal`.
         """
-        try:
-            found = await self.find(event_id, execution_id)
-        except NotFound:
-            CLAIMS.labels("not_found").inc()
-            raise
-        async with self._projector.claiming(found.command_id):
-            claimed = await self._claim(found, worker_id, locality, start=start)
-            if claimed.appended is not None:
+        claimed = None
+        if execution_id is not None and command_id is not None:
+            claimed = await self._claim_command(
+                execution_id, command_id, event_id, worker_id, locality, start=start
+            )
+        if claimed is None:
+            try:
+                found = await self.find(event_id, execution_id)
+            except NotFound:
+                CLAIMS.labels("not_found").inc()
+                raise
+            claimed = await self._claim_command(
+                found.execution_id, found.command_id, event_id, worker_id, locality, start=start
+            )
+            if claimed is None:  # gone between the look-up and the lock: nothing a claim can hold
+                CLAIMS.labels("not_found").inc()
+                raise NotFound(f"command not found: {event_id}")
+        if claimed.appended is not None:
+            # The orchestrator's cached state continues from these events: no log read at the next pass.
+            await self._orchestrator.absorb(claimed.command.execution_id, claimed.appended)
+        return claimed
+
+    async def _claim_command(
+        self, execution_id: int, command_id: int, event_id: int, worker_id: str, locality: Any, *, start: bool
+    ) -> Claimed | None:
+        """None when the command has no row for `event_id` (yet)."""
+        async with self._projector.claiming(command_id):
+            claimed = await self._claim(execution_id, command_id, event_id, worker_id, locality, start=start)
+            if claimed is not None and claimed.appended is not None:
                 # Committed: the row holds what these events project to, so their feed copies
                 # cost no write.
                 self._projector.written(claimed.appended.event_ids)
-        if claimed.appended is not None:
-            # The orchestrator's cached state continues from these events: no log read at the next pass.
-            await self._orchestrator.absorb(found.execution_id, claimed.appended)
         return claimed
 
-    async def _claim(self, found: CommandRow, worker_id: str, locality: Any, *, start: bool) -> Claimed:
+    async def _claim(
+        self, execution_id: int, command_id: int, event_id: int, worker_id: str, locality: Any, *, start: bool
+    ) -> Claimed | None:
         async with self._store.pool.acquire() as conn, conn.transaction():
-            row = await self._store.lock_command(conn, found)
-            if row is None:
+            locked, row = await self._store.lock_command(conn, execution_id, command_id)
+            if not locked:
                 CLAIMS.labels("conflict").inc()
                 raise Conflict(
                     {"code": "active_claim", "message": "Command is being claimed"},
                     retry_after=self._settings.retry_after_seconds,
                 )
+            if row is None or row.event_id != event_id:
+                return None
             target = RUNNING if start else CLAIMED
             if not can_move(row.status, target):
                 CLAIMS.labels("terminal").inc()

@@ -253,16 +253,19 @@ class CommandStore:
             )
         return _command(row) if row else None
 
-    async def lock_command(self, conn: Connection, row: CommandRow) -> CommandRow | None:
-        """Inside a transaction: takes the claim lock; None when another claim holds it."""
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", row.command_id):
-            return None
+    async def lock_command(
+        self, conn: Connection, execution_id: int, command_id: int
+    ) -> tuple[bool, CommandRow | None]:
+        """Inside a transaction: takes the claim lock and reads the row as it is once the lock is
+        held. (False, None) when another claim holds the lock; (True, None) when there is no row."""
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", command_id):
+            return False, None
         fresh = await conn.fetchrow(
             f"SELECT {_COMMAND_COLUMNS} FROM noetl.command WHERE execution_id = $1 AND command_id = $2",
-            row.execution_id,
-            row.command_id,
+            execution_id,
+            command_id,
         )
-        return _command(fresh) if fresh else None
+        return True, (_command(fresh) if fresh else None)
 
     @staticmethod
     async def mark_claimed(
