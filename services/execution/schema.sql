@@ -125,3 +125,23 @@ CREATE TABLE IF NOT EXISTS noetl.result_store (
 CREATE INDEX IF NOT EXISTS idx_result_store_execution_name ON noetl.result_store (execution_id, name);
 CREATE INDEX IF NOT EXISTS idx_result_store_created ON noetl.result_store (created_at);
 CREATE INDEX IF NOT EXISTS idx_result_store_expires ON noetl.result_store (expires_at) WHERE expires_at IS NOT NULL;
+
+-- The claim lock and the row as it is once the lock is held, in one round trip
+-- (services/execution/commands/store.py, `lock_command`). A statement reads with the snapshot it
+-- started with, taken before its lock was granted, and could see the row as it was before the
+-- previous holder's claim committed; a VOLATILE function's statements each take a fresh one.
+-- One row: `locked` false when another claim holds the lock; `found` NULL when there is no row.
+CREATE OR REPLACE FUNCTION noetl.claim_lock(target_execution BIGINT, target_command BIGINT)
+RETURNS TABLE (locked BOOLEAN, found noetl.command) LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    fresh noetl.command;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(target_command) THEN
+        RETURN QUERY SELECT false, NULL::noetl.command;
+        RETURN;
+    END IF;
+    SELECT c.* INTO fresh FROM noetl.command c
+    WHERE c.execution_id = target_execution AND c.command_id = target_command;
+    RETURN QUERY SELECT true, CASE WHEN FOUND THEN fresh END;
+END
+$$;

@@ -207,3 +207,16 @@ async def test_a_named_command_without_its_row_yet_is_projected_from_the_log_and
 
     assert claimed.command.command_id == started.command_id
     assert (await command_row(db, started, "status"))["status"] == "RUNNING"
+
+
+async def test_a_claim_meeting_another_in_progress_is_told_to_retry(
+    mesh: Mesh, db: asyncpg.Connection, started: Started
+) -> None:
+    # Another claim's transaction holds the command's claim lock (noetl.claim_lock).
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", started.command_id)
+        failure = await failure_of(claim_named(mesh, started, started.command_id, "worker-b"))
+    assert failure.code is grpc.StatusCode.ABORTED
+    assert failure.detail == {"code": "active_claim", "message": "Command is being claimed"}
+    assert failure.retry_after == str(CLAIM_RETRY_AFTER_SECONDS)
+    assert (await command_row(db, started, "status"))["status"] == "PENDING"

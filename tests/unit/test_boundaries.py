@@ -25,7 +25,14 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 OWNED: dict[str, dict[str, str]] = {
     "catalog": {"resource": "*", "catalog": "*"},
     "events": {"event": "*", "event_log": "*", "event_batch": "*", "append_lookup": "*", "outbox": "INSERT"},
-    "execution": {"execution": "*", "command": "*", "runtime": "*", "transient": "*", "result_store": "*"},
+    "execution": {
+        "execution": "*",
+        "command": "*",
+        "claim_lock": "*",
+        "runtime": "*",
+        "transient": "*",
+        "result_store": "*",
+    },
     "outbox": {"outbox": "*"},
     "secrets": {"credential": "*", "keychain": "*", "secret_audit": "*"},
 }
@@ -33,7 +40,7 @@ OWNED: dict[str, dict[str, str]] = {
 EXECUTION_OWNED: dict[str, dict[str, str]] = {
     "orchestration": {"execution": "*"},
     # The reaper's overdue query looks only at commands of running executions.
-    "commands": {"command": "*", "execution": "JOIN"},
+    "commands": {"command": "*", "claim_lock": "*", "execution": "JOIN"},
     "pools": {"runtime": "*"},
     "variables": {"transient": "*"},
     "results": {"result_store": "*"},

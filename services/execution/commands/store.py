@@ -103,6 +103,14 @@ UPDATE noetl.command SET status = CASE WHEN $6 THEN '{RUNNING.value}' ELSE '{CLA
 WHERE execution_id = $1 AND command_id = $2
   AND CASE WHEN $6 THEN status IN ({sql_list(sources(RUNNING))}) ELSE status IN ({sql_list(sources(CLAIMED))}) END
 """
+# `noetl.claim_lock` (schema.sql): the lock, then the row read after it was granted (the
+# columns of `_COMMAND_COLUMNS`, in order, after `locked`).
+_CLAIM_LOCK = """
+SELECT locked, (found).command_id, (found).event_id, (found).execution_id, (found).catalog_id, (found).step_name,
+    (found).tool_kind, (found).status, (found).worker_id, (found).claimed_at, (found).lease_until, (found).attempt,
+    (found).context::text, (found).meta::text
+FROM noetl.claim_lock($1, $2)
+"""
 _OVERDUE = f"""
 SELECT {", ".join("o." + column.strip() for column in _COMMAND_COLUMNS.split(","))}, o.case_name FROM (
     SELECT c.*, 'pending' AS case_name FROM noetl.command c
@@ -142,7 +150,7 @@ _OPEN_COMMANDS = (
 )
 
 
-def _command(row: asyncpg.Record) -> CommandRow:
+def _command(row: asyncpg.Record | tuple[Any, ...]) -> CommandRow:
     return CommandRow(
         command_id=row[0],
         event_id=row[1],
@@ -257,15 +265,13 @@ class CommandStore:
         self, conn: Connection, execution_id: int, command_id: int
     ) -> tuple[bool, CommandRow | None]:
         """Inside a transaction: takes the claim lock and reads the row as it is once the lock is
-        held. (False, None) when another claim holds the lock; (True, None) when there is no row."""
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", command_id):
+        held, in one round trip. (False, None) when another claim holds the lock; (True, None)
+        when there is no row."""
+        row = await conn.fetchrow(_CLAIM_LOCK, execution_id, command_id)
+        assert row is not None  # the function answers one row
+        if not row[0]:
             return False, None
-        fresh = await conn.fetchrow(
-            f"SELECT {_COMMAND_COLUMNS} FROM noetl.command WHERE execution_id = $1 AND command_id = $2",
-            execution_id,
-            command_id,
-        )
-        return True, (_command(fresh) if fresh else None)
+        return True, (_command(row[1:]) if row[1] is not None else None)
 
     @staticmethod
     async def mark_claimed(
