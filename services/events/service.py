@@ -97,11 +97,12 @@ class EventLog:
                 mirror_subject=self._mirror_subject(execution_id),
             )
         )
-        kinds = {event.event_type for event in outcome.stored}
-        if EventType.COMMAND_ISSUED in kinds and EventType.PLAYBOOK_INITIALIZED not in kinds:
-            # A pass's commands committed, neither relayed nor answered: the orchestrator cannot
-            # know they were written (tests/fault/test_failpoints.py).
-            failpoints.hit("events.pass.after_commit")
+        if failpoints.armed("events.pass.after_commit"):
+            kinds = {event.event_type for event in outcome.stored}
+            if EventType.COMMAND_ISSUED in kinds and EventType.PLAYBOOK_INITIALIZED not in kinds:
+                # A pass's commands committed, neither relayed nor answered: the orchestrator
+                # cannot know they were written (tests/fault/test_failpoints.py).
+                failpoints.hit("events.pass.after_commit")
         self._after_commit(outcome, started)
         return outcome
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,15 +133,15 @@ class Queries:
         """Raises NotFound ("Execution not found") for an unknown execution. Read from the
         orchestrator's synced state (its fold of the log); the log itself only for an execution
         the orchestrator cannot track (no root event)."""
-        tracked, open_commands = await asyncio.gather(
-            self._orchestrator.state_of(execution_id), self._commands.open_commands(execution_id)
-        )
+        tracked = await self._orchestrator.state_of(execution_id)
         if tracked is not None and tracked.state is not None:
             facts = tracked.status
             variables = tracked.state.flat_context()
         else:
             facts = fold(await self._log(execution_id, "Execution not found"))
             variables = {}
+        # Read after the state: the open count is never older than the events it is judged with.
+        open_commands = await self._commands.open_commands(execution_id)
         flags = facts.flags(has_open_commands=open_commands > 0)
         terminal, newest, first = facts.terminal, facts.newest, facts.first
         assert first is not None and newest is not None  # a tracked state or a log has a root
