@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,9 @@ for _kind in (*EVENT_TYPES, "other"):
 TERMINAL_DEDUP.labels("suppressed")
 
 PAGE = 500
+# Claims this process has seen committed, so a worker's every event stream skips the log query:
+# about 64 bytes of key each, far more than the commands in flight on one shard.
+REMEMBERED_CLAIMS = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,9 @@ class EventLog:
         self._relay = relay
         self._wakeups = wakeups
         self._settings = settings
+        # (execution_id, command_id, worker_id) known to be claims in the log. A claim is never
+        # taken back out of the log, so a remembered one stays true; a forgotten one is queried.
+        self._claims: OrderedDict[tuple[int, int, str], None] = OrderedDict()
 
     async def append(
         self,
@@ -273,7 +280,19 @@ class EventLog:
         return bool(await self._store.list(execution_id, limit=1))
 
     async def has_claimed(self, execution_id: int, command_id: int, worker_id: str) -> bool:
-        return await self._store.has_claimed(execution_id, command_id, worker_id)
+        """Whether `worker_id` ever claimed the command (a former holder's late events still count)."""
+        key = (execution_id, command_id, worker_id)
+        if key in self._claims:
+            return True
+        if not await self._store.has_claimed(execution_id, command_id, worker_id):
+            return False
+        self._remember_claim(key)
+        return True
+
+    def _remember_claim(self, key: tuple[int, int, str]) -> None:
+        self._claims[key] = None
+        while len(self._claims) > REMEMBERED_CLAIMS:
+            self._claims.popitem(last=False)
 
     async def catalog_usage(self, catalog_ids: Sequence[int]) -> list[int]:
         """The catalog ids referenced by some event of this shard (execution history)."""
@@ -314,11 +333,22 @@ class EventLog:
         self._relay.submit(outcome.outbox)
         elapsed = time.perf_counter() - started
         for event in outcome.stored:
+            if event.event_type == EventType.COMMAND_CLAIMED and event.command_id is not None:
+                holder = _claim_holder(event.meta)
+                if holder is not None:
+                    self._remember_claim((event.execution_id, event.command_id, holder))
             kind = event.event_type if event.event_type in EVENT_TYPES else "other"
             INGESTED.labels(kind, "ok").inc()
             INGEST_SECONDS.labels(kind).observe(elapsed)
         if outcome.terminal_suppressed:
             TERMINAL_DEDUP.labels("suppressed").inc(outcome.terminal_suppressed)
+
+
+def _claim_holder(meta: str | None) -> str | None:
+    """The claiming worker as the store's `has_claimed` reads it: `meta->>'worker_id'`."""
+    decoded = orjson.loads(meta) if meta else None
+    found = decoded.get("worker_id") if isinstance(decoded, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _drafts(events: Sequence[WorkerEventDraft]) -> list[Draft]:
