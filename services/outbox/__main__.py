@@ -14,6 +14,7 @@ from kernel.grpc_server import Registrar
 from kernel.health import WritePathWatch, database_probe
 from services.outbox.api import OutboxApi
 from services.outbox.metrics import GaugeRefresher
+from services.outbox.pruner import Pruner
 from services.outbox.publisher import Publisher, check_duplicate_windows
 from services.outbox.service import Outbox
 from services.outbox.settings import Settings
@@ -48,6 +49,11 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         )
         await stack.enter_async_context(publisher)
         await stack.enter_async_context(GaugeRefresher(store))
+        if settings.published_retention:
+            retention = settings.published_retention
+            # A run a few times per retention period, at least once a minute when it is long.
+            pruner = Pruner(outbox, retention_seconds=retention, interval=min(60.0, max(1.0, retention / 4)))
+            await stack.enter_async_context(pruner)
         api = OutboxApi(outbox)
 
         def register(server: grpc.aio.Server) -> None:

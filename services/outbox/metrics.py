@@ -14,6 +14,10 @@ DEAD = Counter("noetl_outbox_dead_total", "Outbox rows moved to DEAD")
 LEASE_RECOVERED = Counter(
     "noetl_outbox_lease_recovered_total", "IN_FLIGHT outbox rows claimed again after their lease expired"
 )
+PRUNED = Counter(
+    "noetl_outbox_pruned_total",
+    "Published outbox rows deleted after NOETL_OUTBOX_PUBLISHED_RETENTION_SECONDS",
+)
 PENDING = Gauge("noetl_outbox_pending", "Outbox rows due for publishing (PENDING or FAILED, available)")
 IN_FLIGHT = Gauge("noetl_outbox_in_flight", "Outbox rows IN_FLIGHT (leased by a relay or publisher)")
 DEAD_ROWS = Gauge(

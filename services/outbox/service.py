@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from kernel.errors import InvalidArgument
 from services.outbox import metrics
-from services.outbox.store import Counts, DeadRow, Failure, OutboxStore, Row
+from services.outbox.store import Counts, DeadRow, Failure, OutboxStore, Pruned, Row
 
 MAX_CLAIM = 1000
 DEFAULT_LIMIT = 100
@@ -64,6 +64,14 @@ class Outbox:
         metrics.FAILED.inc(len(failures))
         metrics.DEAD.inc(len(marked.dead))
         return marked.delays
+
+    async def prune_published(self, *, after: int, limit: int, retention_seconds: float) -> Pruned:
+        """One page of the published-row retention (services/outbox/pruner.py)."""
+        pruned = await self._store.prune_published(
+            after=after, limit=limit, retention_seconds=retention_seconds
+        )
+        metrics.PRUNED.inc(pruned.deleted)
+        return pruned
 
     async def pending(self) -> int:
         return await self._store.pending()

@@ -17,6 +17,7 @@ class Settings:
     idle_sleep: float
     error_sleep: float
     publish_timeout: float = 5.0
+    published_retention: int = 3600
 
     @classmethod
     def load(cls) -> Settings:
@@ -35,6 +36,8 @@ class Settings:
             error_sleep=env.number("NOETL_OUTBOX_PUBLISHER_ERROR_SLEEP_SECONDS", 5.0, minimum=0.01),
             # An unacknowledged publish counts as failed after this long.
             publish_timeout=env.number("NOETL_OUTBOX_PUBLISH_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+            # How long a published row is kept (services/outbox/pruner.py); 0 keeps every row.
+            published_retention=env.integer("NOETL_OUTBOX_PUBLISHED_RETENTION_SECONDS", 3600, minimum=0),
         )
         env.finish()
         return settings

@@ -67,6 +67,16 @@ class DeadRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Pruned:
+    """One page of `prune_published`: rows deleted, the page's last outbox id (None when the page
+    was empty) and whether the walk should go on (a full page, all of it older than the cutoff)."""
+
+    deleted: int
+    last_id: int | None
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Counts:
     pending: int
     in_flight: int
@@ -119,6 +129,21 @@ UPDATE noetl.outbox o
   FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[]) AS f(outbox_id, error, delay, dead)
  WHERE o.outbox_id = f.outbox_id AND o.status NOT IN ('PUBLISHED', 'DEAD')
 RETURNING o.outbox_id, f.dead
+"""
+# One page of the oldest rows by primary key (ids grow with insertion time, so the walk needs no
+# index of its own and no extra index write per publish), deleting those published before the
+# cutoff. Other statuses stay (DEAD rows are the operator's); the target row's own status is
+# checked again, so a concurrent pruner or a repeated mark-published never races it.
+_PRUNE = """
+WITH page AS (
+  SELECT outbox_id, created_at FROM noetl.outbox WHERE outbox_id > $1 ORDER BY outbox_id LIMIT $2),
+gone AS (
+  DELETE FROM noetl.outbox o USING page
+   WHERE o.outbox_id = page.outbox_id AND o.status = 'PUBLISHED'
+     AND o.published_at < now() - make_interval(secs => $3)
+  RETURNING o.outbox_id)
+SELECT (SELECT count(*) FROM gone), (SELECT max(outbox_id) FROM page), (SELECT count(*) FROM page),
+       (SELECT bool_and(created_at < now() - make_interval(secs => $3)) FROM page)
 """
 _PENDING = "SELECT count(*) FROM noetl.outbox WHERE status IN ('PENDING', 'FAILED') AND available_at <= now()"
 # Three probes of the partial indexes rather than one scan that would read every PUBLISHED row.
@@ -209,6 +234,15 @@ class OutboxStore:
             row = await self._pool.fetchrow(_COUNTS)
         assert row is not None  # an aggregate always answers one row
         return Counts(pending=int(row[0]), in_flight=int(row[1]), dead=int(row[2]))
+
+    async def prune_published(self, *, after: int, limit: int, retention_seconds: float) -> Pruned:
+        """Deletes, among the `limit` rows after `after` in outbox_id order, those published more
+        than `retention_seconds` ago."""
+        async with connection_errors("outbox prune"):
+            row = await self._pool.fetchrow(_PRUNE, after, limit, retention_seconds)
+        assert row is not None  # aggregates always answer one row
+        seen = int(row[2])
+        return Pruned(deleted=int(row[0]), last_id=row[1], more=seen == limit and bool(row[3]))
 
     async def list_dead(self, *, after: int, limit: int) -> tuple[list[DeadRow], int]:
         """One page of DEAD rows after the cursor, and the number of DEAD rows in all."""

@@ -3,10 +3,14 @@ rows written with SQL as a crashed relay or an earlier attempt would have left t
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -27,6 +31,7 @@ from tests.helpers.bus import isolated_bus, read_stream, unique_bus
 
 MAX_ATTEMPTS = 10
 LEASE_SECONDS = 60
+REPO = Path(__file__).resolve().parents[2]
 
 # A small event in stream form: about the size of a real mirror message.
 _PAYLOAD = (
@@ -155,3 +160,33 @@ async def stream_ids(
     """How many messages the stream holds per `Nats-Msg-Id` under `subject_filter`."""
     messages = await read_stream(js, stream, subject_filter, at_least=at_least, within=60.0)
     return Counter(m.msg_id or "" for m in messages)
+
+
+def service_env(dsn: str, settings: BusSettings, *, lease_seconds: int, **extra: str) -> dict[str, str]:
+    """The environment of an outbox service process on `dsn` and the bus of `settings`."""
+    return {
+        **os.environ,
+        "NOETL_PG_DSN": dsn,
+        "NOETL_NATS_URL": settings.url,
+        "NATS_STREAM": settings.command_stream,
+        "NOETL_EVENT_NATS_STREAM": settings.event_stream,
+        "NOETL_GRPC_LISTEN": "127.0.0.1:0",
+        "NOETL_METRICS_PORT": "0",
+        "NOETL_SERVER_MACHINE_ID": "900",
+        "NOETL_OUTBOX_LEASE_SECONDS": str(lease_seconds),
+        "NOETL_OUTBOX_PUBLISHER_BATCH_SIZE": "1000",
+        "NOETL_OUTBOX_PUBLISHER_IDLE_SLEEP_SECONDS": "0.05",
+        "NOETL_LOG_LEVEL": "WARNING",
+        # The outbox's own behaviour is under test, not who may call it.
+        "NOETL_MESH_AUTH": "off",
+        **extra,
+    }
+
+
+async def start_service(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """`python -m services.outbox` with `env`, its output appended to `log`."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.outbox", env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+            stdout=out, stderr=out,
+        )  # fmt: skip

@@ -7,10 +7,8 @@ Both drain a real backlog and then read the stream back: every row must be there
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,10 +21,17 @@ from kernel.bus import BusSettings, event_subject, execution_events_filter
 from noetl_mesh.embedded import EmbeddedNats
 from services.outbox.publisher import Publisher
 from tests.helpers.infra import NatsServer
-from tests.helpers.outbox import OutboxHarness, insert_backlog, outbox_harness, status_counts, stream_ids
+from tests.helpers.outbox import (
+    OutboxHarness,
+    insert_backlog,
+    outbox_harness,
+    service_env,
+    start_service,
+    status_counts,
+    stream_ids,
+)
 from tests.helpers.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 5
 
 
@@ -84,40 +89,13 @@ async def kill_mid_batch(
     return await status_counts(outbox.db)
 
 
-def service_env(dsn: str, settings: BusSettings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "NOETL_PG_DSN": dsn,
-        "NOETL_NATS_URL": settings.url,
-        "NATS_STREAM": settings.command_stream,
-        "NOETL_EVENT_NATS_STREAM": settings.event_stream,
-        "NOETL_GRPC_LISTEN": "127.0.0.1:0",
-        "NOETL_METRICS_PORT": "0",
-        "NOETL_SERVER_MACHINE_ID": "900",
-        "NOETL_OUTBOX_LEASE_SECONDS": str(LEASE_SECONDS),
-        "NOETL_OUTBOX_PUBLISHER_BATCH_SIZE": "1000",
-        "NOETL_OUTBOX_PUBLISHER_IDLE_SLEEP_SECONDS": "0.05",
-        "NOETL_LOG_LEVEL": "WARNING",
-        # The publisher's faults are under test here, not who may call it.
-        "NOETL_MESH_AUTH": "off",
-    }
-
-
-async def start_service(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.outbox", env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
-            stdout=out, stderr=out,
-        )  # fmt: skip
-
-
 async def test_a_publisher_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     outbox: OutboxHarness, tmp_path: Path
 ) -> None:
     total = 30_000
     execution_id = 340000000000000001
     await insert_backlog(outbox.db, execution_id, event_subject(execution_id, 1), 600000000000000000, total)
-    env = service_env(outbox.dsn, outbox.bus)
+    env = service_env(outbox.dsn, outbox.bus, lease_seconds=LEASE_SECONDS)
     ours = await backends(outbox.db)
     # A kill can land just after a batch was marked and before the next claim committed; then it
     # leaves nothing claimed behind, and the next publisher is killed instead.
