@@ -17,6 +17,7 @@ from kernel.ids import Snowflake
 from services.events.api import EventApi
 from services.events.batcher import AppendBatcher
 from services.events.clients import OutboxClient
+from services.events.partitions import PartitionKeeper
 from services.events.relay import Relay
 from services.events.service import EventLog, EventLogSettings
 from services.events.settings import Settings
@@ -40,6 +41,7 @@ async def assemble(settings: Settings) -> AsyncIterator[list[Registrar]]:
         relay = Relay(js, OutboxClient(outbox_pb2_grpc.OutboxServiceStub(outbox_channel)))
         await stack.enter_async_context(relay)
         store = EventStore(pool)
+        await stack.enter_async_context(PartitionKeeper(store))
         # One generator per process: two with the same machine id would mint the same ids.
         mint = Snowflake(settings.basics.machine_id).next_id
         batcher = await stack.enter_async_context(AppendBatcher(store, mint))

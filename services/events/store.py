@@ -105,6 +105,13 @@ FROM noetl.event_batch WHERE request_id = $1
 _EVENT_RESULT = "SELECT result::text FROM noetl.event WHERE event_id = $1 LIMIT 1"
 # Index idx_event_worker_idem: (execution_id, event_type, ...) narrows it to the execution's claims.
 # The claim names its worker in `meta` (services/execution/commands/claims.py).
+_PARTITIONS = """
+SELECT c.relname FROM pg_inherits i
+  JOIN pg_class c ON c.oid = i.inhrelid
+  JOIN pg_class p ON p.oid = i.inhparent
+  JOIN pg_namespace n ON n.oid = p.relnamespace
+ WHERE n.nspname = 'noetl' AND p.relname = 'event'
+"""
 _HAS_CLAIMED = """
 SELECT EXISTS (SELECT 1 FROM noetl.event WHERE execution_id = $1 AND event_type = 'command.claimed'
     AND command_id = $2 AND meta->>'worker_id' = $3)
@@ -357,6 +364,30 @@ class EventStore:
             created_at=as_utc(row[7]),
             updated_at=as_utc(row[8]),
         )
+
+    async def partitions(self) -> set[str]:
+        """The names of the event log's partitions."""
+        return {row[0] for row in await self._pool.fetch(_PARTITIONS)}
+
+    async def create_partition(self, name: str, lower: int, upper: int) -> bool:
+        """`noetl.<name>` for execution ids in [lower, upper); False when the name exists.
+
+        Creators queue on one advisory lock, so two replicas never race for a name. The statement
+        locks the log for as long as it takes to check that the default partition holds no row of
+        the range (an instant when, as intended, nothing has landed there), and gives up after a
+        few seconds rather than queue appends behind a long transaction.
+        """
+        if not name.isidentifier():
+            raise ValueError(f"not a partition name: {name!r}")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL lock_timeout = '5s'")
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('noetl.event partitions'))")
+            if name in {row[0] for row in await conn.fetch(_PARTITIONS)}:
+                return False
+            await conn.execute(
+                f"CREATE TABLE noetl.{name} PARTITION OF noetl.event FOR VALUES FROM ({int(lower)}) TO ({int(upper)})"
+            )
+        return True
 
     async def has_claimed(self, execution_id: int, command_id: int, worker_id: str) -> bool:
         """Whether `worker_id` ever claimed the command (a former holder's late events still count)."""
