@@ -19,7 +19,7 @@ import uvloop
 from gateway_http.app import create_app
 from gateway_http.clients import GatewayClients
 from gateway_http.settings import GatewaySettings
-from kernel import telemetry
+from kernel import heap, telemetry
 from kernel.config import ConfigError
 from kernel.runner import configure_logging
 
@@ -54,6 +54,7 @@ async def serve(settings: GatewaySettings) -> None:
             ssl_ca_certs=settings.tls_client_ca or None,
             ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
         )
+        heap.settle()
         # A failed bind raises SystemExit from inside uvicorn; the stack closes the channels on its way.
         await uvicorn.Server(config).serve()
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import uvloop
 
-from kernel import failpoints, lifecycle, metrics, telemetry
+from kernel import failpoints, heap, lifecycle, metrics, telemetry
 from kernel.config import ConfigError, ServiceBasics
 from kernel.grpc_server import GrpcHost, Registrar
 from kernel.mesh_guard import ServerAuth
@@ -71,6 +71,7 @@ async def _serve(
         await host.start()
         stack.push_async_callback(host.stop)
         host.install_signal_handlers()
+        heap.settle()
         await _until_stopped(host)
     return 0
 

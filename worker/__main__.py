@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 import uvloop
 from noetl.v1 import events_pb2_grpc, execution_pb2_grpc, pools_pb2_grpc, results_pb2_grpc, secrets_pb2_grpc
 
-from kernel import bus, telemetry
+from kernel import bus, heap, telemetry
 from kernel.config import ConfigError
 from kernel.grpc_client import ClientAuth, Sharded, open_channel
 from kernel.runner import configure_logging
@@ -93,6 +93,7 @@ async def serve(settings: Settings, mesh: ClientAuth) -> int:
             )
         )
         await stack.enter_async_context(consumer)
+        heap.settle()
         await consumer.wait()
     return 0
 
