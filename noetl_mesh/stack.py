@@ -156,7 +156,9 @@ class Stack:
             self._nats.start()
         shared = {
             **self._config.base_env,
-            **mesh_environment(info.ports, pg_dsn=info.pg_dsn, nats_url=info.nats_url, run_dir=self.run_dir),
+            **mesh_environment(
+                info.ports, pg_dsn=self._local(info.pg_dsn), nats_url=info.nats_url, run_dir=self.run_dir
+            ),
         }
         shared.pop("NOETL_FAILPOINTS", None)
         kek = kek_environment(self.run_dir, self._config.base_env)
@@ -171,7 +173,12 @@ class Stack:
             spec = specs[process.name]
             log.info("%s: not running; starting it again", process.name)
             started = time.monotonic()
-            env = {**shared, **spec.env, **_shard_env(spec, info), "NOETL_SERVER_MACHINE_ID": str(index + 1)}
+            env = {
+                **shared,
+                **spec.env,
+                **_shard_env(spec, info, self._local),
+                "NOETL_SERVER_MACHINE_ID": str(index + 1),
+            }
             env.update(self._secrets_for(spec, kek, credentials, _database_of(spec, info)))
             fresh = self._launch(spec, env)
             processes[index] = dataclasses.replace(fresh, restarts=process.restarts + 1)
@@ -243,7 +250,9 @@ class Stack:
             self._migrate(postgres.url, *shard_dsns)
             shared = {
                 **self._config.base_env,
-                **mesh_environment(ports, pg_dsn=postgres.url, nats_url=nats.url, run_dir=self.run_dir),
+                **mesh_environment(
+                    ports, pg_dsn=self._local(postgres.url), nats_url=nats.url, run_dir=self.run_dir
+                ),
             }
             kek = kek_environment(self.run_dir, self._config.base_env)
             specs = self._processes(ports)
@@ -255,7 +264,7 @@ class Stack:
                 env = {
                     **shared,
                     **spec.env,
-                    **_shard_env(spec, info),
+                    **_shard_env(spec, info, self._local),
                     "NOETL_SERVER_MACHINE_ID": str(machine_id),
                 }
                 env.update(self._secrets_for(spec, kek, credentials, _database_of(spec, info)))
@@ -321,6 +330,10 @@ class Stack:
 
     def _embedded_postgres(self, port: int) -> EmbeddedPostgres:
         return EmbeddedPostgres(self.run_dir / "postgres", port=port, log_path=self._logs / "postgres.log")
+
+    def _local(self, dsn: str) -> str:
+        """A DSN as the mesh's processes get it: the embedded Postgres through its unix socket."""
+        return dsn if self._config.pg_dsn is not None else self._postgres.local_dsn(dsn)
 
     def _embedded_nats(self, port: int) -> EmbeddedNats:
         return EmbeddedNats(
@@ -466,9 +479,9 @@ def shard_databases(cluster_dsn: str, count: int) -> tuple[str, ...]:
     return tuple(urllib.parse.urlunsplit(parts._replace(path=f"/{name}_shard_{k}")) for k in range(count))
 
 
-def _shard_env(spec: ProcessSpec, info: StackInfo) -> dict[str, str]:
+def _shard_env(spec: ProcessSpec, info: StackInfo, local: Callable[[str], str]) -> dict[str, str]:
     """A shard's process writes its shard's database; the cluster database stays NOETL_CLUSTER_PG_DSN."""
-    return {} if spec.shard is None else {"NOETL_PG_DSN": info.shard_dsns[spec.shard]}
+    return {} if spec.shard is None else {"NOETL_PG_DSN": local(info.shard_dsns[spec.shard])}
 
 
 def _database_of(spec: ProcessSpec, info: StackInfo) -> str:

@@ -62,9 +62,26 @@ async def test_embedded_postgres_lifecycle(tmp_path: Path) -> None:
         assert await conn.fetchval("SELECT 1") == 1
         assert await conn.fetchval("SHOW synchronous_commit") == "off"
         assert await conn.fetchval("SHOW max_connections") == "200"
-        assert await conn.fetchval("SHOW unix_socket_directories") == ""
+        # The socket the mesh's processes use lives in the data directory (local_dsn below).
+        assert await conn.fetchval("SHOW unix_socket_directories") == str(server.data_dir)
     finally:
         await conn.close()
+    local = server.local_dsn(dsn)
+    assert urllib.parse.urlsplit(local).hostname is None
+    conn = await asyncpg.connect(local)
+    try:
+        # A unix-socket session has no client address; same database, same login.
+        assert await conn.fetchval(
+            "SELECT client_addr IS NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        )
+        assert await conn.fetchval("SELECT current_database() || ' ' || current_user") == "noetl postgres"
+    finally:
+        await conn.close()
+    # Another server's DSN is not this one's to rewrite.
+    port = urllib.parse.urlsplit(dsn).port
+    assert port is not None
+    elsewhere = dsn.replace(f":{port}/", f":{port + 1}/")
+    assert server.local_dsn(elsewhere) == elsewhere
     if os.geteuid() == 0:
         # Postgres refuses to run as root; it must be running as the system user made for it.
         assert os.stat(f"/proc/{pid}").st_uid == pwd.getpwnam(PG_SYSTEM_USER).pw_uid
@@ -80,6 +97,21 @@ async def test_embedded_postgres_lifecycle(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         await asyncpg.connect(dsn, timeout=5)
     await asyncio.to_thread(server.stop)
+
+
+async def test_a_data_directory_too_deep_for_a_socket_keeps_to_tcp(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    server = EmbeddedPostgres(deep / "pg", port=0)
+    dsn = await asyncio.to_thread(server.start)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SHOW unix_socket_directories") == ""
+        finally:
+            await conn.close()
+        assert server.local_dsn(dsn) == dsn
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 async def test_embedded_nats_lifecycle(tmp_path: Path) -> None:
