@@ -23,13 +23,18 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import portable
-from bench.cpu import CpuMeter, CpuReport
+from bench.cpu import CpuMeter, CpuReport, wait_quiet
 from bench.stats import percentile, table
 from bench.target import Target
 
 MESH, OTHER = "mesh", "other"
 INGEST_PARKED = 4  # the peer's default: each parked run holds one of the reference worker's 8 slots
 HOLD_SLACK_S = 15  # set-up before the load window plus the cancel after it
+# Before each scenario: at most this long for the machine to be busy under a tenth of its cores,
+# so neither side's leftovers (a server still working off its ingest, Postgres's autovacuum)
+# load the other's measurement.
+QUIET_BUSY = 0.10
+QUIET_WAIT_S = 60.0
 
 T = TypeVar("T")
 
@@ -69,11 +74,19 @@ async def _metered(roots: Mapping[str, int], work: Awaitable[T]) -> tuple[T, Cpu
     return result, meter.stop()
 
 
+async def _quiet() -> None:
+    waited = await wait_quiet(QUIET_BUSY, QUIET_WAIT_S)
+    if waited > 2.0:
+        print(f"  (waited {waited:.0f} s for a quiet machine)", file=sys.stderr, flush=True)
+
+
 async def _round(side: Side, roots: Mapping[str, int], options: CompareOptions) -> None:
+    await _quiet()
     print(f"  {side.name}: sequential chain, {options.runs} runs ...", file=sys.stderr, flush=True)
     runs = await portable.sequential(side.url, options.runs, options.warmup_runs)
     side.chain_ms.append(runs.median())
     side.chain_failures += runs.failures
+    await _quiet()
     print(f"  {side.name}: {options.executions} concurrent chains ...", file=sys.stderr, flush=True)
     found, cpu = await _metered(roots, portable.concurrent(side.url, options.executions))
     side.steps_per_s.append(found.steps_per_s)
@@ -83,6 +96,7 @@ async def _round(side: Side, roots: Mapping[str, int], options: CompareOptions) 
 
 
 async def _ingest(side: Side, roots: Mapping[str, int], options: CompareOptions, hold: int) -> None:
+    await _quiet()
     print(f"  {side.name}: ingest, {options.clients} clients ...", file=sys.stderr, flush=True)
     work = portable.ingest(
         side.url,

@@ -8,6 +8,7 @@ root process it descends from (a Postgres backend to `postgres`, a python runner
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -46,6 +47,19 @@ def _machine_busy() -> tuple[float, float]:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     total = sum(fields[:8])  # guest time is already inside user
     return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+async def wait_quiet(busy_below: float, within: float, window: float = 1.0) -> float:
+    """Waits until the machine was busy less than `busy_below` (a fraction of all cores) over one
+    `window`, for at most `within` seconds; returns the seconds waited."""
+    started = time.monotonic()
+    while True:
+        busy0, total0 = _machine_busy()
+        await asyncio.sleep(window)
+        busy1, total1 = _machine_busy()
+        waited = time.monotonic() - started
+        if total1 <= total0 or (busy1 - busy0) / (total1 - total0) < busy_below or waited >= within:
+            return waited
 
 
 @dataclass(frozen=True)
