@@ -38,7 +38,10 @@ class Settings:
     def load(cls) -> Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
-        concurrency = env.integer("NOETL_WORKER_CONCURRENCY", 4, minimum=1, maximum=256)
+        # Commands in flight. A command mostly waits (its claim, its events' commit, HTTP, SQL):
+        # 4 left two cores a fifth idle with 50 chains queued on the worker; CPU-bound python
+        # code is bounded by the python process pool instead (docs/decisions.md, "Worker").
+        concurrency = env.integer("NOETL_WORKER_CONCURRENCY", 16, minimum=1, maximum=256)
         pools = env.text("NOETL_WORKER_POOLS", "shared,system,subscription")
         mesh = MeshAuth.read(env, WORKER, serves=False)
         settings = cls(
