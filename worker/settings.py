@@ -10,6 +10,11 @@ from kernel.config import EnvReader
 from kernel.mesh_auth import MeshAuth, instance_of
 from kernel.mesh_policy import WORKER
 
+# Commands in flight. A command mostly waits (its claim, its events' commit, HTTP, SQL): 4 left
+# two cores a fifth idle with 50 chains queued on the worker; CPU-bound python code is bounded
+# by the python process pool instead (docs/decisions.md, "Worker").
+DEFAULT_CONCURRENCY = 16
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -38,10 +43,7 @@ class Settings:
     def load(cls) -> Settings:
         """Raises ConfigError listing every invalid or missing variable."""
         env = EnvReader()
-        # Commands in flight. A command mostly waits (its claim, its events' commit, HTTP, SQL):
-        # 4 left two cores a fifth idle with 50 chains queued on the worker; CPU-bound python
-        # code is bounded by the python process pool instead (docs/decisions.md, "Worker").
-        concurrency = env.integer("NOETL_WORKER_CONCURRENCY", 16, minimum=1, maximum=256)
+        concurrency = env.integer("NOETL_WORKER_CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1, maximum=256)
         pools = env.text("NOETL_WORKER_POOLS", "shared,system,subscription")
         mesh = MeshAuth.read(env, WORKER, serves=False)
         settings = cls(

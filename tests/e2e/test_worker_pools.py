@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.mesh import ProcessMesh
 from tests.helpers.waiting import wait_for
 from tests.helpers.workers import extra_worker, stack_worker_id, stack_worker_pid
+from worker.settings import DEFAULT_CONCURRENCY
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,7 @@ async def test_the_stack_worker_is_registered(gateway: httpx.AsyncClient, proces
     assert entry["name"] == stack_worker_id()
     assert entry["runtime"]["type"] == "python"
     assert entry["labels"] == {"pools": ["shared", "system", "subscription"]}
-    assert entry["capacity"] == 4
+    assert entry["capacity"] == DEFAULT_CONCURRENCY
 
 
 async def test_a_worker_heartbeats_while_it_runs_and_goes_offline_when_stopped(
