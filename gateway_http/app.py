@@ -22,6 +22,7 @@ from gateway_http.http_auth import HttpAuth
 from gateway_http.internal_gate import gated
 from gateway_http.middleware import RequestMetrics, RequestTimeout, precreate_request_series
 from gateway_http.openapi.document import DocumentRoute
+from gateway_http.route_index import IndexedRouter
 from gateway_http.routes import PREFIXES, Endpoint, health
 from gateway_http.routes.admin import AdminRoutes
 from gateway_http.routes.catalog import CatalogRoutes
@@ -56,7 +57,11 @@ def create_app(clients: GatewayClients, settings: GatewaySettings) -> Starlette:
     if settings.http_auth.enabled:
         # Innermost: refusals are counted and carry CORS headers like any other answer.
         middleware.append(Middleware(HttpAuth, settings=settings.http_auth))
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
+    # Same table, same order, matched by path first (gateway_http/route_index.py). Set before the
+    # first request, when Starlette builds its middleware stack around `app.router`.
+    app.router = IndexedRouter(routes)
+    return app
 
 
 def api_endpoints(
