@@ -132,9 +132,17 @@ class EventFeed(Background):
                     await message.term()
                 continue
             by_execution.setdefault(delivery.event.execution_id, []).append(delivery)
-        await asyncio.gather(*(self._apply_one(eid, items) for eid, items in by_execution.items()))
+        applied = await asyncio.gather(*(self._apply_one(eid, items) for eid, items in by_execution.items()))
+        # Acknowledged together, after every execution of the batch is written: one write to
+        # the NATS connection per batch instead of one per execution.
+        for deliveries in applied:
+            for delivery in deliveries:
+                with contextlib.suppress(Exception):
+                    await delivery.message.ack()
 
-    async def _apply_one(self, execution_id: int, deliveries: list[Delivery]) -> None:
+    async def _apply_one(self, execution_id: int, deliveries: list[Delivery]) -> list[Delivery]:
+        """The deliveries to acknowledge: all of them once applied, none when they were handed
+        back for redelivery."""
         deliveries.sort(key=lambda d: d.event.event_id)
         try:
             # The relay often brings a pass's own events before the pass has written their rows:
@@ -150,11 +158,9 @@ class EventFeed(Background):
             )
         except Exception as exc:
             await self._retry(execution_id, deliveries, exc)
-            return
+            return []
         FED.labels("applied").inc(len(deliveries))
-        for delivery in deliveries:
-            with contextlib.suppress(Exception):
-                await delivery.message.ack()
+        return deliveries
 
     async def _drive(self, execution_id: int, deliveries: list[Delivery]) -> None:
         committed = _chain(deliveries)
