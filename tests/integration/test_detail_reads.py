@@ -1,7 +1,8 @@
 """What a poll of a run's detail costs: `ExecutionService.Get` with the newest event the caller
 has seen answers from the shard's cached state without reading the log again, and reads it
 whenever the state has not folded that event (services/execution/orchestration/orchestrator.py,
-`state_of`). The in-process services over real gRPC; the log reads are counted on the events
+`state_of`). A start caches the state of the root it wrote without reading it back. The
+in-process services over real gRPC; the log reads are counted on the events
 service's own request metric.
 """
 
@@ -65,3 +66,15 @@ async def test_otherwise_the_log_is_read_before_answering(mesh: Mesh, started: S
     summary = await detail(mesh, started.execution_id, head + 1 if seen == "beyond the state" else None)
     assert log_reads() == before + 1
     assert (summary.execution_id, summary.status) == (started.execution_id, "RUNNING")
+
+
+async def test_a_start_folds_the_root_it_wrote_without_reading_the_log(mesh: Mesh, playbook: str) -> None:
+    before = log_reads()
+    response = await mesh.execution.Start(execution_pb2.StartRequest(path=playbook), timeout=20)
+    assert log_reads() == before, "the start's own append continues nothing: it is the log's root"
+    # The state it cached is the log's: a poll that has seen the newest event needs no read either.
+    head = await newest_event(mesh, response.execution_id)
+    reads = log_reads()
+    summary = await detail(mesh, response.execution_id, head)
+    assert log_reads() == reads
+    assert (summary.execution_id, summary.status) == (response.execution_id, "RUNNING")

@@ -445,9 +445,18 @@ class Orchestrator:
 
     def _continue(self, tracked: Tracked, appended: Appended) -> bool:
         """Folds `appended` (one unbroken stretch of the chain) when it continues the last folded
-        event, skipping a prefix folded already; False when there is a gap."""
-        if tracked.state is None or not appended.stored:
+        event, skipping a prefix folded already, or when it is the log's root and nothing is folded
+        yet (a start); False when there is a gap."""
+        if not appended.stored:
             return False
+        if tracked.state is None:
+            if (
+                appended.linked_to is not None
+                or appended.stored[0].event_type != EventType.PLAYBOOK_INITIALIZED
+            ):
+                return False
+            self._fold(tracked, appended.stored)
+            return True
         records = appended.stored
         if appended.linked_to != tracked.last_event_id:
             ids = [record.event_id for record in records]
