@@ -1,7 +1,7 @@
 """Route dispatch by path: a request is matched against the few routes its path can reach.
 
 Starlette tries every route of the table in order, a regular expression each, until one matches:
-over two hundred routes (each endpoint under `/api` and `/noetl`), a tenth of the gateway's CPU
+some 130 routes (each endpoint under `/api` and `/noetl`), a tenth of the gateway's CPU
 under event ingest went to failing matches. Which routes can match a path depends on the path
 alone, so `IndexedRouter` remembers, per path, the routes whose pattern matches it (in table order)
 and lets a router of just those answer: the first full match wins, else the first partial one
