@@ -103,8 +103,6 @@ SELECT request_id, execution_id, idempotency_key, event_ids, state, commands_gen
 FROM noetl.event_batch WHERE request_id = $1
 """
 _EVENT_RESULT = "SELECT result::text FROM noetl.event WHERE event_id = $1 LIMIT 1"
-# Index idx_event_worker_idem: (execution_id, event_type, ...) narrows it to the execution's claims.
-# The claim names its worker in `meta` (services/execution/commands/claims.py).
 _PARTITIONS = """
 SELECT c.relname FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
@@ -112,6 +110,8 @@ SELECT c.relname FROM pg_inherits i
   JOIN pg_namespace n ON n.oid = p.relnamespace
  WHERE n.nspname = 'noetl' AND p.relname = 'event'
 """
+# Index idx_event_worker_idem: (execution_id, event_type, ...) narrows it to the execution's claims.
+# The claim names its worker in `meta` (services/execution/commands/claims.py).
 _HAS_CLAIMED = """
 SELECT EXISTS (SELECT 1 FROM noetl.event WHERE execution_id = $1 AND event_type = 'command.claimed'
     AND command_id = $2 AND meta->>'worker_id' = $3)

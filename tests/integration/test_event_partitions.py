@@ -27,28 +27,18 @@ async def store(module_dsn: str) -> AsyncIterator[EventStore]:
         await pool.close()
 
 
-async def bounds(dsn: str, name: str) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return str(
-            await conn.fetchval(
-                "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'noetl' AND c.relname = $1",
-                name,
-            )
-        )
-    finally:
-        await conn.close()
+BOUNDS = (
+    "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'noetl' AND c.relname = $1"
+)
+INDEX_COUNT = "SELECT count(*) FROM pg_indexes WHERE schemaname = 'noetl' AND tablename = $1"
 
 
-async def index_count(dsn: str, name: str) -> int:
+async def catalog_value(dsn: str, query: str, name: str) -> object:
+    """One value of the system catalog about table `name`."""
     conn = await asyncpg.connect(dsn)
     try:
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM pg_indexes WHERE schemaname = 'noetl' AND tablename = $1", name
-            )
-        )
+        return await conn.fetchval(query, name)
     finally:
         await conn.close()
 
@@ -65,11 +55,13 @@ async def test_future_quarters_are_created_once_with_the_logs_indexes(
     assert {q.name for q in wanted} <= await store.partitions()
     for quarter in wanted:
         assert (
-            await bounds(module_dsn, quarter.name)
+            await catalog_value(module_dsn, BOUNDS, quarter.name)
             == f"FOR VALUES FROM ('{quarter.lower}') TO ('{quarter.upper}')"
         )
         # Inherited from the partitioned parent: every look-up plan finds its index here too.
-        assert await index_count(module_dsn, quarter.name) == await index_count(module_dsn, "event_2026_q4")
+        assert await catalog_value(module_dsn, INDEX_COUNT, quarter.name) == await catalog_value(
+            module_dsn, INDEX_COUNT, "event_2026_q4"
+        )
     assert await PartitionKeeper(store, clock=lambda: FUTURE).ensure() == []
 
 
