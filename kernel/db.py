@@ -142,10 +142,16 @@ async def with_retry(operation: Callable[[], Awaitable[T]], *, attempts: int = 5
 
 @asynccontextmanager
 async def connection_errors(operation: str) -> AsyncIterator[None]:
-    """Turns lost connections into `Unavailable` naming the operation."""
+    """Turns lost connections into `Unavailable` naming the operation (`InternalClientError`: a
+    pooled connection that read a shutting-down server's FATAL before the socket's close)."""
     try:
         yield
-    except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+    except (
+        OSError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.InternalClientError,
+    ) as exc:
         raise Unavailable(
             {
                 "code": "db_unavailable",

@@ -24,6 +24,9 @@ from services.events.store import EventStore
 log = logging.getLogger(__name__)
 
 _Pending = tuple[AppendJob, "asyncio.Future[AppendOutcome]"]
+# A transaction that failed as a whole. `InternalClientError` is a pooled connection that read
+# the server's FATAL of a shutdown before it saw the socket close: in no state for a new query.
+_DATABASE_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class AppendBatcher(Lifecycle):
@@ -74,13 +77,18 @@ class AppendBatcher(Lifecycle):
             # No connection to be had (a saturated pool): the whole batch hears it, and this
             # commit loop lives on. A copy each: one exception raised in many tasks piles up tracebacks.
             results = [type(exc)(exc.detail, retry_after=exc.retry_after) for _ in batch]
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _DATABASE_ERRORS as exc:
             if len(batch) > 1:
                 for item in batch:  # isolate the request that broke the transaction
                     await self._commit([item])
                 return
             log.exception("append to execution %s failed", jobs[0].execution_id)
             results = [Internal(f"event append failed: {exc}")]
+        except Exception as exc:
+            # Whatever else: its callers hear it and this loop lives on. A dead loop would leave
+            # every later append queued with nobody to commit it.
+            log.exception("append batch of %d failed", len(batch))
+            results = [Internal(f"event append failed: {exc}") for _ in batch]
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # the caller went away
                 continue

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from kernel import failpoints
 from kernel.db import Connection
 from kernel.errors import Conflict, MeshError
 from kernel.timeutil import as_utc, utcnow
@@ -172,6 +173,7 @@ class EventStore:
             asyncpg.PostgresError: the transaction failed as a whole (nothing was written).
         """
         async with self._pool.acquire() as conn, conn.transaction():
+            failpoints.hit("events.append.in_transaction")
             heads, terminals, known = await self._lookup(conn, Lookup.of(jobs))
             recorded = await self._recorded_batches(conn, jobs)
             now = utcnow()
