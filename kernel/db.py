@@ -140,22 +140,36 @@ async def with_retry(operation: Callable[[], Awaitable[T]], *, attempts: int = 5
     raise AssertionError("unreachable")
 
 
+# A database connection lost, or not to be had: the server stopped, restarted or is starting (its
+# unix socket gone, a refused or reset connection, 08xxx, 57P01-57P03), or a pooled connection read
+# the FATAL of a shutting-down server before the socket's close (asyncpg's `InternalClientError`:
+# it is then in no state for a query). Transient: the pool reconnects once Postgres is back.
+LOST_CONNECTION: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def db_unavailable(operation: str) -> Unavailable:
+    """What a caller hears for a lost connection: 503 `db_unavailable`, retry in 2 s."""
+    return Unavailable(
+        {
+            "code": "db_unavailable",
+            "message": f"Database temporarily unavailable during {operation}; retry shortly",
+        },
+        retry_after=2,
+    )
+
+
 @asynccontextmanager
 async def connection_errors(operation: str) -> AsyncIterator[None]:
-    """Turns lost connections into `Unavailable` naming the operation (`InternalClientError`: a
-    pooled connection that read a shutting-down server's FATAL before the socket's close)."""
+    """Turns lost connections into `Unavailable` naming the operation."""
     try:
         yield
-    except (
-        OSError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.InternalClientError,
-    ) as exc:
-        raise Unavailable(
-            {
-                "code": "db_unavailable",
-                "message": f"Database temporarily unavailable during {operation}; retry shortly",
-            },
-            retry_after=2,
-        ) from exc
+    except LOST_CONNECTION as exc:
+        raise db_unavailable(operation) from exc

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from kernel import errors
+from kernel.db import LOST_CONNECTION, db_unavailable
 from kernel.handlers import responses, rewrap
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,12 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
             return await behavior(request, context)
         except errors.MeshError as exc:
             await _abort(context, exc)
+        except LOST_CONNECTION as exc:
+            # The database (or a peer) is restarting: the caller retries, nothing is wrong here.
+            log.warning(
+                "%s: connection lost (%s: %s); answered 503", behavior.__qualname__, type(exc).__name__, exc
+            )
+            await _abort(context, db_unavailable(behavior.__qualname__))
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from kernel.db import with_retry
+from kernel.db import LOST_CONNECTION, with_retry
 from kernel.errors import Internal, MeshError
 from kernel.lifecycle import Lifecycle
 from services.events.chain import AppendJob, AppendOutcome
@@ -24,9 +24,8 @@ from services.events.store import EventStore
 log = logging.getLogger(__name__)
 
 _Pending = tuple[AppendJob, "asyncio.Future[AppendOutcome]"]
-# A transaction that failed as a whole. `InternalClientError` is a pooled connection that read
-# the server's FATAL of a shutdown before it saw the socket close: in no state for a new query.
-_DATABASE_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# A transaction that failed as a whole, refused by Postgres or with its connection lost.
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *LOST_CONNECTION)
 
 
 class AppendBatcher(Lifecycle):

@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from kernel import failpoints
 from kernel.bus import event_subject
-from kernel.db import connection_errors, with_retry
+from kernel.db import LOST_CONNECTION, connection_errors, db_unavailable, with_retry
 from kernel.errors import Internal, InvalidArgument, MeshError, NotFound
 from kernel.metrics import INGEST_BUCKETS
 from language.event_types import EVENT_TYPES, WRITTEN_TERMINAL, EventType
@@ -216,13 +216,16 @@ class EventLog:
 
         Raises:
             InvalidArgument: no envelopes.
+            Unavailable: the database connection was lost (503 `db_unavailable`); nothing was written.
             Internal: the database refused the batch ("events/project failed: ..."); nothing was written.
         """
         if not envelopes:
             raise InvalidArgument("events must not be empty")
         try:
             return await self._store.project(envelopes)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except LOST_CONNECTION as exc:
+            raise db_unavailable("events/project") from exc
+        except asyncpg.PostgresError as exc:
             raise Internal(f"events/project failed: {exc}") from exc
 
     async def page(
@@ -306,9 +309,8 @@ class EventLog:
         async with connection_errors("events/batch"):
             try:
                 results = await with_retry(lambda: self._store.append_batch([job], self._mint))
-            except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError) as exc:
-                # The server ended the session (08xxx, 57P01 admin shutdown): a lost connection too.
-                raise ConnectionError(str(exc)) from exc
+            except LOST_CONNECTION:
+                raise  # the server ended the session (08xxx, 57P01 admin shutdown) too
             except asyncpg.PostgresError as exc:
                 raise Internal(f"events/batch failed: {exc}") from exc
         result = results[0]
