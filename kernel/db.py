@@ -141,17 +141,17 @@ async def with_retry(operation: Callable[[], Awaitable[T]], *, attempts: int = 5
 
 
 # A database connection lost, or not to be had: the server stopped, restarted or is starting (its
-# unix socket gone, a refused or reset connection, 08xxx, 57P01-57P03), or a pooled connection read
-# the FATAL of a shutting-down server before the socket's close (asyncpg's `InternalClientError`:
-# it is then in no state for a query). Transient: the pool reconnects once Postgres is back.
+# unix socket gone, a refused or reset connection, 08xxx), an operator ended the session or its
+# statement (57xxx: admin shutdown, cannot connect now, query cancelled), or a pooled connection
+# read the FATAL of a shutting-down server before the socket's close (asyncpg's
+# `InternalClientError`: it is then in no state for a query). Transient: retried, it succeeds once
+# Postgres is back.
 LOST_CONNECTION: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
 )
 
 
