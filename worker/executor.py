@@ -160,8 +160,7 @@ class Executor:
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
 
     async def _until_cancelled(self, execution_id: int) -> None:
-        """Returns once the execution is cancelled, and only then: a check that fails for any
-        reason is made again next time (ending here would stop the tool)."""
+        """Returns once the execution is cancelled; a check that fails is made again next time."""
         if self._executions is None:
             await asyncio.Event().wait()
         while self._executions is not None:
@@ -170,8 +169,8 @@ class Executor:
                 check = await self._executions.for_execution(execution_id).CancellationCheck(
                     execution_pb2.CancellationCheckRequest(execution_id=execution_id), timeout=10
                 )
-            except Exception as exc:
-                log.debug("cancellation check of execution %s failed: %s", execution_id, exc)
+            except MeshError as exc:
+                log.debug("cancellation check of execution %s failed: %s", execution_id, exc.detail)
                 continue
             if check.cancelled:
                 return
