@@ -77,9 +77,17 @@ async def test_cancel_stops_dispatch_and_refuses_later_claims(
     assert again["status"] == "already_completed" and again["cancelled_executions"] == []
 
     issued = next(e for e in found if e["event_type"] == "command.issued")
-    claim = await gateway.post(f"/api/commands/{issued['event_id']}/claim", json={"worker_id": "latecomer"})
-    assert claim.status_code == 409
-    assert claim.json()["detail"]["code"] == "already_terminal"
+
+    async def refused_as_ended() -> bool:
+        # Never granted; `active_claim` until the command row has projected the completion the
+        # log already holds (a few milliseconds), then `already_terminal`.
+        claim = await gateway.post(
+            f"/api/commands/{issued['event_id']}/claim", json={"worker_id": "latecomer"}
+        )
+        assert claim.status_code == 409, claim.text
+        return bool(claim.json()["detail"]["code"] == "already_terminal")
+
+    await wait_for(refused_as_ended, within=10, what="a late claim to be refused as already_terminal")
 
 
 async def test_cascade_cancels_running_children_only_when_asked(
