@@ -7,6 +7,7 @@ redelivered. In-process services, real NATS JetStream and Postgres.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 import pytest
@@ -15,6 +16,7 @@ from noetl.v1 import execution_pb2
 
 from tests.helpers.playbooks import register_noop
 from tests.helpers.services import Mesh
+from tests.helpers.waiting import wait_for
 
 RUNS = 12
 SETTLE_SECONDS = 15.0
@@ -44,13 +46,15 @@ async def test_runs_side_by_side_leave_nothing_unacknowledged(
     )
     assert written >= RUNS * 3
     expected = before.delivered.stream_seq + written
-    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
-    info = await _consumer(mesh)
-    while (info.delivered.stream_seq < expected or info.num_ack_pending) and (
-        asyncio.get_running_loop().time() < deadline
-    ):
-        await asyncio.sleep(0.05)
+
+    async def settled() -> bool:
         info = await _consumer(mesh)
+        return info.delivered.stream_seq >= expected and not info.num_ack_pending
+
+    # Unsettled after the wait, the assertions below say what is missing.
+    with contextlib.suppress(AssertionError):
+        await wait_for(settled, what="the feed to take and acknowledge every event", within=SETTLE_SECONDS)
+    info = await _consumer(mesh)
     assert info.delivered.stream_seq >= expected, "the feed did not take every event"
     assert info.num_pending == 0
     assert info.num_ack_pending == 0, "applied deliveries were left unacknowledged"
