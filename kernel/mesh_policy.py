@@ -45,6 +45,7 @@ POLICY: Mapping[str, frozenset[str]] = {
     "CatalogService/Restore": _G,
     # Events
     "EventService/Append": frozenset({EXECUTION}),
+    "EventService/AppendMany": frozenset({EXECUTION}),
     "EventService/Emit": _GW,
     "EventService/EmitMany": _G,
     "EventService/StreamEmit": frozenset({WORKER}),

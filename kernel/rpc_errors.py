@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from noetl.v1 import events_pb2
 
 from kernel import errors
 from kernel.db import LOST_CONNECTION, db_unavailable
@@ -109,23 +110,27 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.MeshError:
     )
 
 
+def as_mesh_error(exc: Exception, operation: str) -> errors.MeshError:
+    """What a handler's exception answers: itself when a `MeshError`; 503 `db_unavailable` for a
+    lost connection (the database or a peer is restarting: the caller retries, nothing is wrong
+    here); anything else `Internal`, logged with its traceback."""
+    if isinstance(exc, errors.MeshError):
+        return exc
+    if isinstance(exc, LOST_CONNECTION):
+        log.warning("%s: connection lost (%s: %s); answered 503", operation, type(exc).__name__, exc)
+        return db_unavailable(operation)
+    log.error("unhandled error in %s", operation, exc_info=exc)
+    return errors.Internal(str(exc) or type(exc).__name__)
+
+
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behavior(request, context)
-        except errors.MeshError as exc:
-            await _abort(context, exc)
-        except LOST_CONNECTION as exc:
-            # The database (or a peer) is restarting: the caller retries, nothing is wrong here.
-            log.warning(
-                "%s: connection lost (%s: %s); answered 503", behavior.__qualname__, type(exc).__name__, exc
-            )
-            await _abort(context, db_unavailable(behavior.__qualname__))
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            log.exception("unhandled error in %s", behavior.__qualname__)
-            await _abort(context, errors.Internal(str(exc) or type(exc).__name__))
+            await _abort(context, as_mesh_error(exc, behavior.__qualname__))
         raise AssertionError("unreachable")
 
     return wrapper
@@ -174,3 +179,28 @@ class ClientErrorInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             return await call
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
+
+
+def item_error(error: errors.MeshError) -> events_pb2.EmitItemError:
+    """One item's failure in a batched call (`EmitMany`, `AppendMany`), as its own call would
+    have reported it."""
+    failure = events_pb2.EmitItemError(
+        code=grpc_code(error).value[0],
+        message=status_message(error),
+        kind=type(error).__name__,
+        detail_json=detail_json(error).encode(),
+    )
+    if error.retry_after is not None:
+        failure.retry_after = error.retry_after
+    return failure
+
+
+def from_item_error(failure: events_pb2.EmitItemError) -> errors.MeshError:
+    """The error `item_error` reported, rebuilt as the same `MeshError`."""
+    return rebuild(
+        status_code(failure.code),
+        failure.message,
+        failure.kind,
+        failure.detail_json.decode() or None,
+        failure.retry_after if failure.HasField("retry_after") else None,
+    )

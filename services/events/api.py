@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -46,15 +47,7 @@ def _batch_item(index: int, event: events_pb2.WorkerEvent) -> WorkerEventDraft:
 
 
 def _item_error(error: MeshError) -> events_pb2.EmitItemResult:
-    failure = events_pb2.EmitItemError(
-        code=rpc_errors.grpc_code(error).value[0],
-        message=rpc_errors.status_message(error),
-        kind=type(error).__name__,
-        detail_json=rpc_errors.detail_json(error).encode(),
-    )
-    if error.retry_after is not None:
-        failure.retry_after = error.retry_after
-    return events_pb2.EmitItemResult(error=failure)
+    return events_pb2.EmitItemResult(error=rpc_errors.item_error(error))
 
 
 class EventApi(events_pb2_grpc.EventServiceServicer):
@@ -104,6 +97,24 @@ class EventApi(events_pb2_grpc.EventServiceServicer):
             duplicates=outcome.duplicates,
             stored=[event_message(event) for event in outcome.stored],
         )
+
+    async def AppendMany(
+        self, request: events_pb2.AppendManyRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.AppendManyResponse:
+        telemetry.tag_executions(append.execution_id for append in request.appends)
+        answered = await asyncio.gather(
+            *(self.Append(append, context) for append in request.appends), return_exceptions=True
+        )
+        results: list[events_pb2.AppendItemResult] = []
+        for outcome in answered:
+            if isinstance(outcome, events_pb2.AppendResponse):
+                results.append(events_pb2.AppendItemResult(appended=outcome))
+            elif isinstance(outcome, Exception):  # answered as its own Append would have been
+                failure = rpc_errors.as_mesh_error(outcome, "EventApi.Append")
+                results.append(events_pb2.AppendItemResult(error=rpc_errors.item_error(failure)))
+            else:
+                raise outcome  # cancelled: the whole call is
+        return events_pb2.AppendManyResponse(results=results)
 
     async def Emit(
         self, request: events_pb2.EmitRequest, context: grpc.aio.ServicerContext

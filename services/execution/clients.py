@@ -16,7 +16,8 @@ from noetl.v1 import (
     execution_pb2_grpc,
 )
 
-from kernel import jsonutil
+from kernel import jsonutil, rpc_errors
+from kernel.coalescing import Coalescer, Limits
 from kernel.grpc_client import Sharded
 from kernel.timeutil import as_utc
 from kernel.wire import optional, optional_time
@@ -113,9 +114,17 @@ def _new_event_message(event: NewEvent, notification: Notification | None) -> ev
     return message
 
 
+# A pass's appends, a claim's, the reaper's: concurrent ones share one `AppendMany` per shard.
+APPEND_LIMITS = Limits(items=64, size=4 * 1024 * 1024, in_flight=2)
+APPEND_TIMEOUT_SECONDS = 30
+
+
 class EventsClient:
     def __init__(self, events: Sharded[events_pb2_grpc.EventServiceStub]) -> None:
         self._events = events
+        self._appends: Coalescer[
+            events_pb2_grpc.EventServiceStub, events_pb2.AppendRequest, events_pb2.AppendItemResult
+        ] = Coalescer(_append_many, _append_size, APPEND_LIMITS)
 
     async def append(
         self,
@@ -135,10 +144,13 @@ class EventsClient:
         )
         if parent_execution_id is not None:
             request.parent_execution_id = parent_execution_id
-        response = await self._events.for_execution(execution_id).Append(request, timeout=30)
-        stored = list(response.stored)
+        # Answered as its own Append would be: its result, or the error it alone failed with.
+        result = await self._appends.submit(self._events.for_execution(execution_id), request)
+        if result.HasField("error"):
+            raise rpc_errors.from_item_error(result.error)
+        stored = list(result.appended.stored)
         return Appended(
-            event_ids=list(response.event_ids),
+            event_ids=list(result.appended.event_ids),
             stored=[record_from_message(e) for e in stored],
             linked_to=stored[0].prev_event_id if stored and stored[0].HasField("prev_event_id") else None,
         )
@@ -235,3 +247,16 @@ class ShardFamily:
             timeout=30,
         )
         return execution_id in answer.cancelled_executions
+
+
+async def _append_many(
+    stub: events_pb2_grpc.EventServiceStub, appends: list[events_pb2.AppendRequest]
+) -> list[events_pb2.AppendItemResult]:
+    response = await stub.AppendMany(
+        events_pb2.AppendManyRequest(appends=appends), timeout=APPEND_TIMEOUT_SECONDS
+    )
+    return list(response.results)
+
+
+def _append_size(request: events_pb2.AppendRequest) -> int:
+    return request.ByteSize()

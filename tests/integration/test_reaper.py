@@ -88,10 +88,15 @@ async def test_a_dead_workers_command_fails_the_run(mesh: Mesh, db: asyncpg.Conn
     assert failed is not None
     assert failed["error"] == "lease_expired: worker ghost stopped heartbeating"
     assert failed["reason"] == "lease_expired"
-    status = await db.fetchval(
-        "SELECT status FROM noetl.execution WHERE execution_id = $1", started.execution_id
-    )
-    assert status == "FAILED"
+
+    async def projected_status() -> str | None:
+        status: str | None = await db.fetchval(
+            "SELECT status FROM noetl.execution WHERE execution_id = $1", started.execution_id
+        )
+        return status if status != "RUNNING" else None
+
+    # The execution row is a projection, written once the append that ended the run has answered.
+    assert await wait_for(projected_status, what="the execution row's final status") == "FAILED"
 
 
 async def test_a_retry_rule_announces_the_command_again_for_another_worker(
