@@ -139,3 +139,26 @@ def test_terminal_event_is_the_newest_of_the_terminal_set() -> None:
 )
 def test_duration_human(seconds: float, expected: str) -> None:
     assert duration_human(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [INIT],
+        [INIT, ISSUED_A],
+        [INIT, ISSUED_A, DONE_A],
+        [INIT, ISSUED_A, EXIT_A],
+        [INIT, ISSUED_A, ("call.done", "a", "COMPLETED")],
+        [INIT, ISSUED_A, ("call.done", "a", "FAILED")],
+        [INIT, ISSUED_A, FAILED_A],
+        [INIT, ISSUED_A, DONE_A, ("playbook.completed", "p", "COMPLETED")],
+        [INIT, ("execution.cancelled", "cancel", "CANCELLED"), DONE_A],
+        [INIT, ISSUED_A, DONE_A, ("step.enter", "b", "RUNNING")],
+    ],
+)
+def test_the_open_count_is_read_only_where_it_can_change_the_flags(rows: list[tuple[str, str, str]]) -> None:
+    """`Queries.status` skips the open-command query unless `completion_inferable`: that must be
+    exactly the logs whose flags the count decides."""
+    folded = fold(log(*rows))
+    decides = folded.flags(has_open_commands=True) != folded.flags(has_open_commands=False)
+    assert folded.completion_inferable == decides

@@ -88,6 +88,18 @@ class StatusFold:
             return COMPLETED
         return RUNNING
 
+    @property
+    def completion_inferable(self) -> bool:
+        """No terminal event, and the newest one completed some work: the run reads as complete
+        unless a command is still open. The only case the open-command count decides."""
+        newest = self.newest
+        return (
+            self.terminal is None
+            and newest is not None
+            and canonical_event_type(newest.event_type) in _COMPLETION_ARM
+            and newest.status == COMPLETED
+        )
+
     def flags(self, *, has_open_commands: bool) -> StatusFlags:
         """The `/status` flags; `has_open_commands`: a command is pending or in flight."""
         completed = failed = inferred = False
@@ -96,10 +108,8 @@ class StatusFold:
             status = ENDED_STATUS[canonical_event_type(terminal.event_type)]
             completed = status in (COMPLETED, CANCELLED)
             failed = status == FAILED
-        elif self.newest is not None and not has_open_commands:
-            newest = self.newest
-            if canonical_event_type(newest.event_type) in _COMPLETION_ARM and newest.status == COMPLETED:
-                completed = inferred = True
+        elif self.completion_inferable and not has_open_commands:
+            completed = inferred = True
         return StatusFlags(
             completed=completed,
             failed=failed,

@@ -141,7 +141,8 @@ class Queries:
             facts = fold(await self._log(execution_id, "Execution not found"))
             variables = {}
         # Read after the state: the open count is never older than the events it is judged with.
-        open_commands = await self._commands.open_commands(execution_id)
+        # A status poll of a running step (the common one) needs no count and costs no query.
+        open_commands = await self._commands.open_commands(execution_id) if facts.completion_inferable else 0
         flags = facts.flags(has_open_commands=open_commands > 0)
         terminal, newest, first = facts.terminal, facts.newest, facts.first
         assert first is not None and newest is not None  # a tracked state or a log has a root
