@@ -111,11 +111,17 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.MeshError:
 
 
 def as_mesh_error(exc: Exception, operation: str) -> errors.MeshError:
-    """What a handler's exception answers: itself when a `MeshError`; 503 `db_unavailable` for a
-    lost connection (the database or a peer is restarting: the caller retries, nothing is wrong
-    here); anything else `Internal`, logged with its traceback."""
+    """What a handler's exception answers: itself when a `MeshError`; 503 `timeout` for a wait
+    that ran out (a query, a publish, a peer: not necessarily the database's); 503
+    `db_unavailable` for a lost connection (the database or a peer is restarting: the caller
+    retries, nothing is wrong here); anything else `Internal`, logged with its traceback."""
     if isinstance(exc, errors.MeshError):
         return exc
+    if isinstance(exc, TimeoutError):  # an OSError too, so before the lost connections
+        log.warning("%s: timed out (%s); answered 503", operation, exc or type(exc).__name__)
+        return errors.Unavailable(
+            {"code": "timeout", "message": f"{operation} timed out; retry shortly"}, retry_after=1
+        )
     if isinstance(exc, LOST_CONNECTION):
         log.warning("%s: connection lost (%s: %s); answered 503", operation, type(exc).__name__, exc)
         return db_unavailable(operation)

@@ -25,6 +25,8 @@ from pathlib import Path
 import asyncpg
 import grpc
 import httpx
+import nats
+import orjson
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -32,6 +34,7 @@ from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.embedded import EmbeddedNats, EmbeddedPostgres
 from noetl_mesh.stack import SUPERVISOR_PID_FILE, Stack
 from noetl_mesh.state import StackInfo
+from tests.helpers.bus import STREAM, read_stream
 from tests.helpers.invariants import finish
 from tests.helpers.mesh import TERMINAL_EVENTS, execute, register
 from tests.helpers.waiting import wait_for
@@ -266,6 +269,78 @@ async def test_runs_finish_through_a_postgres_outage(stack: Stack) -> None:
         )
 
     await exercise(stack, "postgres", fault)
+
+
+async def test_runs_finish_through_a_postgres_crash(stack: Stack) -> None:
+    """Every process of the server killed at once (SIGKILL: no shutdown checkpoint, as when its
+    container or machine dies), started again by the supervisor, which replays the WAL. Besides
+    the runs finishing, nothing acknowledged may be lost: the outbox relays an event to the
+    stream only after its transaction committed, so every event on the stream must be in the
+    recovered log. A commit acknowledged before its WAL reached the disk fails this."""
+    info = info_of(stack)
+    server = EmbeddedPostgres(info.run_dir / "postgres")
+
+    async def fault() -> None:
+        postmaster = server.pid()
+        assert postmaster is not None, "the embedded Postgres should be running"
+        for pid in (*children_of(postmaster), postmaster):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await wait_for(
+            lambda: accepts_queries(info.pg_dsn),
+            what="the supervisor to start Postgres again",
+            within=60.0,
+            interval=0.5,
+        )
+
+    await exercise(stack, "postgres_crash", fault)
+    relayed = await relayed_event_ids(info.nats_url)
+    conn = await asyncpg.connect(info.pg_dsn)
+    try:
+        stored = await conn.fetch(
+            "SELECT event_id FROM noetl.event WHERE event_id = ANY($1::bigint[])", relayed
+        )
+    finally:
+        await conn.close()
+    lost = set(relayed) - {row["event_id"] for row in stored}
+    assert not lost, (
+        f"{len(lost)} of {len(relayed)} relayed events are not in the log, e.g. {sorted(lost)[:5]}"
+    )
+
+
+async def accepts_queries(pg_dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(pg_dsn, timeout=2)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        return bool(await conn.fetchval("SELECT true"))
+    finally:
+        await conn.close()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a postmaster's backends and auxiliary processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            # Fields after the parenthesised command name: state, ppid, ...
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def relayed_event_ids(nats_url: str) -> list[int]:
+    """The event ids of every message on the mesh's event stream."""
+    client = await nats.connect(nats_url)
+    try:
+        messages = await read_stream(client.jetstream(), STREAM, "noetl.events.>", at_least=1)
+    finally:
+        await client.close()
+    return [int(orjson.loads(message.data)["event_id"]) for message in messages]
 
 
 async def serving_is(address: str, expected: int) -> bool:

@@ -2,7 +2,7 @@
 
 A database that is restarting (its socket gone, a refused or ended session, a pooled connection
 that read the shutdown's FATAL) is 503 `db_unavailable` with `Retry-After: 2`, which callers
-retry, not a 500; anything else unexpected stays `Internal`. The servicer here is test
+retry, not a 500; a wait that ran out is 503 `timeout`; anything else unexpected stays `Internal`. The servicer here is test
 scaffolding; the host, its interceptor chain and the client's error mapping are the real ones.
 """
 
@@ -30,6 +30,7 @@ FAILURES: dict[str, BaseException] = {
     "closed_mid_operation": asyncpg.ConnectionDoesNotExistError(
         "connection was closed in the middle of operation"
     ),
+    "timed_out": TimeoutError(),
     "bug": RuntimeError("a bug"),
 }
 
@@ -74,6 +75,15 @@ async def test_a_lost_database_connection_is_unavailable_with_retry_after(
     assert isinstance(failure, Unavailable)
     assert failure.retry_after == 2
     assert isinstance(failure.detail, dict) and failure.detail["code"] == "db_unavailable"
+
+
+async def test_a_timeout_is_unavailable_named_as_a_timeout(channel: grpc.aio.Channel) -> None:
+    """A `TimeoutError` is an `OSError`, but a wait that ran out is not a lost database."""
+    failure = await _failure(channel, "timed_out")
+    assert isinstance(failure, Unavailable)
+    assert failure.retry_after == 1
+    assert isinstance(failure.detail, dict) and failure.detail["code"] == "timeout"
+    assert "timed out" in failure.detail["message"]
 
 
 async def test_any_other_error_is_internal(channel: grpc.aio.Channel) -> None:
