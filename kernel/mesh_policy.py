@@ -65,7 +65,8 @@ POLICY: Mapping[str, frozenset[str]] = {
     "ExecutionService/Cancel": frozenset({GATEWAY, EXECUTION}),
     # A cascade's shard asks every other shard for the family's children on it.
     "ExecutionService/Children": frozenset({EXECUTION}),
-    "ExecutionService/CancellationCheck": _G,
+    # A worker asks it while a tool runs, to stop the tool of a cancelled run (dsl.md §13).
+    "ExecutionService/CancellationCheck": _GW,
     "ExecutionService/Finalize": _G,
     "ExecutionService/Rerun": _G,
     "ExecutionService/StartBatch": _G,

@@ -66,6 +66,8 @@ async def serve(settings: Settings, mesh: ClientAuth) -> int:
             default_timeout=settings.default_timeout,
             heartbeat_seconds=settings.heartbeat_seconds,
             server_url=settings.server_url,
+            executions=executions,
+            cancel_check_seconds=settings.cancel_check_seconds,
             secrets=secrets,
             max_result_bytes=settings.max_result_bytes,
             offload=offload,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +25,9 @@ from worker.tools.base import Tool, ToolCall, ToolResult
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024
+# How often a running command asks whether its execution was cancelled (dsl.md §13).
+DEFAULT_CANCEL_CHECK_SECONDS = 10.0
+CANCELLED = "cancelled"
 
 
 class Outcome:
@@ -54,6 +56,8 @@ class Executor:
         default_timeout: float,
         heartbeat_seconds: float,
         server_url: str,
+        executions: Sharded[execution_pb2_grpc.ExecutionServiceStub] | None = None,
+        cancel_check_seconds: float = DEFAULT_CANCEL_CHECK_SECONDS,
         secrets: SecretsClient | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         offload: ResultOffload | None = None,
@@ -61,6 +65,9 @@ class Executor:
         self._worker_id = worker_id
         self._commands = commands
         self._events = events
+        # None: a running tool is never stopped for its execution's cancellation.
+        self._executions = executions
+        self._cancel_check = cancel_check_seconds
         self._runner = ToolRunner(tools)
         self._default_timeout = default_timeout
         self._heartbeat = heartbeat_seconds
@@ -109,18 +116,31 @@ class Executor:
             trace=meta.get("trace") if isinstance(meta, dict) else None,
         )
         stream = _EventStream(self._events.for_execution(command.execution_id), call, self._worker_id)
-        beat = asyncio.create_task(self._heartbeats(stream))
+        tool = asyncio.ensure_future(self._execute(call))
+        company = [
+            asyncio.ensure_future(self._heartbeats(stream)),
+            cancelled := asyncio.ensure_future(self._until_cancelled(call.execution_id)),
+        ]
         started = time.perf_counter()
         try:
-            result = await self._execute(call)
+            await asyncio.wait((tool, cancelled), return_when=asyncio.FIRST_COMPLETED)
+            if tool.done():
+                result = tool.result()
+            else:
+                # The execution was cancelled: the tool is stopped (a python child or a shell's
+                # process group is killed) and the command reported failed, as dsl.md §13 says.
+                log.info(
+                    "command %s: execution %s cancelled, tool stopped", call.command_id, call.execution_id
+                )
+                result = ToolResult(ok=False, data=None, error=CANCELLED)
         except asyncio.CancelledError:
             # Handed back (worker shutdown): no closing events; the claim lease runs out instead.
             stream.abort()
             raise
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (tool, *company):
+                task.cancel()
+            await asyncio.gather(tool, *company, return_exceptions=True)
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _bounded(result, self._max_result_bytes)
         reference = None
@@ -138,6 +158,22 @@ class Executor:
                 "command %s of step %s crashed: %s", call.command_id, call.step, call.secrets.crash_text(exc)
             )
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
+
+    async def _until_cancelled(self, execution_id: int) -> None:
+        """Returns once the execution is cancelled; a check that fails is made again next time."""
+        if self._executions is None:
+            await asyncio.Event().wait()
+        while self._executions is not None:
+            await asyncio.sleep(self._cancel_check)
+            try:
+                check = await self._executions.for_execution(execution_id).CancellationCheck(
+                    execution_pb2.CancellationCheckRequest(execution_id=execution_id), timeout=10
+                )
+            except MeshError as exc:
+                log.debug("cancellation check of execution %s failed: %s", execution_id, exc.detail)
+                continue
+            if check.cancelled:
+                return
 
     async def _heartbeats(self, stream: _EventStream) -> None:
         while True:

@@ -9,6 +9,7 @@ from kernel.bus import BusSettings, read_bus_settings
 from kernel.config import EnvReader
 from kernel.mesh_auth import MeshAuth, instance_of
 from kernel.mesh_policy import WORKER
+from worker.executor import DEFAULT_CANCEL_CHECK_SECONDS
 
 # Commands in flight. A command mostly waits (its claim, its events' commit, HTTP, SQL): 4 left
 # two cores a fifth idle with 50 chains queued on the worker; CPU-bound python code is bounded
@@ -28,6 +29,8 @@ class Settings:
     python_processes: int
     default_timeout: float
     heartbeat_seconds: float
+    # How often a running command checks for its execution's cancellation (dsl.md §13).
+    cancel_check_seconds: float
     server_url: str
     secrets_addr: str  # empty: no secrets service, so `auth` and `keychain` fail with a clear error
     max_result_bytes: int
@@ -58,6 +61,9 @@ class Settings:
             default_timeout=env.number("NOETL_WORKER_DEFAULT_TIMEOUT_SECONDS", 3600.0, minimum=0.1),
             # A quarter of the 120 s claim lease (data-model.md §6.3).
             heartbeat_seconds=env.number("NOETL_WORKER_HEARTBEAT_SECONDS", 30.0, minimum=0.1),
+            cancel_check_seconds=env.number(
+                "NOETL_WORKER_CANCEL_CHECK_SECONDS", DEFAULT_CANCEL_CHECK_SECONDS, minimum=0.1
+            ),
             server_url=env.text("NOETL_PUBLIC_SERVER_URL", addresses.PUBLIC_SERVER_URL),
             secrets_addr=env.text("NOETL_SECRETS_ADDR", addresses.SECRETS),
             # A serialised result over this fails the command with a clear error (dsl.md §9.12).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -88,6 +89,52 @@ async def test_cancel_stops_dispatch_and_refuses_later_claims(
         return bool(claim.json()["detail"]["code"] == "already_terminal")
 
     await wait_for(refused_as_ended, within=10, what="a late claim to be refused as already_terminal")
+
+
+LONG_STEP = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {{name: long_step, path: {path}}}
+workload: {{marker: ""}}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {{marker: "{{{{ marker }}}}"}}
+      code: |
+        import time
+        time.sleep(60)
+        open(marker, "w").write("ran to the end")
+        result = {{"slept": 60}}
+    next: {{spec: {{mode: exclusive}}, arcs: [{{step: second}}]}}
+  - step: second
+    tool: {{kind: noop}}
+"""
+
+
+async def test_cancel_stops_a_running_tool(gateway: httpx.AsyncClient, tmp_path: Path) -> None:
+    """dsl.md §13: the worker checks for its execution's cancellation while a tool runs (every
+    `NOETL_WORKER_CANCEL_CHECK_SECONDS`, 10 s), stops the tool and reports `command.failed` with
+    error `cancelled`; the step's code never reaches its end."""
+    path = "tests/cancel/long_step"
+    await register(gateway, LONG_STEP.format(path=path))
+    marker = tmp_path / "marker"
+    execution_id = await execute(gateway, path, {"marker": str(marker)})
+    await wait_claimed(gateway, execution_id, "start")
+    response = await gateway.post(f"/api/executions/{execution_id}/cancel", json={"reason": "too slow"})
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+
+    async def stopped() -> dict[str, Any] | None:
+        found = await events(gateway, execution_id)
+        return next((e for e in found if e["event_type"] == "command.failed"), None)
+
+    failed = await wait_for(stopped, within=30, what="the running tool to be stopped")
+    assert failed["node_name"] == "start" and failed["error"] == "cancelled"
+    found = await events(gateway, execution_id)
+    assert not [e for e in found if e["event_type"] in ("command.completed", "call.done")]
+    assert not [e for e in found if e["event_type"] == "command.issued" and e["node_name"] == "second"]
+    assert (await gateway.get(f"/api/executions/{execution_id}")).json()["status"] == "CANCELLED"
+    assert not marker.exists(), "the python child should have been killed, not left to finish"
 
 
 async def test_cascade_cancels_running_children_only_when_asked(
