@@ -160,7 +160,8 @@ class Executor:
             return ToolResult(ok=False, data=None, error=f"{type(exc).__name__}: {exc}")
 
     async def _until_cancelled(self, execution_id: int) -> None:
-        """Returns once the execution is cancelled; a check that fails is made again next time."""
+        """Returns once the execution is cancelled, and only then: a check that fails for any
+        reason is made again next time (ending here would stop the tool)."""
         if self._executions is None:
             await asyncio.Event().wait()
         while self._executions is not None:
@@ -169,8 +170,8 @@ class Executor:
                 check = await self._executions.for_execution(execution_id).CancellationCheck(
                     execution_pb2.CancellationCheckRequest(execution_id=execution_id), timeout=10
                 )
-            except MeshError as exc:
-                log.debug("cancellation check of execution %s failed: %s", execution_id, exc.detail)
+            except Exception as exc:
+                log.debug("cancellation check of execution %s failed: %s", execution_id, exc)
                 continue
             if check.cancelled:
                 return
