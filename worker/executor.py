@@ -168,7 +168,8 @@ class Executor:
             await asyncio.sleep(self._cancel_check)
             try:
                 check = await self._executions.for_execution(execution_id).CancellationCheck(
-                    execution_pb2.CancellationCheckRequest(execution_id=execution_id), timeout=10
+                    execution_pb2.CancellationCheckRequest(execution_id=execution_id, from_projection=True),
+                    timeout=10,
                 )
             except Exception as exc:
                 log.debug("cancellation check of execution %s failed: %s", execution_id, exc)

@@ -143,7 +143,9 @@ class ExecutionApi(execution_pb2_grpc.ExecutionServiceServicer):
     async def CancellationCheck(
         self, request: execution_pb2.CancellationCheckRequest, context: grpc.aio.ServicerContext
     ) -> execution_pb2.CancellationCheckResponse:
-        view = await self._control.cancellation_check(request.execution_id)
+        view = await self._control.cancellation_check(
+            request.execution_id, from_projection=request.from_projection
+        )
         return execution_pb2.CancellationCheckResponse(
             status=view.status,
             event_type=view.event_type,

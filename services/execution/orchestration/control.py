@@ -8,7 +8,7 @@ from typing import Any
 from kernel.errors import NotFound
 from kernel.sharding import owns
 from language.event_types import ENDED_STATUS, TERMINAL
-from language.statuses import CANCELLED, FAILED, RUNNING
+from language.statuses import CANCELLED, COMPLETED, FAILED, RUNNING
 from services.execution.engine.records import EventRecord, EventType, NewEvent, canonical_event_type
 from services.execution.orchestration.orchestrator import Orchestrator, StartInput
 from services.execution.orchestration.store import ExecutionStore
@@ -119,8 +119,24 @@ class Control:
             level = [child for child, _ in children]
         return running
 
-    async def cancellation_check(self, execution_id: int) -> CancellationView:
-        """Raises NotFound ("Execution <id> not found") when the execution has no events."""
+    async def cancellation_check(
+        self, execution_id: int, *, from_projection: bool = False
+    ) -> CancellationView:
+        """From the log, or with `from_projection` from the execution row when it has one (the
+        status a cancel writes before it answers; `event_type` the terminal one it recorded).
+
+        Raises NotFound ("Execution <id> not found") when the execution has no events.
+        """
+        recorded = await self._store.recorded_status(execution_id) if from_projection else None
+        if recorded is not None:
+            status, terminal_type = recorded
+            return CancellationView(
+                status=status,
+                event_type=terminal_type or "",
+                cancelled=status == CANCELLED,
+                completed=status == COMPLETED,
+                failed=status == FAILED,
+            )
         log = await self._log(execution_id)
         newest = canonical_event_type(log[-1].event_type)
         cancelled = any(canonical_event_type(r.event_type) == EventType.EXECUTION_CANCELLED for r in log)

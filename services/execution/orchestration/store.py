@@ -113,3 +113,10 @@ class ExecutionStore:
             "SELECT parent_execution_id FROM noetl.execution WHERE execution_id = $1", execution_id
         )
         return int(value) if value is not None else None
+
+    async def recorded_status(self, execution_id: int) -> tuple[str, str | None] | None:
+        """(status, terminal event type) of the execution row; None when it has no row yet."""
+        row = await self.pool.fetchrow(
+            "SELECT status, last_event_type FROM noetl.execution WHERE execution_id = $1", execution_id
+        )
+        return None if row is None else (str(row[0]), row[1])
