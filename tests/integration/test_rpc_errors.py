@@ -2,8 +2,9 @@
 
 A database that is restarting (its socket gone, a refused or ended session, a pooled connection
 that read the shutdown's FATAL) is 503 `db_unavailable` with `Retry-After: 2`, which callers
-retry, not a 500; a wait that ran out is 503 `timeout`; anything else unexpected stays `Internal`. The servicer here is test
-scaffolding; the host, its interceptor chain and the client's error mapping are the real ones.
+retry, not a 500; a wait that ran out is 503 `timeout`; anything else unexpected stays
+`Internal`. The servicer here is test scaffolding; the host, its interceptor chain and the
+client's error mapping are the real ones.
 """
 
 from __future__ import annotations
