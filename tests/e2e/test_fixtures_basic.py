@@ -36,7 +36,7 @@ async def test_hello_world_completes_with_the_documented_results(
     assert registered["path"] == HELLO_PATH
     run = await finish(gateway, process_mesh.pg_dsn, await execute(gateway, HELLO_PATH))
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert run.detail["path"] == HELLO_PATH
     assert step_result(run.events, "start") == {"status": "initialized"}
     assert step_result(run.events, "test_step") == {"status": "ok", "data": {"message": "Hello World"}}
@@ -88,7 +88,7 @@ async def test_payload_overrides_the_workload(gateway: httpx.AsyncClient, proces
         gateway, process_mesh.pg_dsn, await execute(gateway, HELLO_PATH, {"message": "Bonjour"})
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "test_step") == {"status": "ok", "data": {"message": "Bonjour"}}
     assert step_stdout(run.events, "test_step") == "HELLO_WORLD: Bonjour\n"
 
@@ -100,7 +100,7 @@ async def test_simple_python_completes_with_the_documented_results(
     assert registered["path"] == SIMPLE_PATH
     run = await finish(gateway, process_mesh.pg_dsn, await execute(gateway, SIMPLE_PATH))
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "start") == {
         "status": "ok",
         "message": "Hello from NoETL",

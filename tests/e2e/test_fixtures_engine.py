@@ -46,7 +46,7 @@ def _index(run: FinishedRun, kind: str, step: str) -> int:
 async def test_args_passing(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     run = await _run(gateway, process_mesh, "playbooks/test_args_passing.yaml", "tests/test_args_passing")
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "start") == {"init": {"status": "initialized"}}
     assert step_result(run.events, "use_vars") == {"compute": {"status": "success", "result": 300}}
     assert step_stdout(run.events, "use_vars") == "test_var=100, computed=200, result=300\n"
@@ -58,7 +58,7 @@ async def test_end_with_action(gateway: httpx.AsyncClient, process_mesh: Process
         gateway, process_mesh, "playbooks/test_end_with_action.yaml", "tests/control-flow/end_with_action"
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "process_data") == {
         "process": {
             "status": "success",
@@ -81,7 +81,7 @@ CONTROL_FLOW_PATH = "fixtures/playbooks/control_flow_workbook"
 async def test_control_flow_workbook_hot_route(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     run = await _run(gateway, process_mesh, CONTROL_FLOW, CONTROL_FLOW_PATH)
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "eval_flag") == {"is_hot": True, "message": "hot"}
     assert step_result(run.events, "hot_path") == {"status": "routing_to_parallel"}
     assert step_result(run.events, "hot_task_a") == {"who": "A"}
@@ -100,7 +100,7 @@ async def test_control_flow_workbook_cold_route(
 ) -> None:
     run = await _run(gateway, process_mesh, CONTROL_FLOW, CONTROL_FLOW_PATH, {"temperature_c": 10})
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "eval_flag") == {"is_hot": False, "message": "cold"}
     assert step_result(run.events, "cold_path") == {"status": "routing_to_cold"}
     assert step_result(run.events, "cold_task") == {"who": "C"}
@@ -117,7 +117,7 @@ async def test_fanout_reduce_phase6(gateway: httpx.AsyncClient, process_mesh: Pr
         "tests/fixtures/fanout_reduce_phase6",
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "start") == {"status": "ok"}
     assert step_result(run.events, "normalize_customer") == {"normalized": True}
     assert step_result(run.events, "enrich_customer") == {"enriched": True}
@@ -132,7 +132,7 @@ async def test_fanout_reduce_phase6(gateway: httpx.AsyncClient, process_mesh: Pr
 async def test_vars_simple(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     run = await _run(gateway, process_mesh, "playbooks/vars_test/test_vars_simple.yaml", "test/vars_simple")
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "start") == {"start_task": {"status": "initialized"}}
     set_var = step_result(run.events, "set_var")
     assert set_var["set_vars"] == {

@@ -73,7 +73,7 @@ async def test_pagination_basic(
         {"api_url": url},
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "reset_probe_stats") == {
         "status": "reset",
         "started": 0,
@@ -115,7 +115,7 @@ async def test_pagination_offset(
         {"api_url": url},
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     pages = _results(run, "fetch_page")
     assert [p["body"]["offset"] for p in pages] == [0, 10, 20, 30]
     assert [p["body"]["limit"] for p in pages] == [10, 10, 10, 10]
@@ -147,7 +147,7 @@ async def test_pipeline_simple(
         {"api_url": url},
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "start") == {"status": "starting task sequence test"}
     pipeline = step_result(run.events, "run_pipeline")
     assert pipeline["fetch"]["status_code"] == 200
@@ -172,7 +172,7 @@ async def test_duckdb(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> 
     """The tool's part: 3 statements in one in-memory database, the last SELECT's rows (§9.6)."""
     run = await _run(gateway, process_mesh, "playbooks/duckdb_test.yaml", "test/duckdb")
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "start") == {
         "run_query": {"columns": ["name", "age"], "rows": DUCKDB_ROWS, "row_count": 2}
     }
@@ -181,7 +181,7 @@ async def test_duckdb(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> 
 async def test_duckdb_rows_handed_on_as_in_c6(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     run = await _run(gateway, process_mesh, "playbooks/duckdb_test.yaml", "test/duckdb")
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "process") == {
         "process_results": {"status": "success", "total_users": 2, "average_age": 32.5, "users": DUCKDB_ROWS}
     }
@@ -194,7 +194,7 @@ async def test_duckdb_rows_handed_on_as_in_c6(gateway: httpx.AsyncClient, proces
 async def test_user_profile_scorer_standalone(gateway: httpx.AsyncClient, process_mesh: ProcessMesh) -> None:
     run = await _run(gateway, process_mesh, "playbooks/playbook_composition/user_profile_scorer.yaml", SCORER)
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     assert step_result(run.events, "finalize_result") == {
         "user_name": "TestUser",
         "profile_score": 15.8,
@@ -217,7 +217,7 @@ async def test_playbook_composition(
         seconds=180.0,
     )
 
-    assert run.status == "COMPLETED"
+    assert run.status == "COMPLETED", run.failures
     parent = int(run.execution_id)
     async with database(process_mesh.pg_dsn) as conn:
         rows = await conn.fetch(

@@ -194,8 +194,7 @@ async def all_complete(stack: Stack, execution_ids: list[str]) -> None:
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{await state_of(info.pg_dsn, execution_id)}") from None
             run = await finish(http, info.pg_dsn, execution_id)
-            failures = [(e.event_type, e.node_name, e.error) for e in run.log if e.error]
-            assert run.status == "COMPLETED", (execution_id, run.detail.get("error"), failures)
+            assert run.status == "COMPLETED", (execution_id, run.detail.get("error"), run.failures)
             total = [e for e in run.log if e.event_type == "call.done" and e.node_name == "total"]
             assert total, execution_id
             data = total[-1].context["result"]["context"]["data"]

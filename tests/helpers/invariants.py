@@ -48,6 +48,11 @@ class FinishedRun:
         status: str = self.detail["status"]
         return status
 
+    @property
+    def failures(self) -> list[tuple[str, str | None, str]]:
+        """(event_type, node_name, error) of each logged event that carries an error: why it failed."""
+        return [(e.event_type, e.node_name, e.error) for e in self.log if e.error]
+
     def types(self) -> list[tuple[str, str | None]]:
         """(event_type, node_name) in order, heartbeats left out."""
         return [
