@@ -3,11 +3,14 @@
 `NOETL_FAILPOINTS="name=action[@hit],..."` arms points at start-up; `action` is `exit` (the
 process dies at once, as a SIGKILL would leave it: no cleanup, no flush) or `raise` (the code
 path fails with `FailpointError`). `@hit` fires on that hit of the point (default the first).
+In-process tests can also `arm()` a point reached by `await pause()` with `hold`: that task then
+waits there until `release()`, so a test can act inside a window deterministically.
 Unset, `hit()` is a dictionary look-up on an empty dict. Never set in production.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -32,6 +35,7 @@ class _Armed:
 
 
 _armed: dict[str, _Armed] = {}
+_gates: dict[str, asyncio.Event] = {}
 
 
 def arm(spec: str) -> None:
@@ -39,8 +43,8 @@ def arm(spec: str) -> None:
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         name, _, rest = entry.partition("=")
         action, _, at = rest.partition("@")
-        if not name or action not in ("exit", "raise") or (at and not at.isdigit()):
-            raise ValueError(f"malformed failpoint {entry!r}: expected name=exit|raise[@N]")
+        if not name or action not in ("exit", "raise", "hold") or (at and not at.isdigit()):
+            raise ValueError(f"malformed failpoint {entry!r}: expected name=exit|raise|hold[@N]")
         _armed[name] = _Armed(action, int(at or 1))
 
 
@@ -57,17 +61,44 @@ def armed(name: str) -> bool:
 
 
 def hit(name: str) -> None:
-    point = _armed.get(name)
-    if point is None:
-        return
-    point.seen += 1
-    if point.seen != point.at:
-        return
-    if point.action == "exit":
-        print(f"failpoint {name}: exiting", file=sys.stderr, flush=True)
-        os._exit(EXIT_CODE)
-    raise FailpointError(f"failpoint {name}")
+    """A point in synchronous code: `hold` cannot wait here and is ignored."""
+    if _fires(name) in ("exit", "raise"):
+        _act(name)
+
+
+async def pause(name: str) -> None:
+    """A point in a coroutine: as `hit`, and armed with `hold` it waits for `release(name)`."""
+    action = _fires(name)
+    if action == "hold":
+        log.warning("failpoint %s: holding", name)
+        await _gates.setdefault(name, asyncio.Event()).wait()
+    elif action is not None:
+        _act(name)
+
+
+def release(name: str) -> None:
+    """Lets every task held at `name` go on, and any that reaches it later pass at once."""
+    _gates.setdefault(name, asyncio.Event()).set()
 
 
 def disarm() -> None:
     _armed.clear()
+    for gate in _gates.values():
+        gate.set()  # nothing stays held by a point that is no longer armed
+    _gates.clear()
+
+
+def _fires(name: str) -> str | None:
+    """The action of this hit of `name`, or None when it does not fire."""
+    point = _armed.get(name)
+    if point is None:
+        return None
+    point.seen += 1
+    return point.action if point.seen == point.at else None
+
+
+def _act(name: str) -> None:
+    if _armed[name].action == "exit":
+        print(f"failpoint {name}: exiting", file=sys.stderr, flush=True)
+        os._exit(EXIT_CODE)
+    raise FailpointError(f"failpoint {name}")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import grpc
 import orjson
 import pytest
 from noetl.v1 import events_pb2, execution_pb2
 
+from kernel import failpoints
 from tests.helpers.playbooks import Started, register_noop, start_noop
 from tests.helpers.rpc import failure_of
 from tests.helpers.services import CLAIM_RETRY_AFTER_SECONDS, Mesh
+from tests.helpers.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +224,64 @@ async def test_a_claim_meeting_another_in_progress_is_told_to_retry(
     assert failure.detail == {"code": "active_claim", "message": "Command is being claimed"}
     assert failure.retry_after == str(CLAIM_RETRY_AFTER_SECONDS)
     assert (await command_row(db, started, "status"))["status"] == "PENDING"
+
+
+async def test_a_claim_ahead_of_its_row_goes_on_once_the_rows_are_written(
+    mesh: Mesh, db: asyncpg.Connection, playbook: str
+) -> None:
+    """The relay publishes a command when its event commits, so a worker can claim it before the
+    pass has written its row. The claim waits for the rows, not for the rest of the pass (nor for
+    what queues after it on the execution): otherwise the first command of a fan-out, the one most
+    likely to be early, would start after its siblings had run."""
+    failpoints.arm("orchestrator.after_append=hold,orchestrator.after_rows=hold")
+    start = asyncio.ensure_future(mesh.execution.Start(execution_pb2.StartRequest(path=playbook), timeout=30))
+    claim: asyncio.Future[execution_pb2.ClaimResponse] | None = None
+    try:
+
+        async def rowless_command() -> asyncpg.Record | None:
+            row: asyncpg.Record | None = await db.fetchrow(
+                "SELECT e.execution_id, e.event_id, e.command_id FROM noetl.event e "
+                "WHERE e.event_type = 'command.issued' AND NOT EXISTS (SELECT 1 FROM noetl.command c "
+                "WHERE c.execution_id = e.execution_id AND c.command_id = e.command_id) "
+                "ORDER BY e.event_id DESC LIMIT 1"
+            )
+            return row
+
+        issued = await wait_for(rowless_command, what="a command issued, its row not yet written")
+        claim = asyncio.ensure_future(
+            mesh.commands.Claim(
+                execution_pb2.ClaimRequest(
+                    event_id=issued["event_id"],
+                    execution_id=issued["execution_id"],
+                    command_id=issued["command_id"],
+                    worker_id="worker-early",
+                    start=True,
+                ),
+                timeout=30,
+            )
+        )
+        await asyncio.sleep(0.3)  # it has looked for the row, found none, and waits
+        assert not claim.done()
+
+        failpoints.release("orchestrator.after_append")  # the rows are written; the pass holds on
+
+        async def claimed() -> str | None:
+            worker: str | None = await db.fetchval(
+                "SELECT worker_id FROM noetl.command WHERE execution_id = $1 AND command_id = $2 "
+                "AND status = 'RUNNING'",
+                issued["execution_id"],
+                issued["command_id"],
+            )
+            return worker
+
+        assert await wait_for(claimed, what="the claim to take the command while the pass holds") == (
+            "worker-early"
+        )
+        assert not start.done()
+        failpoints.release("orchestrator.after_rows")
+        answer = await claim
+        assert answer.command.command_id == issued["command_id"] and answer.claim_event_id != 0
+        assert (await start).execution_id == issued["execution_id"]
+    finally:
+        failpoints.disarm()
+        await asyncio.gather(start, *([claim] if claim else []), return_exceptions=True)

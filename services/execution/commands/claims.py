@@ -67,8 +67,8 @@ class Claims:
         """Raises NotFound for an unknown command event id."""
         row = await self._store.command_by_event(event_id, execution_id)
         if row is None and execution_id is not None:
-            # The pass that issued it may still be writing its rows: wait for it once.
-            await self._orchestrator.barrier(execution_id)
+            # The pass that issued it may still be writing its rows: wait for those once.
+            await self._orchestrator.rows_written(execution_id)
             row = await self._store.command_by_event(event_id, execution_id)
             if row is None and await self._projector.heal_command(execution_id, event_id):
                 # Issued in the log, but its row was never written (a crash or a lost connection

@@ -113,6 +113,10 @@ class Tracked:
     # deciding without them would issue their commands again under new ids. The next pass reads
     # the log first.
     unsure: bool = False
+    # Done once the pass persisting now has written its command rows (or given up): a claim that
+    # arrived ahead of its row waits for this, not for the rest of the pass and what queues after
+    # it on `lock`; otherwise the first command of a fan-out would start after its siblings.
+    rows: asyncio.Future[None] | None = None
 
     @property
     def last_event_id(self) -> int | None:
@@ -304,6 +308,12 @@ class Orchestrator:
         payload["event_id"] = event_id
         return Notification(subject=command_subject(tracked.pool, execution_id), payload=payload)
 
+    async def rows_written(self, execution_id: int) -> None:
+        """Waits until the pass persisting now, if any, has written its command rows."""
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None and tracked.rows is not None:
+            await asyncio.shield(tracked.rows)
+
     async def barrier(self, execution_id: int) -> None:
         """Waits for a pass of the execution that is persisting right now (claims use it)."""
         tracked = self._tracked.get(execution_id)
@@ -336,6 +346,30 @@ class Orchestrator:
         return tracked
 
     async def _persist(self, tracked: Tracked, decision: Decision, *, require_open: bool) -> int:
+        rows = tracked.rows = asyncio.get_running_loop().create_future()
+        try:
+            appended = await self._write(tracked, decision, require_open=require_open)
+        finally:
+            rows.set_result(None)
+        if appended is None:
+            await self._sync(tracked)
+            return 0
+        await failpoints.pause("orchestrator.after_rows")
+        ids = appended.event_ids
+        if decision.terminal is not None:
+            failpoints.hit("orchestrator.before_terminal_projection")
+            last = decision.events[-1]
+            await self._store.finish(
+                tracked.execution_id, decision.terminal, last.error, ids[-1], last.event_type
+            )
+        self._projector.written(ids)
+        if not self._continue(tracked, appended):
+            await self._sync(tracked)
+        return len(decision.commands)
+
+    async def _write(self, tracked: Tracked, decision: Decision, *, require_open: bool) -> Appended | None:
+        """The pass's events, then what a claim of its commands needs: the execution row (at the
+        start) and the command rows. None when the run closed before the append."""
         notifications = {
             command.event_index: Notification(
                 subject=command_subject(tracked.pool, tracked.execution_id),
@@ -355,12 +389,11 @@ class Orchestrator:
         except FailedPrecondition:
             # Cancelled or finalized between the fold and the append: nothing more to decide.
             DRIVES.labels("closed").inc()
-            await self._sync(tracked)
-            return 0
+            return None
         except BaseException:
             tracked.unsure = True
             raise
-        failpoints.hit("orchestrator.after_append")
+        await failpoints.pause("orchestrator.after_append")
         ids = appended.event_ids
         if tracked.state is None:
             failpoints.hit("orchestrator.start.after_append")
@@ -386,16 +419,7 @@ class Orchestrator:
         await self._commands.ensure_commands(
             tracked.execution_id, tracked.entry.catalog_id, tracked.parent_execution_id, rows
         )
-        if decision.terminal is not None:
-            failpoints.hit("orchestrator.before_terminal_projection")
-            last = decision.events[-1]
-            await self._store.finish(
-                tracked.execution_id, decision.terminal, last.error, ids[-1], last.event_type
-            )
-        self._projector.written(ids)
-        if not self._continue(tracked, appended):
-            await self._sync(tracked)
-        return len(rows)
+        return appended
 
     async def absorb(self, execution_id: int, appended: Appended) -> None:
         """Folds events written outside a pass (a claim; a `call.done` the feed brings without its
