@@ -315,7 +315,7 @@ class Orchestrator:
             await asyncio.shield(tracked.rows)
 
     async def barrier(self, execution_id: int) -> None:
-        """Waits for a pass of the execution that is persisting right now (claims use it)."""
+        """Waits for a pass of the execution that is persisting right now (the event feed uses it)."""
         tracked = self._tracked.get(execution_id)
         if tracked is not None:
             async with tracked.lock:
