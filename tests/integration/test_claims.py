@@ -233,6 +233,7 @@ async def test_a_claim_ahead_of_its_row_goes_on_once_the_rows_are_written(
     pass has written its row. The claim waits for the rows, not for the rest of the pass (nor for
     what queues after it on the execution): otherwise the first command of a fan-out, the one most
     likely to be early, would start after its siblings had run."""
+    before = await db.fetchval("SELECT coalesce(max(event_id), 0) FROM noetl.event")
     failpoints.arm("orchestrator.after_append=hold,orchestrator.after_rows=hold")
     start = asyncio.ensure_future(mesh.execution.Start(execution_pb2.StartRequest(path=playbook), timeout=30))
     claim: asyncio.Future[execution_pb2.ClaimResponse] | None = None
@@ -241,9 +242,10 @@ async def test_a_claim_ahead_of_its_row_goes_on_once_the_rows_are_written(
         async def rowless_command() -> asyncpg.Record | None:
             row: asyncpg.Record | None = await db.fetchrow(
                 "SELECT e.execution_id, e.event_id, e.command_id FROM noetl.event e "
-                "WHERE e.event_type = 'command.issued' AND NOT EXISTS (SELECT 1 FROM noetl.command c "
-                "WHERE c.execution_id = e.execution_id AND c.command_id = e.command_id) "
-                "ORDER BY e.event_id DESC LIMIT 1"
+                "WHERE e.event_type = 'command.issued' AND e.event_id > $1 AND NOT EXISTS (SELECT 1 "
+                "FROM noetl.command c WHERE c.execution_id = e.execution_id AND c.command_id = e.command_id) "
+                "ORDER BY e.event_id DESC LIMIT 1",
+                before,
             )
             return row
 
