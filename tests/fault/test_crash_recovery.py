@@ -230,6 +230,20 @@ async def test_runs_finish_through_a_sigkill(stack: Stack, service: str) -> None
     await exercise(stack, f"kill_{service}", fault)
     restarted = [p for p in info_of(stack).processes if p.name == service]
     assert restarted[0].restarts >= 1, "the supervisor should have started it again"
+    # The runs may finish before the gateway's channel to a restarted service has reconnected
+    # (its backoff is at most 2 s, kernel/grpc_client.py); until then such calls answer 503.
+    # The case ends when the gateway serves them again, so the next one starts on a whole mesh.
+    await wait_for(lambda: gateway_serves(stack), what="the gateway to serve again", within=15.0)
+
+
+async def gateway_serves(stack: Stack) -> bool:
+    """A catalog write and an execution read through the gateway both answer 200."""
+    async with httpx.AsyncClient(base_url=info_of(stack).gateway_url, timeout=10.0) as http:
+        registered = await http.post(
+            "/api/catalog/register", json={"content": PLAYBOOK.format(tag="serving", retry=RETRY)}
+        )
+        listed = await http.get("/api/executions", params={"page_size": 1})
+    return registered.status_code == listed.status_code == 200
 
 
 @contextlib.contextmanager
