@@ -62,8 +62,9 @@ def armed(name: str) -> bool:
 
 def hit(name: str) -> None:
     """A point in synchronous code: `hold` cannot wait here and is ignored."""
-    if _fires(name) in ("exit", "raise"):
-        _act(name)
+    action = _fires(name)
+    if action in ("exit", "raise"):
+        _act(name, action)
 
 
 async def pause(name: str) -> None:
@@ -73,7 +74,7 @@ async def pause(name: str) -> None:
         log.warning("failpoint %s: holding", name)
         await _gates.setdefault(name, asyncio.Event()).wait()
     elif action is not None:
-        _act(name)
+        _act(name, action)
 
 
 def release(name: str) -> None:
@@ -97,8 +98,8 @@ def _fires(name: str) -> str | None:
     return point.action if point.seen == point.at else None
 
 
-def _act(name: str) -> None:
-    if _armed[name].action == "exit":
+def _act(name: str, action: str) -> None:
+    if action == "exit":
         print(f"failpoint {name}: exiting", file=sys.stderr, flush=True)
         os._exit(EXIT_CODE)
     raise FailpointError(f"failpoint {name}")
