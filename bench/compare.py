@@ -219,6 +219,8 @@ def describe(mesh: Side, other: Side, roots: Mapping[str, int]) -> list[str]:
     # Whatever else ran while the mesh was measured (the other server's leftovers among it).
     others = [f"{r.pct(r.other):.0f}%" for r in mesh.concurrent_cpu + mesh.ingest_cpu]
     lines.append(f"everything else during the mesh's concurrent chains, then its ingest: {others}")
+    stolen = [f"{r.pct(r.stolen):.0f}%" for r in mesh.concurrent_cpu + mesh.ingest_cpu]
+    lines.append(f"hypervisor steal during the mesh's concurrent chains, then its ingest: {stolen}")
     rss = [f"{name} {_rss_mb(pid):.0f}" for name, pid in sorted(roots.items())]
     lines.append(f"mesh RSS after the runs, MB (each component's main process): {', '.join(rss)}")
     return lines

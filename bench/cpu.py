@@ -41,12 +41,18 @@ def _read_procs() -> dict[int, _Proc]:
     return table
 
 
-def _machine_busy() -> tuple[float, float]:
-    """(busy seconds, total seconds) summed over all cores, from the first line of /proc/stat."""
+def _machine_times() -> tuple[float, float, float]:
+    """(busy, stolen, total) seconds summed over all cores, from the first line of /proc/stat.
+
+    Stolen time (steal) is time a core of this virtual machine was ready to run but the
+    hypervisor ran something else: no process here did that work, so it is not busy time. It is
+    reported on its own because it is what makes the same work cost more CPU from one sitting to
+    the next (a guest whose cores are shared runs slower while it does run)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    stolen = fields[7] if len(fields) > 7 else 0
     total = sum(fields[:8])  # guest time is already inside user
-    return (total - idle) / CLK_TCK, total / CLK_TCK
+    return (total - idle - stolen) / CLK_TCK, stolen / CLK_TCK, total / CLK_TCK
 
 
 async def wait_quiet(busy_below: float, within: float, window: float = 1.0) -> float:
@@ -54,11 +60,13 @@ async def wait_quiet(busy_below: float, within: float, window: float = 1.0) -> f
     `window`, for at most `within` seconds; returns the seconds waited."""
     started = time.monotonic()
     while True:
-        busy0, total0 = _machine_busy()
+        busy0, stolen0, total0 = _machine_times()
         await asyncio.sleep(window)
-        busy1, total1 = _machine_busy()
+        busy1, stolen1, total1 = _machine_times()
         waited = time.monotonic() - started
-        if total1 <= total0 or (busy1 - busy0) / (total1 - total0) < busy_below or waited >= within:
+        # A core the hypervisor keeps taking is no quieter than one another process keeps busy.
+        taken = busy1 - busy0 + stolen1 - stolen0
+        if total1 <= total0 or taken / (total1 - total0) < busy_below or waited >= within:
             return waited
 
 
@@ -67,7 +75,8 @@ class CpuReport:
     wall: float
     by_component: dict[str, float]  # CPU seconds
     bench: float
-    machine_busy: float
+    machine_busy: float  # CPU seconds some process of this machine ran, summed over cores
+    stolen: float  # seconds the hypervisor kept a core of this machine from running (steal)
 
     @property
     def mesh_total(self) -> float:
@@ -97,7 +106,7 @@ class CpuReport:
             mesh,
             f"  load generator (this process) {self.pct(self.bench):.0f}%, "
             f"everything else on the machine {self.pct(self.other):.0f}%, "
-            f"machine busy {self.pct(self.machine_busy):.0f}%",
+            f"machine busy {self.pct(self.machine_busy):.0f}%, hypervisor steal {self.pct(self.stolen):.0f}%",
         ]
 
 
@@ -110,6 +119,7 @@ class CpuMeter:
         self._t0 = 0.0
         self._self0 = 0.0
         self._busy0 = 0.0
+        self._stolen0 = 0.0
 
     def _snapshot(self) -> dict[int, tuple[str, float]]:
         table = _read_procs()
@@ -142,18 +152,24 @@ class CpuMeter:
         self._start = self._snapshot()
         self._t0 = time.perf_counter()
         self._self0 = time.process_time()
-        self._busy0 = _machine_busy()[0]
+        self._busy0, self._stolen0, _ = _machine_times()
 
     def stop(self) -> CpuReport:
         end = self._snapshot()
         wall = time.perf_counter() - self._t0
         bench = time.process_time() - self._self0
-        busy = _machine_busy()[0] - self._busy0
+        busy, stolen, _ = _machine_times()
         by: dict[str, float] = {name: 0.0 for name in self._roots.values()}
         for pid, (name, cpu) in end.items():
             before = self._start.get(pid)
             by[name] += cpu - (before[1] if before is not None and before[0] == name else 0.0)
-        return CpuReport(wall=wall, by_component=by, bench=bench, machine_busy=busy)
+        return CpuReport(
+            wall=wall,
+            by_component=by,
+            bench=bench,
+            machine_busy=busy - self._busy0,
+            stolen=stolen - self._stolen0,
+        )
 
 
 def mesh_roots(run_dir: Path, processes: Mapping[str, int]) -> dict[str, int]:
