@@ -269,16 +269,14 @@ class EmbeddedPostgres:
     def _run(self, account: _Account | None, program: str, args: list[str], stdin: str = "") -> None:
         # Output goes to a file, not a pipe: pg_ctl's server child inherits the descriptors and
         # would hold a pipe open for its whole life.
+        command = [str(self._bin / program), *args]
         with tempfile.TemporaryFile() as output:
             result = subprocess.run(
-                [str(self._bin / program), *args],
+                command if account is None else _as_account(account, command),
                 input=stdin.encode(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
-                user=account.uid if account else None,
-                group=account.gid if account else None,
-                extra_groups=[] if account else None,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
                 check=False,
             )
@@ -424,6 +422,26 @@ def _postgres_account() -> _Account | None:
                 f"with useradd failed: {result.stderr.strip()}"
             ) from None
     return _Account(entry.pw_uid, entry.pw_gid)
+
+
+# Drops to the account, then becomes the command: run by a fresh interpreter (isolated, no site).
+_DROP_AND_EXEC = (
+    "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
+
+
+def _as_account(account: _Account, command: list[str]) -> list[str]:
+    """`command` to be run as `account`, without this process forking to switch users.
+
+    `subprocess` switches users in a `fork()`ed child, and `fork()` runs gRPC's fork handlers
+    in that child: in a process with gRPC threads at work (the supervisor after its health
+    probes, a test session) the child then sometimes died before `exec` (SIGABRT or SIGBUS,
+    "epoll_wait error: Bad file descriptor"; about 1 in 200 tries), and the stop or start of
+    Postgres with it. Without the user switch `subprocess` uses `vfork()`, which runs no fork
+    handlers, and the new interpreter switches users itself.
+    """
+    return [sys.executable, "-I", "-S", "-c", _DROP_AND_EXEC, str(account.uid), str(account.gid), *command]
 
 
 def _grant_traverse(path: Path) -> None:
