@@ -46,8 +46,8 @@ def _machine_times() -> tuple[float, float, float]:
 
     Stolen time (steal) is time a core of this virtual machine was ready to run but the
     hypervisor ran something else: no process here did that work, so it is not busy time. It is
-    reported on its own because it is what makes the same work cost more CPU from one sitting to
-    the next (a guest whose cores are shared runs slower while it does run)."""
+    reported on its own as one visible reason a sitting runs slower than the last (not the only
+    one: a guest whose cores are shared can also run slower while it does run, unseen here)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     stolen = fields[7] if len(fields) > 7 else 0
