@@ -298,7 +298,8 @@ class EmbeddedNats:
         log_path: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """Port 0 lets the server pick a free port itself and report it in its ports file."""
+        """Port 0: a free port (`procs.free_ports`) is chosen at each start; the server reports
+        the ports it listens on in its ports file."""
         self.root = root
         self.log_path = log_path or root / "nats.log"
         self._port = port
@@ -365,13 +366,15 @@ class EmbeddedNats:
     def _spawn(self) -> int:
         for stale in self.root.glob("*.ports"):
             stale.unlink()
-        # nats-server spells "pick a free port" as -1.
+        # Chosen here, not by nats-server: a restart binds the same port again, and only
+        # `free_ports` keeps a port out of reach of outgoing connections meanwhile.
+        picked = procs.free_ports(2)
         args = [
             str(nats_server_binary()),
             "-js",
             "-a", "127.0.0.1",
-            "-p", str(self._port or -1),
-            "-m", str(self._monitor_port or -1),
+            "-p", str(self._port or picked[0]),
+            "-m", str(self._monitor_port or picked[1]),
             "-sd", str(self.root),
             "-P", str(self._pid_file),
             "--ports_file_dir", str(self.root),

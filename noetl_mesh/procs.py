@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -17,6 +18,10 @@ import urllib.request
 from pathlib import Path
 
 _POLL = 0.05
+# The lowest port `free_ports` picks: above the registered ports services are commonly given.
+_FIRST_PICKED_PORT = 20000
+# Its own source: a test that seeds `random` must not make two processes pick the same ports.
+_CHOOSER = random.SystemRandom()
 
 
 def start_ticks(pid: int) -> int | None:
@@ -70,15 +75,52 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports that are free on 127.0.0.1 right now.
+    """`count` distinct TCP ports that are free on 127.0.0.1 right now, outside the kernel's
+    ephemeral range when that leaves room.
 
-    All sockets stay bound until every port is chosen, so the kernel cannot hand out one twice.
+    A port is chosen here and bound later by the process it is given to (and bound again by
+    each restart of it). A port of the ephemeral range can be taken in between by any outgoing
+    connection, which the kernel gives a local port of that range: the process then fails with
+    "Address already in use". Below or above the range only an explicit bind can take it.
+    All sockets stay bound until every port is chosen, so none is handed out twice.
     """
+    low, high = _ephemeral_range()
+    spans = [
+        (first, last)
+        for first, last in ((_FIRST_PICKED_PORT, low - 1), (high + 1, 65535))
+        if last - first >= 1000
+    ]
+    sizes = [last - first for first, last in spans]
     with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
+        ports: list[int] = []
+        tries = 0
+        while len(ports) < count and spans and tries < 50 * count:
+            tries += 1
+            first, last = _CHOOSER.choices(spans, weights=sizes)[0]
+            port = _CHOOSER.randint(first, last)
+            if port in ports:
+                continue
+            sock = stack.enter_context(socket.socket())
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+        # No room outside the range (or it is crowded): the kernel's choice, as a last resort.
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket())
             sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The local ports the kernel gives outgoing connections (Linux's default when unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

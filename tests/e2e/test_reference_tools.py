@@ -6,7 +6,6 @@ read per statement. docs/compatibility.md lists them.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from noetl_mesh import procs
 from tests.helpers.invariants import run_playbook
 from tests.helpers.mesh import ProcessMesh, pg_credential, step_result
 from tests.helpers.mock_api import MockApi, running_mock_api
@@ -84,7 +84,7 @@ async def test_policy_rules_see_error_kinds_like_the_reference(
     codes = [429, 503, 401, 403, 404, 400]
     targets: list[dict[str, Any]] = [{"url": f"{url}/api/v1/status/{code}", "timeout": 5} for code in codes]
     targets.append({"url": f"{url}/api/v1/concurrency/probe?delay_seconds=3", "timeout": 0.5})
-    targets.append({"url": f"http://127.0.0.1:{_closed_port()}/nothing", "timeout": 5})
+    targets.append({"url": f"http://127.0.0.1:{procs.free_ports(1)[0]}/nothing", "timeout": 5})
     run = await run_playbook(
         gateway, process_mesh.pg_dsn, ERROR_KINDS, {"api_url": url, "targets": targets}, seconds=60.0
     )
@@ -179,11 +179,3 @@ async def test_credential_is_an_alias_of_auth_and_statements_read_one_by_one(
         "last": [{"id": 1, "name": "one"}, {"id": 2, "name": "TWO"}, {"id": 3, "name": "THREE"}],
         "statements": 5,
     }
-
-
-def _closed_port() -> int:
-    """A local port nothing listens on: bound for a moment, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

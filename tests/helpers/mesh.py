@@ -27,6 +27,7 @@ from kernel.sharding import shard_for
 from language.statuses import TERMINAL_STATUSES
 from noetl_mesh.config import Ports, StackConfig
 from noetl_mesh.credentials import AUTH_DIR, MeshCredentials
+from noetl_mesh.errors import StartError
 from noetl_mesh.stack import Stack, shard_databases
 from noetl_mesh.state import StackInfo
 from tests.helpers import infra
@@ -110,7 +111,11 @@ async def running_process_mesh(
     )
     stack = Stack(config)
     try:
-        info = await asyncio.to_thread(stack.up)
+        try:
+            info = await asyncio.to_thread(stack.up)
+        except StartError as exc:
+            # pytest prints the message only; the process's last lines say why it stopped.
+            raise AssertionError(f"{exc}\n--- last lines of the {exc.name} log ---\n{exc.log_tail}") from exc
         yield ProcessMesh(info, stack)
     finally:
         await asyncio.to_thread(stack.down)

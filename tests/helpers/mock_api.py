@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 import threading
 import time
@@ -35,6 +34,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from noetl_mesh import procs
 
 TOTAL_ITEMS = 35
 DEFAULT_PAGE_SIZE = 10
@@ -265,19 +266,12 @@ class MockApi:
         return JSONResponse({"status_code": code}, status_code=code)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def running_mock_api(port: int = 0) -> Iterator[tuple[str, MockApi]]:
     """Serves the mock on 127.0.0.1 in a background thread; yields its base URL and the app state."""
     api = MockApi()
     config = uvicorn.Config(
-        api.app, host="127.0.0.1", port=port or _free_port(), log_level="warning", lifespan="off"
+        api.app, host="127.0.0.1", port=port or procs.free_ports(1)[0], log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="mock-api", daemon=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from kernel.grpc_server import GrpcHost
 from kernel.mesh_auth import MTLS, MeshAuth
 from kernel.mesh_guard import ServerAuth
 from kernel.migrate import migrate
+from noetl_mesh import procs
 from services.outbox.api import OutboxApi
 from services.outbox.service import Outbox
 from services.outbox.store import OutboxStore
@@ -118,7 +118,7 @@ async def served(module_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> A
     root = tmp_path_factory.mktemp("mtls")
     first = Authority.make("noetl-mesh test CA 1")
     server = first.issue(root / "outbox", "outbox")
-    health_port = _free_port()
+    health_port = procs.free_ports(1)[0]
     settings = MeshAuth(
         mode=MTLS,
         identity="outbox",
@@ -142,13 +142,6 @@ async def served(module_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> A
     finally:
         await host.stop()
         await pool.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOCALHOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def pending(auth: MeshAuth, address: str) -> outbox_pb2.PendingCountResponse:

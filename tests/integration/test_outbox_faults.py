@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from kernel import bus
 from kernel.bus import BusSettings, event_subject, execution_events_filter
+from noetl_mesh import procs
 from noetl_mesh.embedded import EmbeddedNats
 from services.outbox.publisher import Publisher
 from tests.helpers.infra import NatsServer
@@ -129,17 +129,11 @@ async def test_a_publisher_killed_mid_batch_loses_nothing_and_duplicates_nothing
     assert set(ids) == {str(600000000000000000 + i) for i in range(total)}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_nats_stopped_and_restarted_mid_run_loses_no_row(outbox: OutboxHarness, tmp_path: Path) -> None:
     total = 20_000
     execution_id = 340000000000000002
     # A NATS of this test's own on a fixed port, so clients reconnect to the same address.
-    server = EmbeddedNats(tmp_path / "nats", port=free_port(), monitor_port=0)
+    server = EmbeddedNats(tmp_path / "nats", port=procs.free_ports(1)[0], monitor_port=0)
     url = await asyncio.to_thread(server.start)
     try:
         settings = BusSettings(url=url, command_stream="FAULT_COMMANDS", event_stream="FAULT_EVENTS")
