@@ -33,9 +33,18 @@ GRPC_DURATION = Histogram(
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Starts the /metrics endpoint in a daemon thread; port 0 disables it."""
+    """Starts the /metrics endpoint in a daemon thread; port 0 disables it.
+
+    Raises:
+        OSError: the address cannot be bound; unlike the library's, the message names it.
+    """
     if port:
-        start_http_server(port, addr=host)
+        try:
+            start_http_server(port, addr=host)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"the metrics endpoint cannot bind {host}:{port}: {exc.strerror}"
+            ) from exc
 
 
 def precreate_grpc_series(service_name: str, methods: Iterable[str]) -> None:

@@ -90,9 +90,8 @@ def port_in_use() -> Iterator[int]:
         held.close()
 
 
-async def test_a_service_that_cannot_bind_exits_promptly_with_the_error(
-    module_dsn: str, nats_server: NatsServer, port_in_use: int
-) -> None:
+async def start_execution(module_dsn: str, nats_server: NatsServer, **ports: str) -> tuple[int, str]:
+    """Runs `python -m services.execution` with these listen settings; its exit code and stderr."""
     bus = unique_bus(nats_server.url, "bindfail")
     env = {
         **os.environ,
@@ -101,8 +100,7 @@ async def test_a_service_that_cannot_bind_exits_promptly_with_the_error(
         "NOETL_NATS_URL": nats_server.url,
         "NATS_STREAM": bus.command_stream,
         "NOETL_EVENT_NATS_STREAM": bus.event_stream,
-        "NOETL_GRPC_LISTEN": f"127.0.0.1:{port_in_use}",
-        "NOETL_METRICS_PORT": "0",
+        **ports,
     }
     # Everything before the bind is opened: the pool, NATS, the event feed, the reaper, the sweeper.
     async with isolated_bus(bus):
@@ -120,6 +118,26 @@ async def test_a_service_that_cannot_bind_exits_promptly_with_the_error(
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-    assert process.returncode == 1, stderr.decode()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+async def test_a_service_that_cannot_bind_exits_promptly_with_the_error(
+    module_dsn: str, nats_server: NatsServer, port_in_use: int
+) -> None:
+    code, stderr = await start_execution(
+        module_dsn, nats_server, NOETL_GRPC_LISTEN=f"127.0.0.1:{port_in_use}", NOETL_METRICS_PORT="0"
+    )
+    assert code == 1, stderr
     # One line says why (grpc's own message for a port in use).
-    assert f"stopped: RuntimeError: Failed to bind to address 127.0.0.1:{port_in_use}" in stderr.decode()
+    assert f"stopped: RuntimeError: Failed to bind to address 127.0.0.1:{port_in_use}" in stderr
+
+
+async def test_a_metrics_port_in_use_is_named_in_the_error(
+    module_dsn: str, nats_server: NatsServer, port_in_use: int
+) -> None:
+    code, stderr = await start_execution(
+        module_dsn, nats_server, NOETL_GRPC_LISTEN="127.0.0.1:0", NOETL_METRICS_PORT=str(port_in_use)
+    )
+    assert code == 1, stderr
+    assert f"the metrics endpoint cannot bind 127.0.0.1:{port_in_use}: Address already in use" in stderr
