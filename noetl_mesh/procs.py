@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 _POLL = 0.05
-# The lowest port `free_ports` picks: above the registered ports services are commonly given.
+# The lowest port `free_ports` picks: clear of the ports servers are usually set to (5432, 8080, 9090...).
 _FIRST_PICKED_PORT = 20000
 # Its own source: a test that seeds `random` must not make two processes pick the same ports.
 _CHOOSER = random.SystemRandom()
