@@ -368,13 +368,13 @@ class EmbeddedNats:
             stale.unlink()
         # Chosen here, not by nats-server: a restart binds the same port again, and only
         # `free_ports` keeps a port out of reach of outgoing connections meanwhile.
-        picked = procs.free_ports(2)
+        picked = iter(procs.free_ports([self._port, self._monitor_port].count(0)))
         args = [
             str(nats_server_binary()),
             "-js",
             "-a", "127.0.0.1",
-            "-p", str(self._port or picked[0]),
-            "-m", str(self._monitor_port or picked[1]),
+            "-p", str(self._port or next(picked)),
+            "-m", str(self._monitor_port or next(picked)),
             "-sd", str(self.root),
             "-P", str(self._pid_file),
             "--ports_file_dir", str(self.root),
